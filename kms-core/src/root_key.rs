@@ -32,7 +32,7 @@ impl RootKey {
     /// Errors: `InternalFailure` when the OS random source fails.
     pub fn generate() -> Result<Self, KmsError> {
         let mut bytes = Zeroizing::new([0u8; ROOT_KEY_LEN]);
-        crate::crypto::RandomSource::fill(&crate::crypto::OsRandom, &mut bytes[..]?;
+        crate::crypto::RandomSource::fill(&crate::crypto::OsRandom, &mut bytes[..])?;
         Ok(Self(bytes))
     }
 
