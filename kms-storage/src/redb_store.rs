@@ -1,0 +1,206 @@
+//! An embedded backend on redb: one crash-safe file, copy-on-write B-trees, fsync per commit.
+
+use std::fmt;
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+
+use kms_core::{Batch, Entry, Op, Storage, StorageError};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+
+use crate::precondition;
+
+/// Records: key → 8-byte big-endian revision followed by the value bytes.
+const RECORDS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("records");
+/// Store metadata; holds the revision counter under [`REVISION`].
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// The last revision handed out (absent before the first put).
+const REVISION: &str = "revision";
+/// Length of the revision prefix of a stored record.
+const REVISION_LEN: usize = 8;
+
+/// A store in one redb file.
+///
+/// Every `commit` is one write transaction with [`Durability::Immediate`]: when it returns `Ok`
+/// the batch is on disk, and a crash at any point leaves either the whole batch or none of it.
+/// Reads run in read transactions and see a consistent snapshot without blocking the writer.
+/// Writers are serialized by redb; the handle is `Send + Sync` and meant to be shared (for
+/// example in an `Arc`).
+pub struct RedbStorage {
+    db: Database,
+    path: PathBuf,
+}
+
+impl RedbStorage {
+    /// Opens the store at `path`, creating the file and its tables if they do not exist.
+    ///
+    /// Errors: [`StorageError::Backend`] when the file cannot be opened or created, is not a
+    /// redb database, or is already open (in this or another process).
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StorageError> {
+        let path = path.as_ref().to_path_buf();
+        let db = Database::create(&path)
+            .map_err(|e| StorageError::Backend(format!("open {}: {e}", path.display())))?;
+        // Create both tables now so that read transactions can always open them.
+        let txn = db.begin_write().map_err(backend)?;
+        {
+            txn.open_table(RECORDS).map_err(backend)?;
+            txn.open_table(META).map_err(backend)?;
+        }
+        txn.commit().map_err(backend)?;
+        Ok(Self { db, path })
+    }
+
+    /// The path of the database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl fmt::Debug for RedbStorage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedbStorage")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Storage for RedbStorage {
+    fn get(&self, key: &[u8]) -> Result<Option<Entry>, StorageError> {
+        let txn = self.db.begin_read().map_err(backend)?;
+        let table = txn.open_table(RECORDS).map_err(backend)?;
+        let stored = table.get(key).map_err(backend)?;
+        stored.map(|guard| decode(guard.value())).transpose()
+    }
+
+    fn scan(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Entry)>, StorageError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let lower = match after {
+            Some(after) if after >= prefix => Bound::Excluded(after),
+            _ => Bound::Included(prefix),
+        };
+        let txn = self.db.begin_read().map_err(backend)?;
+        let table = txn.open_table(RECORDS).map_err(backend)?;
+        let mut out = Vec::new();
+        // Keys with a common prefix are contiguous, so the scan stops at the first other key.
+        for item in table
+            .range::<&[u8]>((lower, Bound::Unbounded))
+            .map_err(backend)?
+        {
+            let (key, stored) = item.map_err(backend)?;
+            let key = key.value();
+            if !key.starts_with(prefix) {
+                break;
+            }
+            out.push((key.to_vec(), decode(stored.value())?));
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    fn commit(&self, batch: Batch) -> Result<(), StorageError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut txn = self.db.begin_write().map_err(backend)?;
+        // Immediate is redb's default; set it so durability never rests on a default.
+        txn.set_durability(Durability::Immediate).map_err(backend)?;
+        {
+            let mut records = txn.open_table(RECORDS).map_err(backend)?;
+            for op in &batch.ops {
+                if let Some(p) = op.precondition() {
+                    let current = match records.get(op.key()).map_err(backend)? {
+                        Some(guard) => Some(decode_revision(guard.value())?),
+                        None => None,
+                    };
+                    precondition::check(p, current, op.key())?;
+                }
+            }
+            let mut meta = txn.open_table(META).map_err(backend)?;
+            let mut revision = meta
+                .get(REVISION)
+                .map_err(backend)?
+                .map_or(0, |guard| guard.value());
+            for op in batch.ops {
+                match op {
+                    Op::Put { key, value, .. } => {
+                        revision = revision
+                            .checked_add(1)
+                            .ok_or_else(precondition::revision_overflow)?;
+                        let stored = encode(revision, &value);
+                        records
+                            .insert(key.as_slice(), stored.as_slice())
+                            .map_err(backend)?;
+                    }
+                    Op::Delete { key, .. } => {
+                        records.remove(key.as_slice()).map_err(backend)?;
+                    }
+                }
+            }
+            meta.insert(REVISION, revision).map_err(backend)?;
+        }
+        // An early return above drops `txn`, which aborts it: nothing is written.
+        txn.commit().map_err(backend)
+    }
+}
+
+fn backend(e: impl Into<redb::Error>) -> StorageError {
+    StorageError::Backend(e.into().to_string())
+}
+
+fn encode(revision: u64, value: &[u8]) -> Vec<u8> {
+    let mut stored = Vec::with_capacity(REVISION_LEN + value.len());
+    stored.extend_from_slice(&revision.to_be_bytes());
+    stored.extend_from_slice(value);
+    stored
+}
+
+fn split(stored: &[u8]) -> Result<(u64, &[u8]), StorageError> {
+    let (revision, value) = stored
+        .split_first_chunk::<REVISION_LEN>()
+        .ok_or_else(|| StorageError::Backend("corrupt record: shorter than its revision".into()))?;
+    Ok((u64::from_be_bytes(*revision), value))
+}
+
+fn decode_revision(stored: &[u8]) -> Result<u64, StorageError> {
+    split(stored).map(|(revision, _)| revision)
+}
+
+fn decode(stored: &[u8]) -> Result<Entry, StorageError> {
+    split(stored).map(|(revision, value)| Entry {
+        value: value.to_vec(),
+        revision,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_encoding_round_trips() {
+        let stored = encode(0x0102_0304_0506_0708, b"sealed");
+        assert_eq!(stored.get(..8), Some(&[1u8, 2, 3, 4, 5, 6, 7, 8][..]));
+        let entry = decode(&stored).ok();
+        assert_eq!(
+            entry,
+            Some(Entry {
+                value: b"sealed".to_vec(),
+                revision: 0x0102_0304_0506_0708
+            })
+        );
+    }
+
+    #[test]
+    fn short_record_is_a_backend_error() {
+        assert!(matches!(decode(&[0; 7]), Err(StorageError::Backend(_))));
+        assert!(decode(&[0; 8]).is_ok_and(|e| e.value.is_empty() && e.revision == 0));
+    }
+}
