@@ -4,6 +4,8 @@
 //! ([`KmsError::code`]) and HTTP status ([`KmsError::http_status`]), and a message naming the
 //! parameter or resource involved. Messages never contain key material or plaintext.
 
+use std::borrow::Cow;
+
 use crate::storage::StorageError;
 
 /// A failed engine operation.
@@ -14,13 +16,13 @@ pub enum KmsError {
     #[error("the parameter {name} is required")]
     MissingParameter {
         /// Wire name of the parameter.
-        name: &'static str,
+        name: Cow<'static, str>,
     },
     /// A parameter had a value out of range or of the wrong form.
     #[error("the parameter {name} is invalid: {reason}")]
     InvalidParameter {
         /// Wire name of the parameter.
-        name: &'static str,
+        name: Cow<'static, str>,
         /// What is wrong and what is allowed.
         reason: String,
     },
@@ -190,11 +192,16 @@ pub enum KmsError {
 
 impl KmsError {
     /// Shorthand for [`KmsError::InvalidParameter`].
-    pub fn invalid(name: &'static str, reason: impl Into<String>) -> Self {
+    pub fn invalid(name: impl Into<Cow<'static, str>>, reason: impl Into<String>) -> Self {
         KmsError::InvalidParameter {
-            name,
+            name: name.into(),
             reason: reason.into(),
         }
+    }
+
+    /// Shorthand for [`KmsError::MissingParameter`].
+    pub fn missing(name: impl Into<Cow<'static, str>>) -> Self {
+        KmsError::MissingParameter { name: name.into() }
     }
 
     /// Shorthand for [`KmsError::InternalFailure`].

@@ -1,0 +1,718 @@
+//! Request and response structs, one pair per operation.
+//!
+//! Field names are the wire names in snake_case; serde renames them to PascalCase, so the JSON
+//! of these structs is Alibaba's wire shape. Requests default every field, and the engine
+//! reports a missing required field as `MissingParameter`, so a request can be written with
+//! `..Default::default()` and decoded from a partial parameter map alike.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::model::{
+    AutomaticRotation, CreatorType, DeletionProtection, KeySpec, KeyState, KeyUsage, Origin,
+    ProtectionLevel,
+};
+use crate::time::UnixTime;
+use crate::wire::{base64_bytes, json_text, lenient_bool, lenient_int, utf8_bytes};
+
+/// An EncryptionContext: string pairs bound to a ciphertext as associated data.
+pub type EncryptionContext = BTreeMap<String, String>;
+
+/// A resource tag.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Tag {
+    /// Tag key.
+    pub tag_key: String,
+    /// Tag value.
+    pub tag_value: String,
+}
+
+/// A ListKeys filter: keys whose `key` field has one of `values`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Filter {
+    /// `KeyState`, `KeySpec`, `KeyUsage`, `CreatorType` or `ProtectionLevel`.
+    pub key: String,
+    /// Accepted values (any of them matches).
+    pub values: Vec<String>,
+}
+
+/// Everything DescribeKey tells about a key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct KeyMetadata {
+    /// Key id.
+    pub key_id: String,
+    /// Key ARN.
+    pub arn: String,
+    /// Lifecycle state.
+    pub key_state: KeyState,
+    /// Material type.
+    pub key_spec: KeySpec,
+    /// Allowed usage.
+    pub key_usage: KeyUsage,
+    /// Material origin.
+    pub origin: Origin,
+    /// Software or HSM.
+    pub protection_level: ProtectionLevel,
+    /// Creation time.
+    pub creation_date: UnixTime,
+    /// Creator's account id.
+    pub creator: String,
+    /// User or Service.
+    pub creator_type: CreatorType,
+    /// Description.
+    pub description: String,
+    /// Purge time (PendingDeletion only).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub delete_date: Option<UnixTime>,
+    /// Expiry of imported material.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub material_expire_time: Option<UnixTime>,
+    /// The primary version id (absent before material is imported).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub primary_key_version: Option<String>,
+    /// Enabled, Disabled or Suspended.
+    pub automatic_rotation: AutomaticRotation,
+    /// Interval as `<n>s`, when rotation is on.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub rotation_interval: Option<String>,
+    /// Next automatic rotation.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub next_rotation_date: Option<UnixTime>,
+    /// Last rotation.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub last_rotation_date: Option<UnixTime>,
+    /// Deletion protection.
+    pub deletion_protection: DeletionProtection,
+    /// Why the key is protected.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub deletion_protection_description: Option<String>,
+    /// The KMS instance the key belongs to.
+    #[serde(
+        rename = "DKMSInstanceId",
+        skip_serializing_if = "Option::is_none",
+        default
+    )]
+    pub dkms_instance_id: Option<String>,
+}
+
+/// Defines a request struct: PascalCase wire names, every field defaulted.
+macro_rules! request {
+    ($(#[$meta:meta])* $name:ident { $($body:tt)* }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+        #[serde(rename_all = "PascalCase", default)]
+        pub struct $name { $($body)* }
+    };
+}
+
+/// Defines a response struct: PascalCase wire names with a RequestId.
+macro_rules! response {
+    ($(#[$meta:meta])* $name:ident { $($body:tt)* }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        pub struct $name {
+            /// The id of this call.
+            pub request_id: String,
+            $($body)*
+        }
+    };
+}
+
+request!(
+    /// CreateKey.
+    CreateKeyRequest {
+        /// Material type (default `Aliyun_AES_256`).
+        pub key_spec: Option<KeySpec>,
+        /// Usage (default `ENCRYPT/DECRYPT`; `SIGN/VERIFY` for EC keys).
+        pub key_usage: Option<KeyUsage>,
+        /// Origin (default `Aliyun_KMS`).
+        pub origin: Option<Origin>,
+        /// Protection level (default `SOFTWARE`).
+        pub protection_level: Option<ProtectionLevel>,
+        /// Description, at most 8192 characters.
+        pub description: Option<String>,
+        /// Turn on automatic rotation (needs RotationInterval).
+        #[serde(with = "lenient_bool", skip_serializing_if = "Option::is_none")]
+        pub enable_automatic_rotation: Option<bool>,
+        /// Rotation interval (`<n>s`, `<n>d`...; 7 to 365 days).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub rotation_interval: Option<String>,
+        /// Tags to set.
+        #[serde(with = "json_text")]
+        pub tags: Vec<Tag>,
+        /// Key policy document.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub policy: Option<String>,
+        /// KMS instance.
+        #[serde(rename = "DKMSInstanceId", skip_serializing_if = "Option::is_none")]
+        pub dkms_instance_id: Option<String>,
+    }
+);
+
+response!(
+    /// CreateKey's answer.
+    CreateKeyResponse {
+        /// The new key.
+        pub key_metadata: KeyMetadata,
+    }
+);
+
+request!(
+    /// A request that names only a key: DescribeKey, EnableKey, DisableKey, CancelKeyDeletion,
+    /// CreateKeyVersion, ListResourceTags.
+    KeyIdRequest {
+        /// Key id, key ARN, alias or alias ARN.
+        pub key_id: String,
+    }
+);
+
+/// DescribeKey.
+pub type DescribeKeyRequest = KeyIdRequest;
+/// EnableKey.
+pub type EnableKeyRequest = KeyIdRequest;
+/// DisableKey.
+pub type DisableKeyRequest = KeyIdRequest;
+/// CancelKeyDeletion.
+pub type CancelKeyDeletionRequest = KeyIdRequest;
+/// CreateKeyVersion.
+pub type CreateKeyVersionRequest = KeyIdRequest;
+/// ListResourceTags.
+pub type ListResourceTagsRequest = KeyIdRequest;
+
+response!(
+    /// DescribeKey's answer.
+    DescribeKeyResponse {
+        /// The key.
+        pub key_metadata: KeyMetadata,
+    }
+);
+
+response!(
+    /// The answer of operations that return nothing but a RequestId.
+    EmptyResponse {}
+);
+
+request!(
+    /// ListKeys.
+    ListKeysRequest {
+        /// Page number, from 1.
+        #[serde(with = "lenient_int", skip_serializing_if = "Option::is_none")]
+        pub page_number: Option<i64>,
+        /// Page size, 1 to 100 (default 10).
+        #[serde(with = "lenient_int", skip_serializing_if = "Option::is_none")]
+        pub page_size: Option<i64>,
+        /// Filters: AND across entries, OR across one entry's values.
+        #[serde(with = "json_text")]
+        pub filters: Vec<Filter>,
+    }
+);
+
+/// One key in ListKeys.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct KeyListEntry {
+    /// Key id.
+    pub key_id: String,
+    /// Key ARN.
+    pub key_arn: String,
+}
+
+/// `Keys: {Key: [...]}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyList {
+    /// The keys.
+    #[serde(rename = "Key")]
+    pub key: Vec<KeyListEntry>,
+}
+
+response!(
+    /// ListKeys' answer.
+    ListKeysResponse {
+        /// This page's keys.
+        pub keys: KeyList,
+        /// Page number.
+        pub page_number: i64,
+        /// Page size.
+        pub page_size: i64,
+        /// Number of keys matching the filters.
+        pub total_count: i64,
+    }
+);
+
+request!(
+    /// SetDeletionProtection.
+    SetDeletionProtectionRequest {
+        /// The key ARN (Alibaba's parameter).
+        pub protected_resource_arn: String,
+        /// Alternatively, a key id or alias.
+        #[serde(skip_serializing_if = "String::is_empty")]
+        pub key_id: String,
+        /// Turn protection on or off (required).
+        #[serde(with = "lenient_bool", skip_serializing_if = "Option::is_none")]
+        pub enable_deletion_protection: Option<bool>,
+        /// Why.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub deletion_protection_description: Option<String>,
+    }
+);
+
+request!(
+    /// ScheduleKeyDeletion.
+    ScheduleKeyDeletionRequest {
+        /// The key.
+        pub key_id: String,
+        /// 7 to 366 days (required).
+        #[serde(with = "lenient_int", skip_serializing_if = "Option::is_none")]
+        pub pending_window_in_days: Option<i64>,
+    }
+);
+
+request!(
+    /// UpdateKeyDescription.
+    UpdateKeyDescriptionRequest {
+        /// The key.
+        pub key_id: String,
+        /// The new description (may be empty).
+        pub description: String,
+    }
+);
+
+request!(
+    /// DescribeKeyVersion.
+    DescribeKeyVersionRequest {
+        /// The key.
+        pub key_id: String,
+        /// The version.
+        pub key_version_id: String,
+    }
+);
+
+/// A key version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct KeyVersion {
+    /// Key id.
+    pub key_id: String,
+    /// Version id.
+    pub key_version_id: String,
+    /// Creation time.
+    pub creation_date: UnixTime,
+}
+
+response!(
+    /// DescribeKeyVersion's and CreateKeyVersion's answer.
+    KeyVersionResponse {
+        /// The version.
+        pub key_version: KeyVersion,
+    }
+);
+
+/// DescribeKeyVersion's answer.
+pub type DescribeKeyVersionResponse = KeyVersionResponse;
+/// CreateKeyVersion's answer.
+pub type CreateKeyVersionResponse = KeyVersionResponse;
+
+request!(
+    /// ListKeyVersions.
+    ListKeyVersionsRequest {
+        /// The key.
+        pub key_id: String,
+        /// Page number, from 1.
+        #[serde(with = "lenient_int", skip_serializing_if = "Option::is_none")]
+        pub page_number: Option<i64>,
+        /// Page size, 1 to 100 (default 10).
+        #[serde(with = "lenient_int", skip_serializing_if = "Option::is_none")]
+        pub page_size: Option<i64>,
+    }
+);
+
+/// `KeyVersions: {KeyVersion: [...]}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyVersionList {
+    /// The versions.
+    #[serde(rename = "KeyVersion")]
+    pub key_version: Vec<KeyVersion>,
+}
+
+response!(
+    /// ListKeyVersions' answer.
+    ListKeyVersionsResponse {
+        /// This page's versions, oldest first.
+        pub key_versions: KeyVersionList,
+        /// Page number.
+        pub page_number: i64,
+        /// Page size.
+        pub page_size: i64,
+        /// Number of versions.
+        pub total_count: i64,
+    }
+);
+
+request!(
+    /// UpdateRotationPolicy.
+    UpdateRotationPolicyRequest {
+        /// The key.
+        pub key_id: String,
+        /// On or off (required).
+        #[serde(with = "lenient_bool", skip_serializing_if = "Option::is_none")]
+        pub enable_automatic_rotation: Option<bool>,
+        /// Interval, required when turning rotation on.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub rotation_interval: Option<String>,
+    }
+);
+
+request!(
+    /// Encrypt.
+    EncryptRequest {
+        /// The key (its primary version encrypts).
+        pub key_id: String,
+        /// At most 6144 bytes; a string on the wire.
+        #[serde(with = "utf8_bytes")]
+        pub plaintext: Zeroizing<Vec<u8>>,
+        /// Pairs bound to the ciphertext.
+        #[serde(with = "json_text")]
+        pub encryption_context: EncryptionContext,
+        /// Check only; fail with DryRunOperationError if the call would succeed.
+        #[serde(with = "lenient_bool", skip_serializing_if = "Option::is_none")]
+        pub dry_run: Option<bool>,
+    }
+);
+
+response!(
+    /// Encrypt's answer.
+    EncryptResponse {
+        /// The blob (Base64 on the wire).
+        #[serde(with = "base64_bytes")]
+        pub ciphertext_blob: Vec<u8>,
+        /// The key id.
+        pub key_id: String,
+        /// The version that encrypted.
+        pub key_version_id: String,
+    }
+);
+
+request!(
+    /// Decrypt.
+    DecryptRequest {
+        /// A blob from Encrypt or GenerateDataKey (Base64 on the wire).
+        #[serde(with = "base64_bytes")]
+        pub ciphertext_blob: Vec<u8>,
+        /// The context given at encryption.
+        #[serde(with = "json_text")]
+        pub encryption_context: EncryptionContext,
+        /// Check only.
+        #[serde(with = "lenient_bool", skip_serializing_if = "Option::is_none")]
+        pub dry_run: Option<bool>,
+    }
+);
+
+response!(
+    /// Decrypt's answer.
+    DecryptResponse {
+        /// The plaintext (a string on the wire).
+        #[serde(with = "utf8_bytes")]
+        pub plaintext: Zeroizing<Vec<u8>>,
+        /// The key id.
+        pub key_id: String,
+        /// The version that decrypted.
+        pub key_version_id: String,
+    }
+);
+
+request!(
+    /// GenerateDataKey and GenerateDataKeyWithoutPlaintext.
+    GenerateDataKeyRequest {
+        /// The key that wraps the data key.
+        pub key_id: String,
+        /// `AES_256` (default) or `AES_128`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub key_spec: Option<String>,
+        /// 1 to 1024; overrides KeySpec.
+        #[serde(with = "lenient_int", skip_serializing_if = "Option::is_none")]
+        pub number_of_bytes: Option<i64>,
+        /// Pairs bound to the ciphertext.
+        #[serde(with = "json_text")]
+        pub encryption_context: EncryptionContext,
+        /// Check only.
+        #[serde(with = "lenient_bool", skip_serializing_if = "Option::is_none")]
+        pub dry_run: Option<bool>,
+    }
+);
+
+/// GenerateDataKeyWithoutPlaintext.
+pub type GenerateDataKeyWithoutPlaintextRequest = GenerateDataKeyRequest;
+
+response!(
+    /// GenerateDataKey's answer.
+    ///
+    /// `plaintext` is the data key; `ciphertext_blob` encrypts its Base64 text, as Alibaba KMS
+    /// does, so Decrypt of the blob returns that Base64 string.
+    GenerateDataKeyResponse {
+        /// The wrapped data key.
+        #[serde(with = "base64_bytes")]
+        pub ciphertext_blob: Vec<u8>,
+        /// The data key (Base64 on the wire).
+        #[serde(with = "base64_bytes")]
+        pub plaintext: Zeroizing<Vec<u8>>,
+        /// The key id.
+        pub key_id: String,
+        /// The version that encrypted.
+        pub key_version_id: String,
+    }
+);
+
+response!(
+    /// GenerateDataKeyWithoutPlaintext's answer.
+    GenerateDataKeyWithoutPlaintextResponse {
+        /// The wrapped data key.
+        #[serde(with = "base64_bytes")]
+        pub ciphertext_blob: Vec<u8>,
+        /// The key id.
+        pub key_id: String,
+        /// The version that encrypted.
+        pub key_version_id: String,
+    }
+);
+
+request!(
+    /// ReEncrypt.
+    ReEncryptRequest {
+        /// The blob to re-encrypt.
+        #[serde(with = "base64_bytes")]
+        pub ciphertext_blob: Vec<u8>,
+        /// The context the blob was made with.
+        #[serde(with = "json_text")]
+        pub source_encryption_context: EncryptionContext,
+        /// The key to encrypt under.
+        pub destination_key_id: String,
+        /// The context for the new blob.
+        #[serde(with = "json_text")]
+        pub destination_encryption_context: EncryptionContext,
+        /// Asymmetric sources: the key.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub source_key_id: Option<String>,
+        /// Asymmetric sources: the version.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub source_key_version_id: Option<String>,
+        /// Asymmetric sources: the algorithm.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub source_encryption_algorithm: Option<String>,
+        /// Check only.
+        #[serde(with = "lenient_bool", skip_serializing_if = "Option::is_none")]
+        pub dry_run: Option<bool>,
+    }
+);
+
+response!(
+    /// ReEncrypt's answer.
+    ReEncryptResponse {
+        /// The new blob.
+        #[serde(with = "base64_bytes")]
+        pub ciphertext_blob: Vec<u8>,
+        /// The destination key id.
+        pub key_id: String,
+        /// The destination version.
+        pub key_version_id: String,
+    }
+);
+
+request!(
+    /// CreateAlias and UpdateAlias.
+    AliasRequest {
+        /// `alias/...`.
+        pub alias_name: String,
+        /// The key the alias names.
+        pub key_id: String,
+    }
+);
+
+/// CreateAlias.
+pub type CreateAliasRequest = AliasRequest;
+/// UpdateAlias.
+pub type UpdateAliasRequest = AliasRequest;
+
+request!(
+    /// DeleteAlias.
+    DeleteAliasRequest {
+        /// `alias/...`.
+        pub alias_name: String,
+    }
+);
+
+request!(
+    /// ListAliases.
+    ListAliasesRequest {
+        /// Page number, from 1.
+        #[serde(with = "lenient_int", skip_serializing_if = "Option::is_none")]
+        pub page_number: Option<i64>,
+        /// Page size, 1 to 100 (default 10).
+        #[serde(with = "lenient_int", skip_serializing_if = "Option::is_none")]
+        pub page_size: Option<i64>,
+    }
+);
+
+request!(
+    /// ListAliasesByKeyId.
+    ListAliasesByKeyIdRequest {
+        /// The key.
+        pub key_id: String,
+        /// Page number, from 1.
+        #[serde(with = "lenient_int", skip_serializing_if = "Option::is_none")]
+        pub page_number: Option<i64>,
+        /// Page size, 1 to 100 (default 10).
+        #[serde(with = "lenient_int", skip_serializing_if = "Option::is_none")]
+        pub page_size: Option<i64>,
+    }
+);
+
+/// One alias.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AliasEntry {
+    /// `alias/...`.
+    pub alias_name: String,
+    /// Alias ARN.
+    pub alias_arn: String,
+    /// The key it names.
+    pub key_id: String,
+}
+
+/// `Aliases: {Alias: [...]}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AliasList {
+    /// The aliases.
+    #[serde(rename = "Alias")]
+    pub alias: Vec<AliasEntry>,
+}
+
+response!(
+    /// ListAliases' and ListAliasesByKeyId's answer.
+    ListAliasesResponse {
+        /// This page's aliases, by name.
+        pub aliases: AliasList,
+        /// Page number.
+        pub page_number: i64,
+        /// Page size.
+        pub page_size: i64,
+        /// Number of aliases.
+        pub total_count: i64,
+    }
+);
+
+request!(
+    /// TagResource.
+    TagResourceRequest {
+        /// The key to tag.
+        #[serde(skip_serializing_if = "String::is_empty")]
+        pub key_id: String,
+        /// Or the secret to tag.
+        #[serde(skip_serializing_if = "String::is_empty")]
+        pub secret_name: String,
+        /// Or the certificate to tag.
+        #[serde(skip_serializing_if = "String::is_empty")]
+        pub certificate_id: String,
+        /// The tags.
+        #[serde(with = "json_text")]
+        pub tags: Vec<Tag>,
+    }
+);
+
+request!(
+    /// UntagResource.
+    UntagResourceRequest {
+        /// The key to untag.
+        #[serde(skip_serializing_if = "String::is_empty")]
+        pub key_id: String,
+        /// Or the secret.
+        #[serde(skip_serializing_if = "String::is_empty")]
+        pub secret_name: String,
+        /// Or the certificate.
+        #[serde(skip_serializing_if = "String::is_empty")]
+        pub certificate_id: String,
+        /// Tag keys to remove.
+        #[serde(with = "json_text")]
+        pub tag_keys: Vec<String>,
+    }
+);
+
+/// One tag of ListResourceTags.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ResourceTag {
+    /// The key id.
+    pub key_id: String,
+    /// Tag key.
+    pub tag_key: String,
+    /// Tag value.
+    pub tag_value: String,
+}
+
+/// `Tags: {Tag: [...]}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourceTagList {
+    /// The tags.
+    #[serde(rename = "Tag")]
+    pub tag: Vec<ResourceTag>,
+}
+
+response!(
+    /// ListResourceTags' answer.
+    ListResourceTagsResponse {
+        /// The tags, by key.
+        pub tags: ResourceTagList,
+    }
+);
+
+request!(
+    /// A request without parameters: DescribeRegions, OpenKmsService,
+    /// DescribeAccountKmsStatus.
+    NoParamsRequest {}
+);
+
+/// One region.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Region {
+    /// Region id.
+    pub region_id: String,
+}
+
+/// `Regions: {Region: [...]}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegionList {
+    /// The regions.
+    #[serde(rename = "Region")]
+    pub region: Vec<Region>,
+}
+
+response!(
+    /// DescribeRegions' answer.
+    DescribeRegionsResponse {
+        /// The engine's region.
+        pub regions: RegionList,
+    }
+);
+
+response!(
+    /// DescribeAccountKmsStatus' answer.
+    DescribeAccountKmsStatusResponse {
+        /// Always `Enabled`: an embedded engine is always open.
+        pub account_status: String,
+    }
+);
+
+/// The work one maintenance pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MaintenanceReport {
+    /// Keys purged (past their DeleteDate).
+    pub purged_keys: Vec<String>,
+    /// Keys rotated automatically.
+    pub rotated_keys: Vec<String>,
+}

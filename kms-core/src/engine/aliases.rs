@@ -1,0 +1,256 @@
+//! Alias operations: an alias names exactly one key; a key may have up to 50 aliases.
+
+use super::{alias_record_key, key_record_key, Kms};
+use crate::api::*;
+use crate::auth::{Action, Caller};
+use crate::error::KmsError;
+use crate::ids::{is_reserved_alias, validate_alias_name};
+use crate::lifecycle;
+use crate::model::{AliasRecord, KeyRecord};
+use crate::storage::{Batch, Precondition};
+use crate::validate;
+
+fn check_user_alias(name: &str) -> Result<(), KmsError> {
+    validate_alias_name("AliasName", name)?;
+    if is_reserved_alias(name) {
+        return Err(KmsError::invalid(
+            "AliasName",
+            "aliases under alias/acs/ are reserved for service keys",
+        ));
+    }
+    Ok(())
+}
+
+impl Kms {
+    /// CreateAlias: a new alias for a key.
+    ///
+    /// Errors: `InvalidParameter` (name rules, reserved `alias/acs/`), `AliasAlreadyExists`,
+    /// `Rejected.StateModifiedFailed` (PendingDeletion key), `Rejected.LimitExceeded` (50 per
+    /// key), `Forbidden.KeyNotFound`.
+    pub fn create_alias(
+        &self,
+        caller: &Caller,
+        req: CreateAliasRequest,
+    ) -> Result<EmptyResponse, KmsError> {
+        validate::required("AliasName", &req.alias_name)?;
+        check_user_alias(&req.alias_name)?;
+        let key_id = self.resolve_key_id("KeyId", &req.key_id)?;
+        let _guard = self.write_guard()?;
+        let now = self.clock.now();
+        let (record, revision) = self.load_for_update(&key_id, &req.key_id, now)?;
+        self.authorize_record(caller, Action::new("kms:CreateAlias"), &record)?;
+        let ak = alias_record_key(&req.alias_name);
+        if self.storage.get(&ak)?.is_some() {
+            return Err(KmsError::AliasAlreadyExists {
+                alias: req.alias_name,
+            });
+        }
+        let next = lifecycle::add_alias(&record, &req.alias_name, "CreateAlias")?;
+        let alias = AliasRecord {
+            alias_name: req.alias_name.clone(),
+            key_id: key_id.clone(),
+        };
+        let kk = key_record_key(&key_id);
+        let mut batch = Batch::new();
+        batch.put_if(ak.clone(), self.encode(&ak, &alias)?, Precondition::Absent);
+        batch.put_if(
+            kk.clone(),
+            self.encode(&kk, &next)?,
+            Precondition::Revision(revision),
+        );
+        self.commit(batch)?;
+        self.cache_put(next, Vec::new())?;
+        self.alias_cache_put(&req.alias_name, &key_id)?;
+        Ok(EmptyResponse {
+            request_id: self.request_id(),
+        })
+    }
+
+    /// UpdateAlias: points an existing alias at another key.
+    ///
+    /// Errors: `Forbidden.AliasNotFound`, `Rejected.PendingDeletion` (new target),
+    /// `Rejected.LimitExceeded`, `Forbidden.KeyNotFound`.
+    pub fn update_alias(
+        &self,
+        caller: &Caller,
+        req: UpdateAliasRequest,
+    ) -> Result<EmptyResponse, KmsError> {
+        validate::required("AliasName", &req.alias_name)?;
+        check_user_alias(&req.alias_name)?;
+        let new_key_id = self.resolve_key_id("KeyId", &req.key_id)?;
+        let _guard = self.write_guard()?;
+        let now = self.clock.now();
+        let ak = alias_record_key(&req.alias_name);
+        let (alias, alias_entry) =
+            self.read::<AliasRecord>(&ak)?
+                .ok_or_else(|| KmsError::AliasNotFound {
+                    alias: req.alias_name.clone(),
+                })?;
+        let (target, target_rev) = self.load_for_update(&new_key_id, &req.key_id, now)?;
+        self.authorize_record(caller, Action::new("kms:UpdateAlias"), &target)?;
+        if alias.key_id == new_key_id {
+            return Ok(EmptyResponse {
+                request_id: self.request_id(),
+            });
+        }
+        let next_target = lifecycle::add_alias(&target, &req.alias_name, "UpdateAlias")?;
+        let old_kk = key_record_key(&alias.key_id);
+        let old = self.read::<KeyRecord>(&old_kk)?;
+        if let Some((old_rec, _)) = &old {
+            self.authorize_record(caller, Action::new("kms:UpdateAlias"), old_rec)?;
+        }
+        let new_alias = AliasRecord {
+            alias_name: req.alias_name.clone(),
+            key_id: new_key_id.clone(),
+        };
+        let kk = key_record_key(&new_key_id);
+        let mut batch = Batch::new();
+        batch.put_if(
+            ak.clone(),
+            self.encode(&ak, &new_alias)?,
+            Precondition::Revision(alias_entry.revision),
+        );
+        batch.put_if(
+            kk.clone(),
+            self.encode(&kk, &next_target)?,
+            Precondition::Revision(target_rev),
+        );
+        let mut old_next = None;
+        if let Some((old_rec, old_entry)) = old {
+            let n = lifecycle::remove_alias(&old_rec, &req.alias_name);
+            batch.put_if(
+                old_kk.clone(),
+                self.encode(&old_kk, &n)?,
+                Precondition::Revision(old_entry.revision),
+            );
+            old_next = Some(n);
+        }
+        self.commit(batch)?;
+        self.cache_put(next_target, Vec::new())?;
+        if let Some(n) = old_next {
+            self.cache_put(n, Vec::new())?;
+        }
+        self.alias_cache_put(&req.alias_name, &new_key_id)?;
+        Ok(EmptyResponse {
+            request_id: self.request_id(),
+        })
+    }
+
+    /// DeleteAlias: removes the alias; the key is untouched. Works in every key state.
+    ///
+    /// Errors: `Forbidden.AliasNotFound`, `InvalidParameter` (reserved aliases).
+    pub fn delete_alias(
+        &self,
+        caller: &Caller,
+        req: DeleteAliasRequest,
+    ) -> Result<EmptyResponse, KmsError> {
+        validate::required("AliasName", &req.alias_name)?;
+        check_user_alias(&req.alias_name)?;
+        let _guard = self.write_guard()?;
+        let ak = alias_record_key(&req.alias_name);
+        let (alias, alias_entry) =
+            self.read::<AliasRecord>(&ak)?
+                .ok_or_else(|| KmsError::AliasNotFound {
+                    alias: req.alias_name.clone(),
+                })?;
+        let kk = key_record_key(&alias.key_id);
+        let key = self.read::<KeyRecord>(&kk)?;
+        if let Some((rec, _)) = &key {
+            self.authorize_record(caller, Action::new("kms:DeleteAlias"), rec)?;
+        } else {
+            self.authorize(caller, Action::new("kms:DeleteAlias"), None)?;
+        }
+        let mut batch = Batch::new();
+        batch.delete_if(ak, Precondition::Revision(alias_entry.revision));
+        let mut next = None;
+        if let Some((rec, entry)) = key {
+            let n = lifecycle::remove_alias(&rec, &req.alias_name);
+            batch.put_if(
+                kk.clone(),
+                self.encode(&kk, &n)?,
+                Precondition::Revision(entry.revision),
+            );
+            next = Some(n);
+        }
+        self.commit(batch)?;
+        if let Some(n) = next {
+            self.cache_put(n, Vec::new())?;
+        }
+        self.alias_cache_remove(&req.alias_name)?;
+        Ok(EmptyResponse {
+            request_id: self.request_id(),
+        })
+    }
+
+    /// ListAliases: every alias of the account, by name.
+    ///
+    /// Errors: `InvalidParameter` for paging.
+    pub fn list_aliases(
+        &self,
+        caller: &Caller,
+        req: ListAliasesRequest,
+    ) -> Result<ListAliasesResponse, KmsError> {
+        let (page, size) = validate::paging(req.page_number, req.page_size, 10)?;
+        self.authorize(caller, Action::new("kms:ListAliases"), None)?;
+        let now = self.clock.now();
+        let mut aliases = Vec::new();
+        for (_, a, _) in self.scan_all::<AliasRecord>(b"a/")? {
+            // An alias of a key past its DeleteDate is gone with the key.
+            match self.load_key(&a.key_id) {
+                Ok(k) if !lifecycle::is_purged(&k.record, now) => aliases.push(a),
+                Ok(_) | Err(KmsError::KeyNotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(self.alias_page(aliases, page, size))
+    }
+
+    /// ListAliasesByKeyId: the aliases of one key, by name. Works in every key state.
+    ///
+    /// Errors: `Forbidden.KeyNotFound`, `InvalidParameter` for paging.
+    pub fn list_aliases_by_key_id(
+        &self,
+        caller: &Caller,
+        req: ListAliasesByKeyIdRequest,
+    ) -> Result<ListAliasesResponse, KmsError> {
+        let (page, size) = validate::paging(req.page_number, req.page_size, 10)?;
+        let key = self.live_key("KeyId", &req.key_id, self.clock.now())?;
+        self.authorize(caller, Action::new("kms:ListAliasesByKeyId"), Some(&key))?;
+        let aliases = key
+            .record
+            .aliases
+            .iter()
+            .map(|name| AliasRecord {
+                alias_name: name.clone(),
+                key_id: key.record.key_id.clone(),
+            })
+            .collect();
+        Ok(self.alias_page(aliases, page, size))
+    }
+
+    fn alias_page(
+        &self,
+        aliases: Vec<AliasRecord>,
+        page: usize,
+        size: usize,
+    ) -> ListAliasesResponse {
+        let total = aliases.len();
+        let alias = aliases
+            .into_iter()
+            .skip((page - 1).saturating_mul(size))
+            .take(size)
+            .map(|a| AliasEntry {
+                alias_arn: self.scope.alias_arn(&a.alias_name),
+                alias_name: a.alias_name,
+                key_id: a.key_id,
+            })
+            .collect();
+        ListAliasesResponse {
+            request_id: self.request_id(),
+            aliases: AliasList { alias },
+            page_number: i64::try_from(page).unwrap_or(i64::MAX),
+            page_size: i64::try_from(size).unwrap_or(i64::MAX),
+            total_count: i64::try_from(total).unwrap_or(i64::MAX),
+        }
+    }
+}

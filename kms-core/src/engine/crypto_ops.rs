@@ -1,0 +1,366 @@
+//! Envelope encryption: Encrypt, Decrypt, GenerateDataKey*, ReEncrypt.
+
+use base64::Engine;
+use zeroize::Zeroizing;
+
+use super::{CachedKey, Kms};
+use crate::api::*;
+use crate::auth::{Action, Caller};
+use crate::blob;
+use crate::crypto::{aead_open, aead_seal, NONCE_LEN};
+use crate::error::KmsError;
+use crate::model::{KeyUsage, VersionRecord};
+use crate::validate;
+
+/// Runs `op`; with DryRun set, reports what the real call would have done instead of its
+/// result: `DryRunOperationError` for success, `AccessDeniedError` for a denial,
+/// `ValidationError` for any other failure. Crypto operations change no state, so running
+/// them in full is the surest way to perform every check.
+fn dry_run<T>(
+    dry_run: Option<bool>,
+    op: impl FnOnce() -> Result<T, KmsError>,
+) -> Result<T, KmsError> {
+    if dry_run != Some(true) {
+        return op();
+    }
+    match op() {
+        Ok(_) => Err(KmsError::DryRunOperation),
+        Err(e @ KmsError::NoPermission { .. }) => Err(KmsError::AccessDenied {
+            reason: e.to_string(),
+        }),
+        Err(e) => Err(KmsError::Validation {
+            reason: format!("{}: {e}", e.code()),
+        }),
+    }
+}
+
+fn data_key_len(req: &GenerateDataKeyRequest) -> Result<usize, KmsError> {
+    if let Some(n) = req.number_of_bytes {
+        if !validate::DATA_KEY_BYTES.contains(&n) {
+            return Err(KmsError::invalid(
+                "NumberOfBytes",
+                format!("{n} is outside 1 to 1024"),
+            ));
+        }
+        return usize::try_from(n).map_err(|_| KmsError::invalid("NumberOfBytes", "too large"));
+    }
+    match req.key_spec.as_deref() {
+        None | Some("") | Some("AES_256") => Ok(32),
+        Some("AES_128") => Ok(16),
+        Some(other) => Err(KmsError::invalid(
+            "KeySpec",
+            format!("{other:?} is not one of AES_256, AES_128"),
+        )),
+    }
+}
+
+/// A blob made under a key version.
+struct Sealed {
+    blob: Vec<u8>,
+    key_id: String,
+    version_id: String,
+}
+
+/// A blob's plaintext and the key version that opened it.
+struct Opened {
+    plaintext: Zeroizing<Vec<u8>>,
+    key_id: String,
+    version_id: String,
+}
+
+impl Kms {
+    fn check_symmetric(key: &CachedKey) -> Result<crate::crypto::AeadAlgorithm, KmsError> {
+        match (key.record.key_spec.aead(), key.record.key_usage) {
+            (Some(alg), KeyUsage::EncryptDecrypt) => Ok(alg),
+            _ => Err(KmsError::UnsupportedOperation {
+                reason: format!(
+                    "key {} is {} / {}; this operation needs a symmetric ENCRYPT/DECRYPT key",
+                    key.record.key_id, key.record.key_spec, key.record.key_usage
+                ),
+            }),
+        }
+    }
+
+    fn primary_version(&self, key: &CachedKey) -> Result<std::sync::Arc<VersionRecord>, KmsError> {
+        let primary =
+            key.record
+                .primary_version_id
+                .as_deref()
+                .ok_or_else(|| KmsError::PendingImport {
+                    key_id: key.record.key_id.clone(),
+                })?;
+        self.load_version(key, primary)
+    }
+
+    /// Seals `plaintext` under the key's primary version into a blob.
+    fn seal_blob(
+        &self,
+        key: &CachedKey,
+        plaintext: &[u8],
+        context: &EncryptionContext,
+    ) -> Result<Sealed, KmsError> {
+        let alg = Self::check_symmetric(key)?;
+        let version = self.primary_version(key)?;
+        let material = version
+            .material
+            .as_ref()
+            .ok_or_else(|| KmsError::PendingImport {
+                key_id: key.record.key_id.clone(),
+            })?;
+        let mut iv = [0u8; NONCE_LEN];
+        self.rng.fill(&mut iv)?;
+        let mut out = blob::encode_header(
+            &key.record.key_id,
+            &version.version_id,
+            alg,
+            &iv,
+            plaintext.len(),
+        )?;
+        let header_len = out.len();
+        let aad = blob::associated_data(&out, context);
+        out.extend_from_slice(plaintext);
+        aead_seal(alg, material.expose(), &iv, &aad, &mut out, header_len)
+            .map_err(|_| KmsError::internal("encryption failed"))?;
+        Ok(Sealed {
+            blob: out,
+            key_id: key.record.key_id.clone(),
+            version_id: version.version_id.clone(),
+        })
+    }
+
+    /// Opens a blob: finds its key and version, checks state and authorization for `action`,
+    /// and authenticates header and context.
+    fn open_blob(
+        &self,
+        caller: &Caller,
+        action: Action,
+        bytes: &[u8],
+        context: &EncryptionContext,
+    ) -> Result<Opened, KmsError> {
+        if bytes.is_empty() {
+            return Err(KmsError::missing("CiphertextBlob"));
+        }
+        validate::encryption_context("EncryptionContext", context)?;
+        let parsed = blob::decode(bytes)?;
+        if !crate::ids::is_uuid(parsed.key_id) {
+            return Err(KmsError::InvalidCiphertext {
+                reason: "the blob names a malformed key id",
+            });
+        }
+        let key = self.usable_key(caller, action, "CiphertextBlob", parsed.key_id)?;
+        let alg = Self::check_symmetric(&key)?;
+        if alg != parsed.algorithm {
+            return Err(KmsError::InvalidCiphertext {
+                reason: "the blob's algorithm does not match its key",
+            });
+        }
+        let version = match self.load_version(&key, parsed.version_id) {
+            Ok(v) => v,
+            Err(KmsError::KeyVersionNotFound { .. }) => {
+                return Err(KmsError::InvalidCiphertext {
+                    reason: "the blob names a key version that does not exist",
+                })
+            }
+            Err(e) => return Err(e),
+        };
+        let material = version
+            .material
+            .as_ref()
+            .ok_or_else(|| KmsError::PendingImport {
+                key_id: key.record.key_id.clone(),
+            })?;
+        let aad = blob::associated_data(parsed.header, context);
+        let plaintext = aead_open(
+            alg,
+            material.expose(),
+            &parsed.iv,
+            &aad,
+            parsed.ciphertext_and_tag,
+        )
+        .map_err(|_| KmsError::InvalidCiphertext {
+            reason: "authentication failed: the EncryptionContext differs or the blob was altered",
+        })?;
+        Ok(Opened {
+            plaintext,
+            key_id: key.record.key_id.clone(),
+            version_id: version.version_id.clone(),
+        })
+    }
+
+    /// Encrypt: at most 6144 bytes under the key's primary version.
+    ///
+    /// Errors: `MissingParameter`, `InvalidParameter` (sizes, context), the state errors,
+    /// `Rejected.UnsupportedOperation` (not a symmetric ENCRYPT/DECRYPT key),
+    /// `Forbidden.NoPermission`; with DryRun the DryRun errors.
+    pub fn encrypt(
+        &self,
+        caller: &Caller,
+        req: EncryptRequest,
+    ) -> Result<EncryptResponse, KmsError> {
+        dry_run(req.dry_run, || {
+            if req.plaintext.is_empty() {
+                return Err(KmsError::missing("Plaintext"));
+            }
+            if req.plaintext.len() > validate::MAX_PLAINTEXT {
+                return Err(KmsError::invalid(
+                    "Plaintext",
+                    format!(
+                        "is {} bytes; at most {} are allowed",
+                        req.plaintext.len(),
+                        validate::MAX_PLAINTEXT
+                    ),
+                ));
+            }
+            validate::encryption_context("EncryptionContext", &req.encryption_context)?;
+            let key = self.usable_key(caller, Action::new("kms:Encrypt"), "KeyId", &req.key_id)?;
+            let sealed = self.seal_blob(&key, &req.plaintext, &req.encryption_context)?;
+            Ok(EncryptResponse {
+                request_id: self.request_id(),
+                ciphertext_blob: sealed.blob,
+                key_id: sealed.key_id,
+                key_version_id: sealed.version_id,
+            })
+        })
+    }
+
+    /// Decrypt: finds the key and version in the blob, so data encrypted before a rotation
+    /// still decrypts.
+    ///
+    /// Errors: `InvalidCiphertext` (malformed, altered, or other context),
+    /// `Forbidden.KeyNotFound`, the state errors, `Forbidden.NoPermission`.
+    pub fn decrypt(
+        &self,
+        caller: &Caller,
+        req: DecryptRequest,
+    ) -> Result<DecryptResponse, KmsError> {
+        dry_run(req.dry_run, || {
+            let opened = self.open_blob(
+                caller,
+                Action::new("kms:Decrypt"),
+                &req.ciphertext_blob,
+                &req.encryption_context,
+            )?;
+            Ok(DecryptResponse {
+                request_id: self.request_id(),
+                plaintext: opened.plaintext,
+                key_id: opened.key_id,
+                key_version_id: opened.version_id,
+            })
+        })
+    }
+
+    fn make_data_key(
+        &self,
+        caller: &Caller,
+        action: Action,
+        req: &GenerateDataKeyRequest,
+    ) -> Result<(Zeroizing<Vec<u8>>, Sealed), KmsError> {
+        let len = data_key_len(req)?;
+        validate::encryption_context("EncryptionContext", &req.encryption_context)?;
+        let key = self.usable_key(caller, action, "KeyId", &req.key_id)?;
+        let mut data_key = Zeroizing::new(vec![0u8; len]);
+        self.rng.fill(&mut data_key)?;
+        // As Alibaba KMS does: the blob holds the Base64 text of the data key.
+        let text = Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(&*data_key));
+        let sealed = self.seal_blob(&key, text.as_bytes(), &req.encryption_context)?;
+        Ok((data_key, sealed))
+    }
+
+    /// GenerateDataKey: a random data key, returned in plain and wrapped under the key.
+    ///
+    /// The blob encrypts the Base64 text of the data key, as Alibaba KMS does, so Decrypt of
+    /// the blob returns that text on the wire and in Rust alike.
+    ///
+    /// Errors: as [`Kms::encrypt`], plus `InvalidParameter` for KeySpec/NumberOfBytes.
+    pub fn generate_data_key(
+        &self,
+        caller: &Caller,
+        req: GenerateDataKeyRequest,
+    ) -> Result<GenerateDataKeyResponse, KmsError> {
+        dry_run(req.dry_run, || {
+            let (plaintext, sealed) =
+                self.make_data_key(caller, Action::new("kms:GenerateDataKey"), &req)?;
+            Ok(GenerateDataKeyResponse {
+                request_id: self.request_id(),
+                ciphertext_blob: sealed.blob,
+                plaintext,
+                key_id: sealed.key_id,
+                key_version_id: sealed.version_id,
+            })
+        })
+    }
+
+    /// GenerateDataKeyWithoutPlaintext: as GenerateDataKey, returning only the wrapped key.
+    ///
+    /// Errors: as [`Kms::generate_data_key`].
+    pub fn generate_data_key_without_plaintext(
+        &self,
+        caller: &Caller,
+        req: GenerateDataKeyWithoutPlaintextRequest,
+    ) -> Result<GenerateDataKeyWithoutPlaintextResponse, KmsError> {
+        dry_run(req.dry_run, || {
+            let (_plaintext, sealed) = self.make_data_key(
+                caller,
+                Action::new("kms:GenerateDataKeyWithoutPlaintext"),
+                &req,
+            )?;
+            Ok(GenerateDataKeyWithoutPlaintextResponse {
+                request_id: self.request_id(),
+                ciphertext_blob: sealed.blob,
+                key_id: sealed.key_id,
+                key_version_id: sealed.version_id,
+            })
+        })
+    }
+
+    /// ReEncrypt: decrypts under the blob's key (`kms:ReEncryptFrom`) and encrypts under the
+    /// destination key (`kms:ReEncryptTo`) without exposing the plaintext.
+    ///
+    /// Errors: as [`Kms::decrypt`] for the source, as [`Kms::encrypt`] for the destination.
+    pub fn re_encrypt(
+        &self,
+        caller: &Caller,
+        req: ReEncryptRequest,
+    ) -> Result<ReEncryptResponse, KmsError> {
+        dry_run(req.dry_run, || {
+            if req.source_key_id.is_some()
+                || req.source_key_version_id.is_some()
+                || req.source_encryption_algorithm.is_some()
+            {
+                return Err(KmsError::UnsupportedOperation {
+                    reason:
+                        "re-encryption from an asymmetric source is not available in this engine"
+                            .into(),
+                });
+            }
+            validate::required("DestinationKeyId", &req.destination_key_id)?;
+            validate::encryption_context(
+                "DestinationEncryptionContext",
+                &req.destination_encryption_context,
+            )?;
+            let opened = self.open_blob(
+                caller,
+                Action::new("kms:ReEncryptFrom"),
+                &req.ciphertext_blob,
+                &req.source_encryption_context,
+            )?;
+            let dest = self.usable_key(
+                caller,
+                Action::new("kms:ReEncryptTo"),
+                "DestinationKeyId",
+                &req.destination_key_id,
+            )?;
+            let sealed = self.seal_blob(
+                &dest,
+                &opened.plaintext,
+                &req.destination_encryption_context,
+            )?;
+            Ok(ReEncryptResponse {
+                request_id: self.request_id(),
+                ciphertext_blob: sealed.blob,
+                key_id: sealed.key_id,
+                key_version_id: sealed.version_id,
+            })
+        })
+    }
+}

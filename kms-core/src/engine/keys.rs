@@ -1,0 +1,767 @@
+//! Key management operations: creation, description, listing, state, versions, tags.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use zeroize::Zeroizing;
+
+use super::{key_record_key, version_prefix, version_record_key, CachedKey, Kms};
+use crate::api::*;
+use crate::auth::{Action, Caller};
+use crate::error::KmsError;
+use crate::ids::new_uuid;
+use crate::lifecycle::{self, Usage};
+use crate::model::{
+    CreatorType, DeletionProtection, KeyMaterial, KeyRecord, KeySpec, KeyState, KeyUsage, Origin,
+    ProtectionLevel, VersionRecord,
+};
+use crate::storage::{Batch, Precondition};
+use crate::time::UnixTime;
+use crate::validate;
+
+/// Longest key policy document, in bytes.
+pub const MAX_POLICY_BYTES: usize = 32768;
+
+fn tags_to_map(param: &'static str, tags: &[Tag]) -> Result<BTreeMap<String, String>, KmsError> {
+    let mut map = BTreeMap::new();
+    for t in tags {
+        validate::tag_key(param, &t.tag_key)?;
+        validate::tag_value(param, &t.tag_value)?;
+        map.insert(t.tag_key.clone(), t.tag_value.clone());
+    }
+    Ok(map)
+}
+
+impl Kms {
+    pub(crate) fn metadata(&self, key: &CachedKey) -> KeyMetadata {
+        let r = &key.record;
+        KeyMetadata {
+            key_id: r.key_id.clone(),
+            arn: key.arn.clone(),
+            key_state: r.state,
+            key_spec: r.key_spec,
+            key_usage: r.key_usage,
+            origin: r.origin,
+            protection_level: r.protection_level,
+            creation_date: r.creation_date,
+            creator: r.creator.clone(),
+            creator_type: r.creator_type,
+            description: r.description.clone(),
+            delete_date: r
+                .delete_date
+                .filter(|_| r.state == KeyState::PendingDeletion),
+            material_expire_time: r.material_expire_time,
+            primary_key_version: r.primary_version_id.clone(),
+            automatic_rotation: lifecycle::automatic_rotation(r),
+            rotation_interval: r.rotation_interval.map(|s| format!("{s}s")),
+            next_rotation_date: r.next_rotation_date,
+            last_rotation_date: r.last_rotation_date,
+            deletion_protection: if r.deletion_protection.is_some() {
+                DeletionProtection::Enabled
+            } else {
+                DeletionProtection::Disabled
+            },
+            deletion_protection_description: r
+                .deletion_protection
+                .clone()
+                .filter(|d| !d.is_empty()),
+            dkms_instance_id: r.dkms_instance_id.clone(),
+        }
+    }
+
+    /// Fresh material for a key spec.
+    pub(crate) fn new_material(&self, spec: KeySpec) -> Result<KeyMaterial, KmsError> {
+        let alg = spec.aead().ok_or_else(|| KmsError::UnsupportedOperation {
+            reason: format!("KeySpec {spec} is not available in this engine"),
+        })?;
+        let mut bytes = Zeroizing::new(vec![0u8; alg.key_len()]);
+        self.rng.fill(&mut bytes)?;
+        Ok(KeyMaterial::new(bytes))
+    }
+
+    /// CreateKey: a new customer master key, Enabled, with one primary version.
+    ///
+    /// Errors: `InvalidParameter` (spec/usage mismatch, description, tags, rotation interval,
+    /// policy size), `Rejected.UnsupportedOperation` (asymmetric specs, EXTERNAL origin or HSM
+    /// protection, which this engine does not offer yet), `Forbidden.NoPermission`.
+    pub fn create_key(
+        &self,
+        caller: &Caller,
+        req: CreateKeyRequest,
+    ) -> Result<CreateKeyResponse, KmsError> {
+        let spec = req.key_spec.unwrap_or(KeySpec::Aes256);
+        let usage = req.key_usage.unwrap_or(KeyUsage::EncryptDecrypt);
+        let origin = req.origin.unwrap_or(Origin::AliyunKms);
+        let protection = req.protection_level.unwrap_or(ProtectionLevel::Software);
+        if !spec.is_symmetric() {
+            return Err(KmsError::UnsupportedOperation {
+                reason: format!("KeySpec {spec}: asymmetric keys are not available in this engine"),
+            });
+        }
+        if usage != KeyUsage::EncryptDecrypt {
+            return Err(KmsError::invalid(
+                "KeyUsage",
+                format!("{spec} keys support only ENCRYPT/DECRYPT, not {usage}"),
+            ));
+        }
+        if origin != Origin::AliyunKms {
+            return Err(KmsError::UnsupportedOperation {
+                reason: format!(
+                    "Origin {origin}: key material import is not available in this engine"
+                ),
+            });
+        }
+        if protection != ProtectionLevel::Software {
+            return Err(KmsError::UnsupportedOperation {
+                reason: "ProtectionLevel HSM needs a key provider, and none is configured".into(),
+            });
+        }
+        let description = req.description.unwrap_or_default();
+        validate::description("Description", &description)?;
+        let tags = tags_to_map("Tags", &req.tags)?;
+        if tags.len() > validate::MAX_TAGS {
+            return Err(KmsError::LimitExceeded {
+                what: format!("a resource may have at most {} tags", validate::MAX_TAGS),
+            });
+        }
+        let interval = req
+            .rotation_interval
+            .as_deref()
+            .map(validate::rotation_interval)
+            .transpose()?;
+        let rotation_interval = match req.enable_automatic_rotation {
+            Some(true) => Some(interval.ok_or_else(|| KmsError::missing("RotationInterval"))?),
+            _ => None,
+        };
+        if let Some(p) = &req.policy {
+            if p.len() > MAX_POLICY_BYTES {
+                return Err(KmsError::invalid(
+                    "Policy",
+                    format!(
+                        "is {} bytes; at most {MAX_POLICY_BYTES} are allowed",
+                        p.len()
+                    ),
+                ));
+            }
+        }
+        if let Some(id) = &req.dkms_instance_id {
+            if id.is_empty() || id.len() > 128 {
+                return Err(KmsError::invalid(
+                    "DKMSInstanceId",
+                    "must have 1 to 128 characters",
+                ));
+            }
+        }
+        self.authorize(caller, Action::new("kms:CreateKey"), None)?;
+
+        let now = self.clock.now();
+        let key_id = new_uuid(&*self.rng)?;
+        let version_id = new_uuid(&*self.rng)?;
+        let version = VersionRecord {
+            key_id: key_id.clone(),
+            version_id: version_id.clone(),
+            creation_date: now,
+            seq: 0,
+            material: Some(self.new_material(spec)?),
+        };
+        let record = KeyRecord {
+            key_id: key_id.clone(),
+            creation_date: now,
+            creator: caller.account_id.clone(),
+            creator_type: CreatorType::User,
+            description,
+            key_spec: spec,
+            key_usage: usage,
+            origin,
+            protection_level: protection,
+            state: KeyState::Enabled,
+            delete_date: None,
+            primary_version_id: Some(version_id.clone()),
+            version_count: 1,
+            rotation_interval,
+            last_rotation_date: Some(now),
+            next_rotation_date: rotation_interval.map(|i| now.plus_secs(i)),
+            deletion_protection: None,
+            material_expire_time: None,
+            material_fingerprint: None,
+            dkms_instance_id: req.dkms_instance_id,
+            aliases: Default::default(),
+            tags,
+            policy: req.policy,
+        };
+        let kk = key_record_key(&key_id);
+        let vk = version_record_key(&key_id, &version_id);
+        let mut batch = Batch::new();
+        batch.put_if(kk.clone(), self.encode(&kk, &record)?, Precondition::Absent);
+        batch.put_if(
+            vk.clone(),
+            self.encode(&vk, &version)?,
+            Precondition::Absent,
+        );
+        self.commit(batch)?;
+        let cached = self.cache_put(record, vec![version])?;
+        Ok(CreateKeyResponse {
+            request_id: self.request_id(),
+            key_metadata: self.metadata(&cached),
+        })
+    }
+
+    /// DescribeKey. Works in every state.
+    ///
+    /// Errors: `Forbidden.KeyNotFound`, `Forbidden.AliasNotFound`, `Forbidden.NoPermission`.
+    pub fn describe_key(
+        &self,
+        caller: &Caller,
+        req: DescribeKeyRequest,
+    ) -> Result<DescribeKeyResponse, KmsError> {
+        let key = self.live_key("KeyId", &req.key_id, self.clock.now())?;
+        self.authorize(caller, Action::new("kms:DescribeKey"), Some(&key))?;
+        Ok(DescribeKeyResponse {
+            request_id: self.request_id(),
+            key_metadata: self.metadata(&key),
+        })
+    }
+
+    /// ListKeys: the account's keys, paged, optionally filtered (AND across filters, OR across
+    /// one filter's values).
+    ///
+    /// Errors: `InvalidParameter` for paging out of range or a malformed filter.
+    pub fn list_keys(
+        &self,
+        caller: &Caller,
+        req: ListKeysRequest,
+    ) -> Result<ListKeysResponse, KmsError> {
+        let (page, size) = validate::paging(req.page_number, req.page_size, 10)?;
+        let filters = parse_filters(&req.filters)?;
+        self.authorize(caller, Action::new("kms:ListKeys"), None)?;
+        let now = self.clock.now();
+        let matching: Vec<KeyRecord> = self
+            .scan_all::<KeyRecord>(b"k/")?
+            .into_iter()
+            .map(|(_, r, _)| r)
+            .filter(|r| !lifecycle::is_purged(r, now) && filters.iter().all(|f| f.matches(r)))
+            .collect();
+        let total = matching.len();
+        let keys = matching
+            .into_iter()
+            .skip((page - 1).saturating_mul(size))
+            .take(size)
+            .map(|r| KeyListEntry {
+                key_arn: self.scope.key_arn(&r.key_id),
+                key_id: r.key_id,
+            })
+            .collect();
+        Ok(ListKeysResponse {
+            request_id: self.request_id(),
+            keys: KeyList { key: keys },
+            page_number: i64::try_from(page).unwrap_or(i64::MAX),
+            page_size: i64::try_from(size).unwrap_or(i64::MAX),
+            total_count: i64::try_from(total).unwrap_or(i64::MAX),
+        })
+    }
+
+    fn empty(&self) -> EmptyResponse {
+        EmptyResponse {
+            request_id: self.request_id(),
+        }
+    }
+
+    /// EnableKey: Disabled → Enabled (a no-op when Enabled).
+    ///
+    /// Errors: `Rejected.StateModifiedFailed` from PendingDeletion or PendingImport.
+    pub fn enable_key(
+        &self,
+        caller: &Caller,
+        req: EnableKeyRequest,
+    ) -> Result<EmptyResponse, KmsError> {
+        self.mutate_key(
+            caller,
+            Action::new("kms:EnableKey"),
+            "KeyId",
+            &req.key_id,
+            |r, _| lifecycle::enable(r),
+        )?;
+        Ok(self.empty())
+    }
+
+    /// DisableKey: Enabled → Disabled (a no-op when Disabled).
+    ///
+    /// Errors: `Rejected.StateModifiedFailed` from PendingDeletion or PendingImport.
+    pub fn disable_key(
+        &self,
+        caller: &Caller,
+        req: DisableKeyRequest,
+    ) -> Result<EmptyResponse, KmsError> {
+        self.mutate_key(
+            caller,
+            Action::new("kms:DisableKey"),
+            "KeyId",
+            &req.key_id,
+            |r, _| lifecycle::disable(r),
+        )?;
+        Ok(self.empty())
+    }
+
+    /// SetDeletionProtection: names the key by ProtectedResourceArn (or KeyId).
+    ///
+    /// Errors: `MissingParameter`, `Rejected.StateModifiedFailed` when enabling on a
+    /// PendingDeletion key.
+    pub fn set_deletion_protection(
+        &self,
+        caller: &Caller,
+        req: SetDeletionProtectionRequest,
+    ) -> Result<EmptyResponse, KmsError> {
+        let (param, target) = if !req.protected_resource_arn.is_empty() {
+            ("ProtectedResourceArn", req.protected_resource_arn.as_str())
+        } else if !req.key_id.is_empty() {
+            ("KeyId", req.key_id.as_str())
+        } else {
+            return Err(KmsError::missing("ProtectedResourceArn"));
+        };
+        let enable = req
+            .enable_deletion_protection
+            .ok_or_else(|| KmsError::missing("EnableDeletionProtection"))?;
+        let description = req.deletion_protection_description;
+        self.mutate_key(
+            caller,
+            Action::new("kms:SetDeletionProtection"),
+            param,
+            target,
+            |r, _| lifecycle::set_deletion_protection(r, enable, description.as_deref()),
+        )?;
+        Ok(self.empty())
+    }
+
+    /// ScheduleKeyDeletion: PendingDeletion for 7 to 366 days, then purged.
+    ///
+    /// Errors: `InvalidParameter`/`MissingParameter` (PendingWindowInDays),
+    /// `Rejected.DeletionProtection`, `Rejected.StateModifiedFailed`.
+    pub fn schedule_key_deletion(
+        &self,
+        caller: &Caller,
+        req: ScheduleKeyDeletionRequest,
+    ) -> Result<EmptyResponse, KmsError> {
+        validate::pending_window(req.pending_window_in_days)?;
+        self.mutate_key(
+            caller,
+            Action::new("kms:ScheduleKeyDeletion"),
+            "KeyId",
+            &req.key_id,
+            |r, now| lifecycle::schedule_deletion(r, now, req.pending_window_in_days),
+        )?;
+        Ok(self.empty())
+    }
+
+    /// CancelKeyDeletion: PendingDeletion → Enabled.
+    ///
+    /// Errors: `Rejected.StateModifiedFailed` from any other state.
+    pub fn cancel_key_deletion(
+        &self,
+        caller: &Caller,
+        req: CancelKeyDeletionRequest,
+    ) -> Result<EmptyResponse, KmsError> {
+        self.mutate_key(
+            caller,
+            Action::new("kms:CancelKeyDeletion"),
+            "KeyId",
+            &req.key_id,
+            |r, _| lifecycle::cancel_deletion(r),
+        )?;
+        Ok(self.empty())
+    }
+
+    /// UpdateKeyDescription.
+    ///
+    /// Errors: `Rejected.PendingDeletion`, `InvalidParameter` over 8192 characters.
+    pub fn update_key_description(
+        &self,
+        caller: &Caller,
+        req: UpdateKeyDescriptionRequest,
+    ) -> Result<EmptyResponse, KmsError> {
+        validate::description("Description", &req.description)?;
+        self.mutate_key(
+            caller,
+            Action::new("kms:UpdateKeyDescription"),
+            "KeyId",
+            &req.key_id,
+            |r, _| lifecycle::update_description(r, &req.description),
+        )?;
+        Ok(self.empty())
+    }
+
+    /// DescribeKeyVersion. Works in every state.
+    ///
+    /// Errors: `Forbidden.KeyNotFound`, `Forbidden.KeyVersionNotFound`, `MissingParameter`.
+    pub fn describe_key_version(
+        &self,
+        caller: &Caller,
+        req: DescribeKeyVersionRequest,
+    ) -> Result<DescribeKeyVersionResponse, KmsError> {
+        validate::required("KeyVersionId", &req.key_version_id)?;
+        let key = self.live_key("KeyId", &req.key_id, self.clock.now())?;
+        self.authorize(caller, Action::new("kms:DescribeKeyVersion"), Some(&key))?;
+        let v = self.load_version(&key, &req.key_version_id.to_ascii_lowercase())?;
+        Ok(KeyVersionResponse {
+            request_id: self.request_id(),
+            key_version: KeyVersion {
+                key_id: v.key_id.clone(),
+                key_version_id: v.version_id.clone(),
+                creation_date: v.creation_date,
+            },
+        })
+    }
+
+    /// ListKeyVersions: oldest first. Works in every state.
+    ///
+    /// Errors: `Forbidden.KeyNotFound`, `InvalidParameter` for paging.
+    pub fn list_key_versions(
+        &self,
+        caller: &Caller,
+        req: ListKeyVersionsRequest,
+    ) -> Result<ListKeyVersionsResponse, KmsError> {
+        let (page, size) = validate::paging(req.page_number, req.page_size, 10)?;
+        let key = self.live_key("KeyId", &req.key_id, self.clock.now())?;
+        self.authorize(caller, Action::new("kms:ListKeyVersions"), Some(&key))?;
+        let mut versions: Vec<VersionRecord> = self
+            .scan_all::<VersionRecord>(&version_prefix(&key.record.key_id))?
+            .into_iter()
+            .map(|(_, v, _)| v)
+            .collect();
+        versions.sort_by_key(|v| v.seq);
+        let total = versions.len();
+        let page_items = versions
+            .into_iter()
+            .skip((page - 1).saturating_mul(size))
+            .take(size)
+            .map(|v| KeyVersion {
+                key_id: v.key_id.clone(),
+                key_version_id: v.version_id.clone(),
+                creation_date: v.creation_date,
+            })
+            .collect();
+        Ok(ListKeyVersionsResponse {
+            request_id: self.request_id(),
+            key_versions: KeyVersionList {
+                key_version: page_items,
+            },
+            page_number: i64::try_from(page).unwrap_or(i64::MAX),
+            page_size: i64::try_from(size).unwrap_or(i64::MAX),
+            total_count: i64::try_from(total).unwrap_or(i64::MAX),
+        })
+    }
+
+    /// UpdateRotationPolicy: turns automatic rotation on (with an interval of 7 to 365 days)
+    /// or off.
+    ///
+    /// Errors: `MissingParameter`, `InvalidParameter` (RotationInterval),
+    /// `Rejected.UnsupportedOperation` (asymmetric or EXTERNAL keys), the state errors.
+    pub fn update_rotation_policy(
+        &self,
+        caller: &Caller,
+        req: UpdateRotationPolicyRequest,
+    ) -> Result<EmptyResponse, KmsError> {
+        let enable = req
+            .enable_automatic_rotation
+            .ok_or_else(|| KmsError::missing("EnableAutomaticRotation"))?;
+        let interval = req
+            .rotation_interval
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .map(validate::rotation_interval)
+            .transpose()?;
+        self.mutate_key(
+            caller,
+            Action::new("kms:UpdateRotationPolicy"),
+            "KeyId",
+            &req.key_id,
+            |r, now| {
+                lifecycle::set_rotation_policy(r, now, enable, interval.or(r.rotation_interval))
+            },
+        )?;
+        Ok(self.empty())
+    }
+
+    /// CreateKeyVersion: a manual rotation; the new version becomes primary.
+    ///
+    /// Errors: `Rejected.UnsupportedOperation` (EXTERNAL keys), the state errors.
+    pub fn create_key_version(
+        &self,
+        caller: &Caller,
+        req: CreateKeyVersionRequest,
+    ) -> Result<CreateKeyVersionResponse, KmsError> {
+        let key_id = self.resolve_key_id("KeyId", &req.key_id)?;
+        let _guard = self.write_guard()?;
+        let now = self.clock.now();
+        let (record, revision) = self.load_for_update(&key_id, &req.key_id, now)?;
+        self.authorize_record(caller, Action::new("kms:CreateKeyVersion"), &record)?;
+        lifecycle::check_can_rotate(&record)?;
+        let version = self.rotate_locked(&record, revision, now)?;
+        Ok(KeyVersionResponse {
+            request_id: self.request_id(),
+            key_version: KeyVersion {
+                key_id: version.key_id.clone(),
+                key_version_id: version.version_id.clone(),
+                creation_date: version.creation_date,
+            },
+        })
+    }
+
+    /// Adds a new primary version to `record` (write lock held, checks done).
+    pub(crate) fn rotate_locked(
+        &self,
+        record: &KeyRecord,
+        revision: u64,
+        now: UnixTime,
+    ) -> Result<VersionRecord, KmsError> {
+        let version_id = new_uuid(&*self.rng)?;
+        let version = VersionRecord {
+            key_id: record.key_id.clone(),
+            version_id: version_id.clone(),
+            creation_date: now,
+            seq: record.version_count,
+            material: Some(self.new_material(record.key_spec)?),
+        };
+        let next = lifecycle::rotate(record, now, &version_id);
+        let kk = key_record_key(&record.key_id);
+        let vk = version_record_key(&record.key_id, &version_id);
+        let mut batch = Batch::new();
+        batch.put_if(
+            kk.clone(),
+            self.encode(&kk, &next)?,
+            Precondition::Revision(revision),
+        );
+        batch.put_if(
+            vk.clone(),
+            self.encode(&vk, &version)?,
+            Precondition::Absent,
+        );
+        self.commit(batch)?;
+        self.cache_put(next, vec![version.clone()])?;
+        Ok(version)
+    }
+
+    /// TagResource: sets tags on a key (replacing values of existing tag keys).
+    ///
+    /// Errors: `MissingParameter`, `InvalidParameter` (tag rules), `Rejected.LimitExceeded`
+    /// (20 tags), `Rejected.PendingDeletion`.
+    pub fn tag_resource(
+        &self,
+        caller: &Caller,
+        req: TagResourceRequest,
+    ) -> Result<EmptyResponse, KmsError> {
+        let key_ref = resource_key_param(&req.key_id, &req.secret_name, &req.certificate_id)?;
+        if req.tags.is_empty() {
+            return Err(KmsError::missing("Tags"));
+        }
+        let tags = tags_to_map("Tags", &req.tags)?;
+        self.mutate_key(
+            caller,
+            Action::new("kms:TagResource"),
+            "KeyId",
+            key_ref,
+            |r, _| lifecycle::tag(r, &tags),
+        )?;
+        Ok(self.empty())
+    }
+
+    /// UntagResource: removes tags from a key by tag key.
+    ///
+    /// Errors: `MissingParameter`, `InvalidParameter`, `Rejected.PendingDeletion`.
+    pub fn untag_resource(
+        &self,
+        caller: &Caller,
+        req: UntagResourceRequest,
+    ) -> Result<EmptyResponse, KmsError> {
+        let key_ref = resource_key_param(&req.key_id, &req.secret_name, &req.certificate_id)?;
+        if req.tag_keys.is_empty() {
+            return Err(KmsError::missing("TagKeys"));
+        }
+        self.mutate_key(
+            caller,
+            Action::new("kms:UntagResource"),
+            "KeyId",
+            key_ref,
+            |r, _| lifecycle::untag(r, &req.tag_keys),
+        )?;
+        Ok(self.empty())
+    }
+
+    /// ListResourceTags: a key's tags, by tag key. Works in every state.
+    ///
+    /// Errors: `Forbidden.KeyNotFound`.
+    pub fn list_resource_tags(
+        &self,
+        caller: &Caller,
+        req: ListResourceTagsRequest,
+    ) -> Result<ListResourceTagsResponse, KmsError> {
+        let key = self.live_key("KeyId", &req.key_id, self.clock.now())?;
+        self.authorize(caller, Action::new("kms:ListResourceTags"), Some(&key))?;
+        let tag = key
+            .record
+            .tags
+            .iter()
+            .map(|(k, v)| ResourceTag {
+                key_id: key.record.key_id.clone(),
+                tag_key: k.clone(),
+                tag_value: v.clone(),
+            })
+            .collect();
+        Ok(ListResourceTagsResponse {
+            request_id: self.request_id(),
+            tags: ResourceTagList { tag },
+        })
+    }
+
+    /// DescribeRegions: the engine's configured region.
+    pub fn describe_regions(
+        &self,
+        caller: &Caller,
+        _req: NoParamsRequest,
+    ) -> Result<DescribeRegionsResponse, KmsError> {
+        self.authorize(caller, Action::new("kms:DescribeRegions"), None)?;
+        Ok(DescribeRegionsResponse {
+            request_id: self.request_id(),
+            regions: RegionList {
+                region: vec![Region {
+                    region_id: self.scope.region.clone(),
+                }],
+            },
+        })
+    }
+
+    /// OpenKmsService: idempotent; an embedded engine is always open.
+    pub fn open_kms_service(
+        &self,
+        caller: &Caller,
+        _req: NoParamsRequest,
+    ) -> Result<EmptyResponse, KmsError> {
+        self.authorize(caller, Action::new("kms:OpenKmsService"), None)?;
+        Ok(self.empty())
+    }
+
+    /// DescribeAccountKmsStatus: always `Enabled`.
+    pub fn describe_account_kms_status(
+        &self,
+        caller: &Caller,
+        _req: NoParamsRequest,
+    ) -> Result<DescribeAccountKmsStatusResponse, KmsError> {
+        self.authorize(caller, Action::new("kms:DescribeAccountKmsStatus"), None)?;
+        Ok(DescribeAccountKmsStatusResponse {
+            request_id: self.request_id(),
+            account_status: "Enabled".into(),
+        })
+    }
+
+    /// The cached key a crypto operation uses, after the state and authorization checks.
+    pub(crate) fn usable_key(
+        &self,
+        caller: &Caller,
+        action: Action,
+        param: &'static str,
+        input: &str,
+    ) -> Result<Arc<CachedKey>, KmsError> {
+        let key = self.live_key(param, input, self.clock.now())?;
+        self.authorize(caller, action, Some(&key))?;
+        lifecycle::check_usable(&key.record, Usage::Crypto)?;
+        Ok(key)
+    }
+}
+
+/// TagResource and UntagResource name one resource; keys are handled here.
+fn resource_key_param<'a>(
+    key_id: &'a str,
+    secret_name: &str,
+    certificate_id: &str,
+) -> Result<&'a str, KmsError> {
+    let given = [
+        !key_id.is_empty(),
+        !secret_name.is_empty(),
+        !certificate_id.is_empty(),
+    ];
+    match given.iter().filter(|g| **g).count() {
+        0 => Err(KmsError::missing("KeyId")),
+        1 if !key_id.is_empty() => Ok(key_id),
+        1 => Err(KmsError::UnsupportedOperation {
+            reason: "tags on secrets and certificates are not available in this engine".into(),
+        }),
+        _ => Err(KmsError::invalid(
+            "KeyId",
+            "give exactly one of KeyId, SecretName and CertificateId",
+        )),
+    }
+}
+
+/// A parsed ListKeys filter.
+enum KeyFilter {
+    State(Vec<KeyState>),
+    Spec(Vec<KeySpec>),
+    Usage(Vec<KeyUsage>),
+    Creator(Vec<CreatorType>),
+    Protection(Vec<ProtectionLevel>),
+}
+
+impl KeyFilter {
+    fn matches(&self, r: &KeyRecord) -> bool {
+        match self {
+            KeyFilter::State(v) => v.contains(&r.state),
+            KeyFilter::Spec(v) => v.contains(&r.key_spec),
+            KeyFilter::Usage(v) => v.contains(&r.key_usage),
+            KeyFilter::Creator(v) => v.contains(&r.creator_type),
+            KeyFilter::Protection(v) => v.contains(&r.protection_level),
+        }
+    }
+}
+
+const MAX_FILTERS: usize = 10;
+
+fn parse_filters(filters: &[Filter]) -> Result<Vec<KeyFilter>, KmsError> {
+    if filters.len() > MAX_FILTERS {
+        return Err(KmsError::invalid(
+            "Filters",
+            format!("at most {MAX_FILTERS} filters are allowed"),
+        ));
+    }
+    filters
+        .iter()
+        .map(|f| {
+            if f.values.is_empty() {
+                return Err(KmsError::invalid(
+                    "Filters",
+                    format!("the filter on {} has no Values", f.key),
+                ));
+            }
+            fn all<T>(
+                values: &[String],
+                parse: fn(&str) -> Result<T, KmsError>,
+            ) -> Result<Vec<T>, KmsError> {
+                values.iter().map(|v| parse(v)).collect()
+            }
+            let with_name = |e: KmsError| match e {
+                KmsError::InvalidParameter { name, reason } => {
+                    KmsError::invalid("Filters", format!("{name} value {reason}"))
+                }
+                other => other,
+            };
+            Ok(match f.key.as_str() {
+                "KeyState" => KeyFilter::State(all(&f.values, KeyState::parse).map_err(with_name)?),
+                "KeySpec" => KeyFilter::Spec(all(&f.values, KeySpec::parse).map_err(with_name)?),
+                "KeyUsage" => KeyFilter::Usage(all(&f.values, KeyUsage::parse).map_err(with_name)?),
+                "CreatorType" => {
+                    KeyFilter::Creator(all(&f.values, CreatorType::parse).map_err(with_name)?)
+                }
+                "ProtectionLevel" => KeyFilter::Protection(
+                    all(&f.values, ProtectionLevel::parse).map_err(with_name)?,
+                ),
+                other => {
+                    return Err(KmsError::invalid(
+                        "Filters",
+                        format!(
+                            "{other:?} is not a filter key; use KeyState, KeySpec, KeyUsage, \
+                             CreatorType or ProtectionLevel"
+                        ),
+                    ))
+                }
+            })
+        })
+        .collect()
+}

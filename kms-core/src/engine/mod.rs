@@ -1,0 +1,602 @@
+//! The engine: [`Kms`], its builder, and the I/O around the pure lifecycle rules.
+//!
+//! Record layout (every value sealed by [`crate::seal`] with its record key as associated
+//! data, and encoded as a schema-version byte followed by JSON):
+//!
+//! | record key | value |
+//! | --- | --- |
+//! | `m/keyring` | the sealing keyring (sealed under the root key) |
+//! | `k/<key id>` | [`KeyRecord`] |
+//! | `v/<key id>/<version id>` | [`VersionRecord`] with the version's material |
+//! | `a/<alias name>` | [`AliasRecord`] |
+//!
+//! Decoded key records live in an in-memory cache, filled on first use, so the crypto hot path
+//! reads no storage. Mutations are serialized by one lock, re-read the record from storage,
+//! apply a pure function of [`crate::lifecycle`], and commit with a revision precondition;
+//! the cache is updated only after the commit succeeded.
+
+mod aliases;
+mod crypto_ops;
+mod keys;
+mod maintenance;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use zeroize::Zeroizing;
+
+use crate::auth::{AccessRequest, Action, Authorizer, Caller, Decision, SameAccountOnly};
+use crate::crypto::{OsRandom, RandomSource};
+use crate::error::KmsError;
+use crate::ids::{ArnScope, KeyRef};
+use crate::lifecycle;
+use crate::model::{AliasRecord, KeyRecord, VersionRecord};
+use crate::root_key::RootKey;
+use crate::seal::Sealer;
+use crate::storage::{Entry, Storage};
+use crate::time::{Clock, SystemClock, UnixTime};
+
+const SCHEMA_V1: u8 = 1;
+const SCAN_PAGE: usize = 512;
+
+pub(crate) fn key_record_key(key_id: &str) -> Vec<u8> {
+    format!("k/{key_id}").into_bytes()
+}
+
+pub(crate) fn version_record_key(key_id: &str, version_id: &str) -> Vec<u8> {
+    format!("v/{key_id}/{version_id}").into_bytes()
+}
+
+pub(crate) fn version_prefix(key_id: &str) -> Vec<u8> {
+    format!("v/{key_id}/").into_bytes()
+}
+
+pub(crate) fn alias_record_key(alias_name: &str) -> Vec<u8> {
+    format!("a/{alias_name}").into_bytes()
+}
+
+/// A key as the hot path sees it: the decoded record and the versions loaded so far.
+pub(crate) struct CachedKey {
+    pub(crate) record: KeyRecord,
+    pub(crate) arn: String,
+    versions: RwLock<HashMap<String, Arc<VersionRecord>>>,
+}
+
+impl CachedKey {
+    fn new(record: KeyRecord, arn: String, versions: HashMap<String, Arc<VersionRecord>>) -> Self {
+        CachedKey {
+            record,
+            arn,
+            versions: RwLock::new(versions),
+        }
+    }
+
+    fn versions_snapshot(&self) -> HashMap<String, Arc<VersionRecord>> {
+        self.versions.read().map(|v| v.clone()).unwrap_or_default()
+    }
+}
+
+/// Builds a [`Kms`].
+///
+/// Only the storage and the root key are required. Defaults: [`SameAccountOnly`]
+/// authorization, [`SystemClock`], [`OsRandom`], region `cn-hangzhou`, account `1`.
+#[must_use]
+pub struct KmsBuilder {
+    storage: Option<Arc<dyn Storage>>,
+    authorizer: Arc<dyn Authorizer>,
+    clock: Arc<dyn Clock>,
+    rng: Arc<dyn RandomSource>,
+    root_key: Option<RootKey>,
+    region: String,
+    account_id: String,
+}
+
+impl Default for KmsBuilder {
+    fn default() -> Self {
+        KmsBuilder {
+            storage: None,
+            authorizer: Arc::new(SameAccountOnly),
+            clock: Arc::new(SystemClock),
+            rng: Arc::new(OsRandom),
+            root_key: None,
+            region: "cn-hangzhou".into(),
+            account_id: "1".into(),
+        }
+    }
+}
+
+impl KmsBuilder {
+    /// The store the engine keeps its records in.
+    pub fn storage(mut self, storage: impl Storage + 'static) -> Self {
+        self.storage = Some(Arc::new(storage));
+        self
+    }
+
+    /// The store, already shared.
+    pub fn shared_storage(mut self, storage: Arc<dyn Storage>) -> Self {
+        self.storage = Some(storage);
+        self
+    }
+
+    /// The authorizer consulted on every call.
+    pub fn authorizer(mut self, authorizer: impl Authorizer + 'static) -> Self {
+        self.authorizer = Arc::new(authorizer);
+        self
+    }
+
+    /// The source of time.
+    pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// The source of randomness (key material, nonces, ids).
+    pub fn random_source(mut self, rng: impl RandomSource + 'static) -> Self {
+        self.rng = Arc::new(rng);
+        self
+    }
+
+    /// The root key that seals every stored record.
+    pub fn root_key(mut self, root_key: RootKey) -> Self {
+        self.root_key = Some(root_key);
+        self
+    }
+
+    /// The region in ARNs and DescribeRegions.
+    pub fn region(mut self, region: impl Into<String>) -> Self {
+        self.region = region.into();
+        self
+    }
+
+    /// The account that owns the keys.
+    pub fn account_id(mut self, account_id: impl Into<String>) -> Self {
+        self.account_id = account_id.into();
+        self
+    }
+
+    /// Opens the engine on its store (creating the keyring on first use).
+    ///
+    /// Errors: `MissingParameter` without storage or root key; `InternalFailure` when the
+    /// store's keyring does not open under this root key, or storage fails.
+    pub fn build(self) -> Result<Kms, KmsError> {
+        let storage = self.storage.ok_or_else(|| KmsError::missing("storage"))?;
+        let root_key = self.root_key.ok_or_else(|| KmsError::missing("root_key"))?;
+        if self.region.is_empty() || self.region.contains(':') {
+            return Err(KmsError::invalid(
+                "region",
+                "must be non-empty and contain no ':'",
+            ));
+        }
+        if self.account_id.is_empty() || self.account_id.contains(':') {
+            return Err(KmsError::invalid(
+                "account_id",
+                "must be non-empty and contain no ':'",
+            ));
+        }
+        let sealer = Sealer::load(root_key, storage.clone(), self.rng.clone())?;
+        let mut prefix = [0u8; 8];
+        self.rng.fill(&mut prefix)?;
+        let prefix = u64::from_be_bytes(prefix);
+        Ok(Kms {
+            storage,
+            sealer,
+            authorizer: self.authorizer,
+            clock: self.clock,
+            rng: self.rng,
+            scope: ArnScope {
+                region: self.region,
+                account_id: self.account_id,
+            },
+            keys: RwLock::new(HashMap::new()),
+            aliases: RwLock::new(HashMap::new()),
+            write_lock: Mutex::new(()),
+            request_prefix: prefix,
+            request_counter: AtomicU64::new(0),
+        })
+    }
+}
+
+/// The key management engine. `Send + Sync`; share it behind an `Arc`.
+///
+/// One method per API operation, each taking the [`Caller`] and the operation's request
+/// struct; see SPEC.md for the rules each enforces.
+pub struct Kms {
+    storage: Arc<dyn Storage>,
+    sealer: Sealer,
+    authorizer: Arc<dyn Authorizer>,
+    clock: Arc<dyn Clock>,
+    rng: Arc<dyn RandomSource>,
+    scope: ArnScope,
+    keys: RwLock<HashMap<String, Arc<CachedKey>>>,
+    aliases: RwLock<HashMap<String, String>>,
+    write_lock: Mutex<()>,
+    request_prefix: u64,
+    request_counter: AtomicU64,
+}
+
+impl std::fmt::Debug for Kms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kms")
+            .field("region", &self.scope.region)
+            .field("account_id", &self.scope.account_id)
+            .finish_non_exhaustive()
+    }
+}
+
+fn poisoned() -> KmsError {
+    KmsError::internal("an engine lock was poisoned by a panicking thread")
+}
+
+impl Kms {
+    /// Starts building an engine.
+    pub fn builder() -> KmsBuilder {
+        KmsBuilder::default()
+    }
+
+    /// The region and account ARNs are made for.
+    pub fn scope(&self) -> &ArnScope {
+        &self.scope
+    }
+
+    /// The engine's current time.
+    pub fn now(&self) -> UnixTime {
+        self.clock.now()
+    }
+
+    /// A unique id for a response (not secret, so a counter under a random prefix).
+    pub(crate) fn request_id(&self) -> String {
+        let n = self.request_counter.fetch_add(1, Ordering::Relaxed);
+        crate::ids::format_uuid_v4(self.request_prefix, n)
+    }
+
+    fn write_guard(&self) -> Result<MutexGuard<'_, ()>, KmsError> {
+        self.write_lock.lock().map_err(|_| poisoned())
+    }
+
+    // ---- record codec -------------------------------------------------------------------
+
+    pub(crate) fn encode<T: Serialize>(
+        &self,
+        record_key: &[u8],
+        value: &T,
+    ) -> Result<Vec<u8>, KmsError> {
+        let mut plain = Zeroizing::new(Vec::with_capacity(256));
+        plain.push(SCHEMA_V1);
+        serde_json::to_writer(&mut *plain, value)
+            .map_err(|e| KmsError::internal(format!("encoding a record failed: {e}")))?;
+        self.sealer.seal(record_key, &plain)
+    }
+
+    pub(crate) fn decode<T: DeserializeOwned>(
+        &self,
+        record_key: &[u8],
+        sealed: &[u8],
+    ) -> Result<T, KmsError> {
+        let plain = self.sealer.open(record_key, sealed)?;
+        let (&schema, json) = plain
+            .split_first()
+            .ok_or_else(|| KmsError::internal("an empty record"))?;
+        if schema != SCHEMA_V1 {
+            return Err(KmsError::internal(format!(
+                "record {} has unknown schema version {schema}",
+                String::from_utf8_lossy(record_key)
+            )));
+        }
+        serde_json::from_slice(json).map_err(|e| {
+            KmsError::internal(format!(
+                "record {} is malformed: {e}",
+                String::from_utf8_lossy(record_key)
+            ))
+        })
+    }
+
+    pub(crate) fn read<T: DeserializeOwned>(
+        &self,
+        record_key: &[u8],
+    ) -> Result<Option<(T, Entry)>, KmsError> {
+        match self.storage.get(record_key)? {
+            None => Ok(None),
+            Some(entry) => {
+                let value = self.decode(record_key, &entry.value)?;
+                Ok(Some((value, entry)))
+            }
+        }
+    }
+
+    /// Every record under `prefix`, decoded, in key order.
+    pub(crate) fn scan_all<T: DeserializeOwned>(
+        &self,
+        prefix: &[u8],
+    ) -> Result<Vec<(Vec<u8>, T, u64)>, KmsError> {
+        let mut out = Vec::new();
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = self.storage.scan(prefix, after.as_deref(), SCAN_PAGE)?;
+            let len = page.len();
+            for (k, entry) in page {
+                let v = self.decode(&k, &entry.value)?;
+                after = Some(k.clone());
+                out.push((k, v, entry.revision));
+            }
+            if len < SCAN_PAGE {
+                return Ok(out);
+            }
+        }
+    }
+
+    // ---- key cache and resolution -------------------------------------------------------
+
+    fn cache_get(&self, key_id: &str) -> Result<Option<Arc<CachedKey>>, KmsError> {
+        Ok(self
+            .keys
+            .read()
+            .map_err(|_| poisoned())?
+            .get(key_id)
+            .cloned())
+    }
+
+    /// Replaces the cached record of a key after a successful commit, keeping loaded versions.
+    pub(crate) fn cache_put(
+        &self,
+        record: KeyRecord,
+        new_versions: Vec<VersionRecord>,
+    ) -> Result<Arc<CachedKey>, KmsError> {
+        let mut keys = self.keys.write().map_err(|_| poisoned())?;
+        let mut versions = keys
+            .get(&record.key_id)
+            .map(|c| c.versions_snapshot())
+            .unwrap_or_default();
+        for v in new_versions {
+            versions.insert(v.version_id.clone(), Arc::new(v));
+        }
+        let arn = self.scope.key_arn(&record.key_id);
+        let cached = Arc::new(CachedKey::new(record, arn, versions));
+        keys.insert(cached.record.key_id.clone(), cached.clone());
+        Ok(cached)
+    }
+
+    pub(crate) fn cache_remove(&self, key_id: &str) -> Result<(), KmsError> {
+        self.keys.write().map_err(|_| poisoned())?.remove(key_id);
+        Ok(())
+    }
+
+    pub(crate) fn alias_cache_remove(&self, alias: &str) -> Result<(), KmsError> {
+        self.aliases.write().map_err(|_| poisoned())?.remove(alias);
+        Ok(())
+    }
+
+    pub(crate) fn alias_cache_put(&self, alias: &str, key_id: &str) -> Result<(), KmsError> {
+        self.aliases
+            .write()
+            .map_err(|_| poisoned())?
+            .insert(alias.to_owned(), key_id.to_owned());
+        Ok(())
+    }
+
+    /// The cached key, loading it (and its primary version) from storage on a miss.
+    ///
+    /// Errors: `Forbidden.KeyNotFound` when there is no such key.
+    pub(crate) fn load_key(&self, key_id: &str) -> Result<Arc<CachedKey>, KmsError> {
+        if let Some(k) = self.cache_get(key_id)? {
+            return Ok(k);
+        }
+        let (record, _) = self
+            .read::<KeyRecord>(&key_record_key(key_id))?
+            .ok_or_else(|| KmsError::KeyNotFound {
+                key_id: key_id.to_owned(),
+            })?;
+        let mut versions = Vec::new();
+        if let Some(primary) = &record.primary_version_id {
+            if let Some((v, _)) =
+                self.read::<VersionRecord>(&version_record_key(key_id, primary))?
+            {
+                versions.push(v);
+            }
+        }
+        // Another thread may have committed a newer record meanwhile: the write lock holder
+        // updates the cache after its commit, so never overwrite an entry that appeared.
+        let mut keys = self.keys.write().map_err(|_| poisoned())?;
+        if let Some(k) = keys.get(key_id) {
+            return Ok(k.clone());
+        }
+        let arn = self.scope.key_arn(key_id);
+        let versions = versions
+            .into_iter()
+            .map(|v| (v.version_id.clone(), Arc::new(v)))
+            .collect();
+        let cached = Arc::new(CachedKey::new(record, arn, versions));
+        keys.insert(key_id.to_owned(), cached.clone());
+        Ok(cached)
+    }
+
+    /// A version of a cached key, loading it on a miss.
+    ///
+    /// Errors: `Forbidden.KeyVersionNotFound`.
+    pub(crate) fn load_version(
+        &self,
+        key: &CachedKey,
+        version_id: &str,
+    ) -> Result<Arc<VersionRecord>, KmsError> {
+        if let Some(v) = key.versions.read().map_err(|_| poisoned())?.get(version_id) {
+            return Ok(v.clone());
+        }
+        let not_found = || KmsError::KeyVersionNotFound {
+            key_id: key.record.key_id.clone(),
+            version_id: version_id.to_owned(),
+        };
+        if !crate::ids::is_uuid(version_id) {
+            return Err(not_found());
+        }
+        let (v, _) = self
+            .read::<VersionRecord>(&version_record_key(&key.record.key_id, version_id))?
+            .ok_or_else(not_found)?;
+        let v = Arc::new(v);
+        key.versions
+            .write()
+            .map_err(|_| poisoned())?
+            .insert(version_id.to_owned(), v.clone());
+        Ok(v)
+    }
+
+    /// The key id an alias names.
+    ///
+    /// Errors: `Forbidden.AliasNotFound`.
+    pub(crate) fn resolve_alias(&self, alias: &str) -> Result<String, KmsError> {
+        if let Some(id) = self.aliases.read().map_err(|_| poisoned())?.get(alias) {
+            return Ok(id.clone());
+        }
+        let (rec, _) = self
+            .read::<AliasRecord>(&alias_record_key(alias))?
+            .ok_or_else(|| KmsError::AliasNotFound {
+                alias: alias.to_owned(),
+            })?;
+        self.alias_cache_put(alias, &rec.key_id)?;
+        Ok(rec.key_id)
+    }
+
+    /// The key id a `KeyId` parameter names (id, ARN, alias or alias ARN).
+    pub(crate) fn resolve_key_id(
+        &self,
+        param: &'static str,
+        input: &str,
+    ) -> Result<String, KmsError> {
+        match self.scope.parse_key_ref(param, input)? {
+            KeyRef::Id(id) => Ok(id),
+            KeyRef::Alias(alias) => self.resolve_alias(&alias),
+        }
+    }
+
+    /// The live key a `KeyId` parameter names: a key past its DeleteDate is not found.
+    pub(crate) fn live_key(
+        &self,
+        param: &'static str,
+        input: &str,
+        now: UnixTime,
+    ) -> Result<Arc<CachedKey>, KmsError> {
+        let key_id = self.resolve_key_id(param, input)?;
+        let key = self.load_key(&key_id)?;
+        if lifecycle::is_purged(&key.record, now) {
+            return Err(KmsError::KeyNotFound {
+                key_id: input.to_owned(),
+            });
+        }
+        Ok(key)
+    }
+
+    // ---- authorization ------------------------------------------------------------------
+
+    /// Asks the authorizer about a cached key, or about the account when `key` is `None`.
+    pub(crate) fn authorize(
+        &self,
+        caller: &Caller,
+        action: Action,
+        key: Option<&CachedKey>,
+    ) -> Result<(), KmsError> {
+        match key {
+            Some(k) => self.authorize_resource(caller, action, &k.arn, k.record.policy.as_deref()),
+            None => self.authorize_resource(caller, action, "*", None),
+        }
+    }
+
+    /// Asks the authorizer about a key record (as read for a mutation).
+    pub(crate) fn authorize_record(
+        &self,
+        caller: &Caller,
+        action: Action,
+        record: &KeyRecord,
+    ) -> Result<(), KmsError> {
+        let arn = self.scope.key_arn(&record.key_id);
+        self.authorize_resource(caller, action, &arn, record.policy.as_deref())
+    }
+
+    fn authorize_resource(
+        &self,
+        caller: &Caller,
+        action: Action,
+        resource: &str,
+        policy: Option<&str>,
+    ) -> Result<(), KmsError> {
+        let request = AccessRequest {
+            caller,
+            action,
+            resource,
+            resource_account: &self.scope.account_id,
+            policy,
+        };
+        match self.authorizer.authorize(&request) {
+            Decision::Allow => Ok(()),
+            Decision::Deny => Err(KmsError::NoPermission {
+                action: action.as_str().to_owned(),
+                principal: caller.arn(),
+                resource: resource.to_owned(),
+            }),
+        }
+    }
+
+    // ---- mutations ------------------------------------------------------------------------
+
+    /// Loads a key for a mutation: the latest durable record and its revision.
+    ///
+    /// Must be called with the write lock held.
+    pub(crate) fn load_for_update(
+        &self,
+        key_id: &str,
+        input: &str,
+        now: UnixTime,
+    ) -> Result<(KeyRecord, u64), KmsError> {
+        let (record, entry) = self
+            .read::<KeyRecord>(&key_record_key(key_id))?
+            .ok_or_else(|| KmsError::KeyNotFound {
+                key_id: input.to_owned(),
+            })?;
+        if lifecycle::is_purged(&record, now) {
+            return Err(KmsError::KeyNotFound {
+                key_id: input.to_owned(),
+            });
+        }
+        Ok((record, entry.revision))
+    }
+
+    /// The common shape of a single-key mutation: resolve, lock, re-read, authorize, apply the
+    /// pure rule, commit with a revision precondition, update the cache.
+    pub(crate) fn mutate_key(
+        &self,
+        caller: &Caller,
+        action: Action,
+        param: &'static str,
+        input: &str,
+        apply: impl FnOnce(&KeyRecord, UnixTime) -> Result<KeyRecord, KmsError>,
+    ) -> Result<Arc<CachedKey>, KmsError> {
+        let key_id = self.resolve_key_id(param, input)?;
+        let _guard = self.write_guard()?;
+        let now = self.clock.now();
+        let (record, revision) = self.load_for_update(&key_id, input, now)?;
+        self.authorize_record(caller, action, &record)?;
+        let next = apply(&record, now)?;
+        if next == record {
+            return self.cache_put(next, Vec::new());
+        }
+        let rk = key_record_key(&key_id);
+        let mut batch = crate::storage::Batch::new();
+        batch.put_if(
+            rk.clone(),
+            self.encode(&rk, &next)?,
+            crate::storage::Precondition::Revision(revision),
+        );
+        self.commit(batch)?;
+        self.cache_put(next, Vec::new())
+    }
+
+    /// Commits a batch; a precondition failure means another writer changed the records.
+    pub(crate) fn commit(&self, batch: crate::storage::Batch) -> Result<(), KmsError> {
+        self.storage.commit(batch).map_err(|e| match e {
+            crate::storage::StorageError::Conflict { key } => KmsError::internal(format!(
+                "record {key} was changed by another writer; nothing was applied, try again"
+            )),
+            other => other.into(),
+        })
+    }
+}

@@ -1,0 +1,244 @@
+//! Identifiers: UUIDs, ARNs, alias names, and resolving what a caller passes as `KeyId`.
+
+use crate::crypto::RandomSource;
+use crate::error::KmsError;
+
+/// Longest alias name after the `alias/` prefix.
+pub const MAX_ALIAS_SUFFIX_LEN: usize = 255;
+
+/// A fresh random UUID v4 in lower-case hyphenated form.
+pub fn new_uuid(rng: &dyn RandomSource) -> Result<String, KmsError> {
+    let mut b = [0u8; 16];
+    rng.fill(&mut b)?;
+    let (hi, lo) = b.split_at(8);
+    let hi = u64::from_be_bytes(
+        hi.try_into()
+            .map_err(|_| KmsError::internal("uuid split"))?,
+    );
+    let lo = u64::from_be_bytes(
+        lo.try_into()
+            .map_err(|_| KmsError::internal("uuid split"))?,
+    );
+    Ok(format_uuid_v4(hi, lo))
+}
+
+/// Formats 128 bits as a lower-case UUID, setting the version (4) and variant bits.
+pub fn format_uuid_v4(hi: u64, lo: u64) -> String {
+    let hi = (hi & !0xF000) | 0x4000;
+    let lo = (lo & !(0xC0 << 56)) | (0x80 << 56);
+    format!(
+        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+        hi >> 32,
+        (hi >> 16) & 0xFFFF,
+        hi & 0xFFFF,
+        lo >> 48,
+        lo & 0xFFFF_FFFF_FFFF
+    )
+}
+
+/// True when `s` has the UUID shape `8-4-4-4-12` of lower-case hex digits.
+pub fn is_uuid(s: &str) -> bool {
+    s.len() == 36
+        && s.bytes().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => c == b'-',
+            _ => c.is_ascii_digit() || (b'a'..=b'f').contains(&c),
+        })
+}
+
+/// Checks an alias name: `alias/` then 1..=255 characters of `[A-Za-z0-9_/-]`.
+///
+/// Errors: `InvalidParameter` naming `param`.
+pub fn validate_alias_name(param: &'static str, name: &str) -> Result<(), KmsError> {
+    let suffix = name
+        .strip_prefix("alias/")
+        .ok_or_else(|| KmsError::invalid(param, "must start with \"alias/\""))?;
+    if suffix.is_empty() || suffix.len() > MAX_ALIAS_SUFFIX_LEN {
+        return Err(KmsError::invalid(
+            param,
+            format!("must have 1 to {MAX_ALIAS_SUFFIX_LEN} characters after \"alias/\""),
+        ));
+    }
+    if !suffix
+        .bytes()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'/' | b'-'))
+    {
+        return Err(KmsError::invalid(
+            param,
+            "may contain only letters, digits, '_', '/' and '-' after \"alias/\"",
+        ));
+    }
+    Ok(())
+}
+
+/// True for the aliases reserved for service keys (`alias/acs/...`).
+pub fn is_reserved_alias(name: &str) -> bool {
+    name.starts_with("alias/acs/")
+}
+
+/// What a `KeyId` parameter names once ARNs are unpacked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyRef {
+    /// A key id.
+    Id(String),
+    /// An alias name, with its `alias/` prefix.
+    Alias(String),
+}
+
+/// The region and account that ARNs are checked against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArnScope {
+    /// Region id, e.g. `cn-hangzhou`.
+    pub region: String,
+    /// Account id.
+    pub account_id: String,
+}
+
+impl ArnScope {
+    /// `acs:kms:{region}:{account}:key/{key_id}`.
+    pub fn key_arn(&self, key_id: &str) -> String {
+        format!("acs:kms:{}:{}:key/{}", self.region, self.account_id, key_id)
+    }
+
+    /// `acs:kms:{region}:{account}:alias/{name without alias/}`.
+    pub fn alias_arn(&self, alias_name: &str) -> String {
+        let suffix = alias_name.strip_prefix("alias/").unwrap_or(alias_name);
+        format!(
+            "acs:kms:{}:{}:alias/{}",
+            self.region, self.account_id, suffix
+        )
+    }
+
+    /// Resolves a `KeyId` parameter: a key id, key ARN, alias name, or alias ARN.
+    ///
+    /// Errors: `MissingParameter` when empty; `Forbidden.KeyNotFound` for anything that cannot
+    /// name a key of this region and account (Alibaba answers the same).
+    pub fn parse_key_ref(&self, param: &'static str, input: &str) -> Result<KeyRef, KmsError> {
+        if input.is_empty() {
+            return Err(KmsError::missing(param));
+        }
+        let not_found = || KmsError::KeyNotFound {
+            key_id: input.to_owned(),
+        };
+        if input.starts_with("alias/") {
+            return Ok(KeyRef::Alias(input.to_owned()));
+        }
+        if let Some(rest) = input.strip_prefix("acs:kms:") {
+            let mut parts = rest.splitn(3, ':');
+            let (region, account, resource) = (
+                parts.next().ok_or_else(not_found)?,
+                parts.next().ok_or_else(not_found)?,
+                parts.next().ok_or_else(not_found)?,
+            );
+            if region != self.region || account != self.account_id {
+                return Err(not_found());
+            }
+            if let Some(id) = resource.strip_prefix("key/") {
+                let id = id.to_ascii_lowercase();
+                return if is_uuid(&id) {
+                    Ok(KeyRef::Id(id))
+                } else {
+                    Err(not_found())
+                };
+            }
+            if let Some(alias) = resource.strip_prefix("alias/") {
+                return Ok(KeyRef::Alias(format!("alias/{alias}")));
+            }
+            return Err(not_found());
+        }
+        let id = input.to_ascii_lowercase();
+        if is_uuid(&id) {
+            Ok(KeyRef::Id(id))
+        } else {
+            Err(not_found())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::OsRandom;
+
+    fn scope() -> ArnScope {
+        ArnScope {
+            region: "cn-hangzhou".into(),
+            account_id: "1234".into(),
+        }
+    }
+
+    #[test]
+    fn new_uuids_are_v4_lower_case_and_distinct() {
+        let a = new_uuid(&OsRandom).unwrap();
+        let b = new_uuid(&OsRandom).unwrap();
+        assert!(is_uuid(&a) && is_uuid(&b));
+        assert_ne!(a, b);
+        assert_eq!(a.as_bytes()[14], b'4');
+        assert!(matches!(a.as_bytes()[19], b'8' | b'9' | b'a' | b'b'));
+    }
+
+    #[test]
+    fn key_id_accepts_id_arn_alias_and_alias_arn() {
+        let s = scope();
+        let id = "1234abcd-12ab-34cd-56ef-1234567890ab";
+        assert_eq!(s.parse_key_ref("KeyId", id).unwrap(), KeyRef::Id(id.into()));
+        assert_eq!(
+            s.parse_key_ref("KeyId", &id.to_uppercase()).unwrap(),
+            KeyRef::Id(id.into())
+        );
+        assert_eq!(
+            s.parse_key_ref("KeyId", &s.key_arn(id)).unwrap(),
+            KeyRef::Id(id.into())
+        );
+        assert_eq!(
+            s.parse_key_ref("KeyId", "alias/my-key").unwrap(),
+            KeyRef::Alias("alias/my-key".into())
+        );
+        assert_eq!(
+            s.parse_key_ref("KeyId", &s.alias_arn("alias/my-key"))
+                .unwrap(),
+            KeyRef::Alias("alias/my-key".into())
+        );
+    }
+
+    #[test]
+    fn key_id_of_other_region_or_garbage_is_not_found() {
+        let s = scope();
+        let id = "1234abcd-12ab-34cd-56ef-1234567890ab";
+        for bad in [
+            format!("acs:kms:us-west-1:1234:key/{id}"),
+            format!("acs:kms:cn-hangzhou:999:key/{id}"),
+            "acs:kms:cn-hangzhou".to_string(),
+            "acs:kms:cn-hangzhou:1234:key/nope".to_string(),
+            "acs:kms:cn-hangzhou:1234:secret/x".to_string(),
+            "not-a-key".to_string(),
+        ] {
+            assert_eq!(
+                s.parse_key_ref("KeyId", &bad).unwrap_err().code(),
+                "Forbidden.KeyNotFound",
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            s.parse_key_ref("KeyId", "").unwrap_err().code(),
+            "MissingParameter"
+        );
+    }
+
+    #[test]
+    fn alias_names_follow_the_naming_rule() {
+        assert!(validate_alias_name("AliasName", "alias/a").is_ok());
+        assert!(validate_alias_name("AliasName", "alias/A-z_0/9").is_ok());
+        assert!(validate_alias_name("AliasName", &format!("alias/{}", "x".repeat(255))).is_ok());
+        for bad in [
+            "alias/".to_string(),
+            "a".to_string(),
+            "alias/has space".to_string(),
+            "alias/dot.no".to_string(),
+            format!("alias/{}", "x".repeat(256)),
+        ] {
+            let e = validate_alias_name("AliasName", &bad).unwrap_err();
+            assert_eq!(e.code(), "InvalidParameter", "{bad}");
+            assert!(e.to_string().contains("AliasName"));
+        }
+    }
+}
