@@ -33,6 +33,7 @@
 )]
 
 pub mod api;
+pub mod asym;
 pub mod auth;
 pub mod blob;
 pub mod crypto;
