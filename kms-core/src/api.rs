@@ -715,4 +715,265 @@ pub struct MaintenanceReport {
     pub purged_keys: Vec<String>,
     /// Keys rotated automatically.
     pub rotated_keys: Vec<String>,
+    /// EXTERNAL keys whose imported material expired.
+    pub expired_material_keys: Vec<String>,
+    /// Import tokens removed after expiry.
+    pub expired_import_tokens: usize,
 }
+
+request!(
+    /// A request naming one version of an asymmetric key: GetPublicKey.
+    KeyVersionRequest {
+        /// The key.
+        pub key_id: String,
+        /// The version (required for asymmetric operations).
+        pub key_version_id: String,
+    }
+);
+
+/// GetPublicKey.
+pub type GetPublicKeyRequest = KeyVersionRequest;
+
+response!(
+    /// GetPublicKey's answer.
+    GetPublicKeyResponse {
+        /// PEM SubjectPublicKeyInfo.
+        pub public_key: String,
+        /// The key id.
+        pub key_id: String,
+        /// The version.
+        pub key_version_id: String,
+    }
+);
+
+request!(
+    /// AsymmetricSign.
+    AsymmetricSignRequest {
+        /// The key.
+        pub key_id: String,
+        /// The version.
+        pub key_version_id: String,
+        /// `RSA_PSS_SHA_256`, `RSA_PKCS1_SHA_256` or `ECDSA_SHA_256`.
+        pub algorithm: String,
+        /// The SHA-256 digest of the message (32 bytes; Base64 on the wire).
+        #[serde(with = "base64_bytes")]
+        pub digest: Vec<u8>,
+    }
+);
+
+response!(
+    /// AsymmetricSign's answer.
+    AsymmetricSignResponse {
+        /// The signature (Base64 on the wire; ECDSA in DER).
+        #[serde(with = "base64_bytes")]
+        pub value: Vec<u8>,
+        /// The key id.
+        pub key_id: String,
+        /// The version.
+        pub key_version_id: String,
+    }
+);
+
+request!(
+    /// AsymmetricVerify.
+    AsymmetricVerifyRequest {
+        /// The key.
+        pub key_id: String,
+        /// The version.
+        pub key_version_id: String,
+        /// The signature algorithm.
+        pub algorithm: String,
+        /// The SHA-256 digest (Base64 on the wire).
+        #[serde(with = "base64_bytes")]
+        pub digest: Vec<u8>,
+        /// The signature (Base64 on the wire).
+        #[serde(with = "base64_bytes")]
+        pub value: Vec<u8>,
+    }
+);
+
+response!(
+    /// AsymmetricVerify's answer.
+    AsymmetricVerifyResponse {
+        /// True when the signature is valid.
+        pub value: bool,
+        /// The key id.
+        pub key_id: String,
+        /// The version.
+        pub key_version_id: String,
+    }
+);
+
+request!(
+    /// AsymmetricEncrypt.
+    AsymmetricEncryptRequest {
+        /// The key.
+        pub key_id: String,
+        /// The version.
+        pub key_version_id: String,
+        /// `RSAES_OAEP_SHA_1` or `RSAES_OAEP_SHA_256`.
+        pub algorithm: String,
+        /// The plaintext (Base64 on the wire).
+        #[serde(with = "base64_bytes")]
+        pub plaintext: Zeroizing<Vec<u8>>,
+    }
+);
+
+response!(
+    /// AsymmetricEncrypt's answer.
+    AsymmetricEncryptResponse {
+        /// The ciphertext (Base64 on the wire).
+        #[serde(with = "base64_bytes")]
+        pub ciphertext_blob: Vec<u8>,
+        /// The key id.
+        pub key_id: String,
+        /// The version.
+        pub key_version_id: String,
+    }
+);
+
+request!(
+    /// AsymmetricDecrypt.
+    AsymmetricDecryptRequest {
+        /// The key.
+        pub key_id: String,
+        /// The version.
+        pub key_version_id: String,
+        /// `RSAES_OAEP_SHA_1` or `RSAES_OAEP_SHA_256`.
+        pub algorithm: String,
+        /// The ciphertext (Base64 on the wire).
+        #[serde(with = "base64_bytes")]
+        pub ciphertext_blob: Vec<u8>,
+    }
+);
+
+response!(
+    /// AsymmetricDecrypt's answer.
+    AsymmetricDecryptResponse {
+        /// The plaintext (Base64 on the wire).
+        #[serde(with = "base64_bytes")]
+        pub plaintext: Zeroizing<Vec<u8>>,
+        /// The key id.
+        pub key_id: String,
+        /// The version.
+        pub key_version_id: String,
+    }
+);
+
+request!(
+    /// ExportDataKey: re-wraps a data key blob under a caller's RSA public key.
+    ExportDataKeyRequest {
+        /// A blob from GenerateDataKey(WithoutPlaintext).
+        #[serde(with = "base64_bytes")]
+        pub ciphertext_blob: Vec<u8>,
+        /// DER SubjectPublicKeyInfo of the RSA key to wrap with (Base64 on the wire).
+        #[serde(with = "base64_bytes")]
+        pub public_key_blob: Vec<u8>,
+        /// `RSA_2048`, `RSA_3072` or `RSA_4096` (must match the public key).
+        pub wrapping_key_spec: String,
+        /// `RSAES_OAEP_SHA_256` or `RSAES_OAEP_SHA_1`.
+        pub wrapping_algorithm: String,
+        /// The context the blob was made with.
+        #[serde(with = "json_text")]
+        pub encryption_context: EncryptionContext,
+    }
+);
+
+response!(
+    /// ExportDataKey's answer.
+    ExportDataKeyResponse {
+        /// The data key wrapped under the public key (Base64 on the wire).
+        #[serde(with = "base64_bytes")]
+        pub exported_data_key: Vec<u8>,
+        /// The key that wrapped the blob.
+        pub key_id: String,
+        /// Its version.
+        pub key_version_id: String,
+    }
+);
+
+request!(
+    /// GenerateAndExportDataKey.
+    GenerateAndExportDataKeyRequest {
+        /// The CMK that wraps the data key.
+        pub key_id: String,
+        /// `AES_256` (default) or `AES_128`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub key_spec: Option<String>,
+        /// 1 to 1024; overrides KeySpec.
+        #[serde(with = "lenient_int", skip_serializing_if = "Option::is_none")]
+        pub number_of_bytes: Option<i64>,
+        /// DER SubjectPublicKeyInfo of the RSA key to export to.
+        #[serde(with = "base64_bytes")]
+        pub public_key_blob: Vec<u8>,
+        /// `RSA_2048`, `RSA_3072` or `RSA_4096`.
+        pub wrapping_key_spec: String,
+        /// `RSAES_OAEP_SHA_256` or `RSAES_OAEP_SHA_1`.
+        pub wrapping_algorithm: String,
+        /// Pairs bound to the blob.
+        #[serde(with = "json_text")]
+        pub encryption_context: EncryptionContext,
+    }
+);
+
+response!(
+    /// GenerateAndExportDataKey's answer.
+    GenerateAndExportDataKeyResponse {
+        /// The data key wrapped under the CMK.
+        #[serde(with = "base64_bytes")]
+        pub ciphertext_blob: Vec<u8>,
+        /// The data key wrapped under the public key.
+        #[serde(with = "base64_bytes")]
+        pub exported_data_key: Vec<u8>,
+        /// The CMK.
+        pub key_id: String,
+        /// Its version.
+        pub key_version_id: String,
+    }
+);
+
+request!(
+    /// GetParametersForImport.
+    GetParametersForImportRequest {
+        /// An EXTERNAL key.
+        pub key_id: String,
+        /// `RSAES_OAEP_SHA_256`, `RSAES_OAEP_SHA_1` or `RSAES_PKCS1_V1_5`.
+        pub wrapping_algorithm: String,
+        /// `RSA_2048`.
+        pub wrapping_key_spec: String,
+    }
+);
+
+response!(
+    /// GetParametersForImport's answer.
+    GetParametersForImportResponse {
+        /// The key id.
+        pub key_id: String,
+        /// The single-use token for ImportKeyMaterial.
+        pub import_token: String,
+        /// DER SubjectPublicKeyInfo of the wrapping key (Base64 on the wire).
+        #[serde(with = "base64_bytes")]
+        pub public_key: Vec<u8>,
+        /// When the token expires (24 hours).
+        pub token_expire_time: UnixTime,
+    }
+);
+
+request!(
+    /// ImportKeyMaterial.
+    ImportKeyMaterialRequest {
+        /// The EXTERNAL key.
+        pub key_id: String,
+        /// The material wrapped with the token's public key (Base64 on the wire).
+        #[serde(with = "base64_bytes")]
+        pub encrypted_key_material: Vec<u8>,
+        /// The token from GetParametersForImport.
+        pub import_token: String,
+        /// Unix seconds when the material expires; 0 or absent = never.
+        #[serde(with = "lenient_int", skip_serializing_if = "Option::is_none")]
+        pub key_material_expire_unix: Option<i64>,
+    }
+);
+
+/// DeleteKeyMaterial.
+pub type DeleteKeyMaterialRequest = KeyIdRequest;

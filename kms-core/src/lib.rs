@@ -42,6 +42,7 @@ pub mod error;
 pub mod ids;
 pub mod lifecycle;
 pub mod model;
+pub mod provider;
 pub mod root_key;
 mod seal;
 pub mod storage;

@@ -46,6 +46,73 @@ pub fn is_purged(rec: &KeyRecord, now: UnixTime) -> bool {
     rec.state == KeyState::PendingDeletion && rec.delete_date.is_some_and(|d| d <= now)
 }
 
+/// True when an EXTERNAL key's imported material has passed its MaterialExpireTime.
+pub fn material_expired(rec: &KeyRecord, now: UnixTime) -> bool {
+    rec.has_material && rec.material_expire_time.is_some_and(|t| t <= now)
+}
+
+/// The record as it stands at `now`: imported material past its expiry is gone, and the key
+/// is PendingImport (a PendingDeletion key keeps its state). Maintenance persists this; reads
+/// apply it lazily so expired material is never used.
+pub fn effective(rec: &KeyRecord, now: UnixTime) -> std::borrow::Cow<'_, KeyRecord> {
+    if material_expired(rec, now) {
+        std::borrow::Cow::Owned(delete_material(rec))
+    } else {
+        std::borrow::Cow::Borrowed(rec)
+    }
+}
+
+/// DeleteKeyMaterial (or expiry): the key has no material and becomes PendingImport; a
+/// PendingDeletion key keeps its state and DeleteDate. The fingerprint stays, so only the
+/// same material can be imported again.
+pub fn delete_material(rec: &KeyRecord) -> KeyRecord {
+    KeyRecord {
+        has_material: false,
+        material_expire_time: None,
+        state: if rec.state == KeyState::PendingDeletion {
+            KeyState::PendingDeletion
+        } else {
+            KeyState::PendingImport
+        },
+        ..rec.clone()
+    }
+}
+
+/// ImportKeyMaterial's state rule, after the material itself was checked: PendingImport →
+/// Enabled; Enabled and Disabled keep their state (re-import of the same material).
+///
+/// Errors: `Rejected.StateModifiedFailed` for a PendingDeletion key; `InvalidKeyMaterial` when
+/// the key already had other material.
+pub fn import_material(
+    rec: &KeyRecord,
+    fingerprint: [u8; 32],
+    expire: Option<UnixTime>,
+) -> Result<KeyRecord, KmsError> {
+    if rec.state == KeyState::PendingDeletion {
+        return Err(transition_refused(rec, "ImportKeyMaterial"));
+    }
+    if let Some(existing) = &rec.material_fingerprint {
+        if !crate::crypto::ct_eq(existing, &fingerprint) {
+            return Err(KmsError::InvalidKeyMaterial {
+                reason: format!(
+                    "key {} already had other key material; only the same material can be imported again",
+                    rec.key_id
+                ),
+            });
+        }
+    }
+    Ok(KeyRecord {
+        state: match rec.state {
+            KeyState::PendingImport => KeyState::Enabled,
+            other => other,
+        },
+        has_material: true,
+        material_fingerprint: Some(fingerprint),
+        material_expire_time: expire,
+        ..rec.clone()
+    })
+}
+
 /// Checks that the key's state allows an operation of class `usage`.
 ///
 /// Errors: `Rejected.Disabled`, `Rejected.PendingDeletion`, `Rejected.PendingImport`.
@@ -117,9 +184,8 @@ pub fn cancel_deletion(rec: &KeyRecord) -> Result<KeyRecord, KmsError> {
     if rec.state != KeyState::PendingDeletion {
         return Err(transition_refused(rec, "CancelKeyDeletion"));
     }
-    let has_material = rec.origin != Origin::External || rec.material_fingerprint.is_some();
     Ok(KeyRecord {
-        state: if has_material {
+        state: if rec.has_material {
             KeyState::Enabled
         } else {
             KeyState::PendingImport
@@ -360,6 +426,7 @@ mod tests {
             deletion_protection: None,
             material_expire_time: None,
             material_fingerprint: None,
+            has_material: state != PendingImport,
             dkms_instance_id: None,
             aliases: Default::default(),
             tags: Default::default(),
@@ -476,9 +543,49 @@ mod tests {
     fn cancel_deletion_of_external_key_without_material_returns_to_pending_import() {
         let mut k = key(PendingDeletion);
         k.origin = Origin::External;
+        k.has_material = false;
         assert_eq!(cancel_deletion(&k).unwrap().state, PendingImport);
-        k.material_fingerprint = Some([0; 32]);
+        k.has_material = true;
         assert_eq!(cancel_deletion(&k).unwrap().state, Enabled);
+    }
+
+    #[test]
+    fn import_moves_pending_import_to_enabled_and_keeps_other_states() {
+        let fp = [7; 32];
+        assert_eq!(
+            import_material(&key(PendingImport), fp, None)
+                .unwrap()
+                .state,
+            Enabled
+        );
+        assert_eq!(
+            import_material(&key(Disabled), fp, None).unwrap().state,
+            Disabled
+        );
+        assert_eq!(
+            code(import_material(&key(PendingDeletion), fp, None)),
+            "Rejected.StateModifiedFailed"
+        );
+        let imported = import_material(&key(PendingImport), fp, Some(NOW)).unwrap();
+        assert_eq!(
+            code(import_material(&imported, [8; 32], None)),
+            "InvalidKeyMaterial"
+        );
+        assert!(import_material(&imported, fp, None).is_ok());
+    }
+
+    #[test]
+    fn expired_material_makes_the_key_pending_import() {
+        let k = import_material(&key(PendingImport), [7; 32], Some(NOW)).unwrap();
+        assert!(!material_expired(&k, NOW.plus_secs(-1)));
+        assert!(material_expired(&k, NOW));
+        let e = effective(&k, NOW);
+        assert_eq!(e.state, PendingImport);
+        assert!(!e.has_material);
+        assert_eq!(e.material_fingerprint, Some([7; 32]), "fingerprint is kept");
+        let mut pending = k.clone();
+        pending.state = PendingDeletion;
+        assert_eq!(delete_material(&pending).state, PendingDeletion);
     }
 
     #[test]

@@ -191,6 +191,14 @@ impl KeyMaterial {
     pub(crate) fn expose(&self) -> &[u8] {
         &self.0
     }
+
+    /// SHA-256 of the material, for "same material" checks without keeping a second copy.
+    pub(crate) fn fingerprint(&self) -> [u8; 32] {
+        let d = ring::digest::digest(&ring::digest::SHA256, &self.0);
+        let mut out = [0u8; 32];
+        out.copy_from_slice(d.as_ref());
+        out
+    }
 }
 
 impl fmt::Debug for KeyMaterial {
@@ -259,8 +267,12 @@ pub struct KeyRecord {
     pub deletion_protection: Option<String>,
     /// When imported material expires (EXTERNAL keys).
     pub material_expire_time: Option<UnixTime>,
-    /// SHA-256 of imported material (EXTERNAL keys), so only the same material re-imports.
+    /// SHA-256 of imported material (EXTERNAL keys), kept after the material is deleted so
+    /// that only the same material can ever be imported again.
     pub material_fingerprint: Option<[u8; 32]>,
+    /// False for an EXTERNAL key whose material was never imported, was deleted or expired.
+    #[serde(default = "default_true")]
+    pub has_material: bool,
     /// The KMS instance the key belongs to.
     pub dkms_instance_id: Option<String>,
     /// Alias names that point at this key.
@@ -269,6 +281,10 @@ pub struct KeyRecord {
     pub tags: BTreeMap<String, String>,
     /// The key policy document, when one was set.
     pub policy: Option<String>,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// One version of a key, with its sealed-at-rest material.
@@ -282,7 +298,8 @@ pub struct VersionRecord {
     pub creation_date: UnixTime,
     /// The version's position among the key's versions (0 = first).
     pub seq: u32,
-    /// The material, absent once imported material was deleted or expired.
+    /// The material: raw AES key bytes or PKCS#8 DER for SOFTWARE keys, the key provider's
+    /// handle for HSM keys. Absent for an EXTERNAL key without imported material.
     pub material: Option<KeyMaterial>,
 }
 

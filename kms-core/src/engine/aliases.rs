@@ -40,10 +40,14 @@ impl Kms {
         let (record, revision) = self.load_for_update(&key_id, &req.key_id, now)?;
         self.authorize_record(caller, Action::new("kms:CreateAlias"), &record)?;
         let ak = alias_record_key(&req.alias_name);
-        if self.storage.get(&ak)?.is_some() {
-            return Err(KmsError::AliasAlreadyExists {
-                alias: req.alias_name,
-            });
+        if let Some((existing, _)) = self.read::<AliasRecord>(&ak)? {
+            // An alias of a key past its DeleteDate is gone with the key (ListAliases no
+            // longer shows it): purge that key now so the name is free.
+            if !self.purge_locked(&existing.key_id, now)? {
+                return Err(KmsError::AliasAlreadyExists {
+                    alias: req.alias_name,
+                });
+            }
         }
         let next = lifecycle::add_alias(&record, &req.alias_name, "CreateAlias")?;
         let alias = AliasRecord {

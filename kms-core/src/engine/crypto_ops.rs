@@ -3,20 +3,22 @@
 use base64::Engine;
 use zeroize::Zeroizing;
 
-use super::{CachedKey, Kms};
+use super::{CachedKey, CachedVersion, Kms};
 use crate::api::*;
 use crate::auth::{Action, Caller};
 use crate::blob;
-use crate::crypto::{aead_open, aead_seal, NONCE_LEN};
+use std::sync::Arc;
+
+use crate::crypto::NONCE_LEN;
 use crate::error::KmsError;
-use crate::model::{KeyUsage, VersionRecord};
+use crate::model::KeyUsage;
 use crate::validate;
 
 /// Runs `op`; with DryRun set, reports what the real call would have done instead of its
 /// result: `DryRunOperationError` for success, `AccessDeniedError` for a denial,
 /// `ValidationError` for any other failure. Crypto operations change no state, so running
 /// them in full is the surest way to perform every check.
-fn dry_run<T>(
+pub(crate) fn dry_run<T>(
     dry_run: Option<bool>,
     op: impl FnOnce() -> Result<T, KmsError>,
 ) -> Result<T, KmsError> {
@@ -34,8 +36,11 @@ fn dry_run<T>(
     }
 }
 
-fn data_key_len(req: &GenerateDataKeyRequest) -> Result<usize, KmsError> {
-    if let Some(n) = req.number_of_bytes {
+pub(crate) fn data_key_len(
+    number_of_bytes: Option<i64>,
+    key_spec: Option<&str>,
+) -> Result<usize, KmsError> {
+    if let Some(n) = number_of_bytes {
         if !validate::DATA_KEY_BYTES.contains(&n) {
             return Err(KmsError::invalid(
                 "NumberOfBytes",
@@ -44,7 +49,7 @@ fn data_key_len(req: &GenerateDataKeyRequest) -> Result<usize, KmsError> {
         }
         return usize::try_from(n).map_err(|_| KmsError::invalid("NumberOfBytes", "too large"));
     }
-    match req.key_spec.as_deref() {
+    match key_spec {
         None | Some("") | Some("AES_256") => Ok(32),
         Some("AES_128") => Ok(16),
         Some(other) => Err(KmsError::invalid(
@@ -55,17 +60,17 @@ fn data_key_len(req: &GenerateDataKeyRequest) -> Result<usize, KmsError> {
 }
 
 /// A blob made under a key version.
-struct Sealed {
-    blob: Vec<u8>,
-    key_id: String,
-    version_id: String,
+pub(crate) struct Sealed {
+    pub(crate) blob: Vec<u8>,
+    pub(crate) key_id: String,
+    pub(crate) version_id: String,
 }
 
 /// A blob's plaintext and the key version that opened it.
-struct Opened {
-    plaintext: Zeroizing<Vec<u8>>,
-    key_id: String,
-    version_id: String,
+pub(crate) struct Opened {
+    pub(crate) plaintext: Zeroizing<Vec<u8>>,
+    pub(crate) key_id: String,
+    pub(crate) version_id: String,
 }
 
 impl Kms {
@@ -81,7 +86,7 @@ impl Kms {
         }
     }
 
-    fn primary_version(&self, key: &CachedKey) -> Result<std::sync::Arc<VersionRecord>, KmsError> {
+    fn primary_version(&self, key: &CachedKey) -> Result<Arc<CachedVersion>, KmsError> {
         let primary =
             key.record
                 .primary_version_id
@@ -93,7 +98,7 @@ impl Kms {
     }
 
     /// Seals `plaintext` under the key's primary version into a blob.
-    fn seal_blob(
+    pub(crate) fn seal_blob(
         &self,
         key: &CachedKey,
         plaintext: &[u8],
@@ -101,17 +106,11 @@ impl Kms {
     ) -> Result<Sealed, KmsError> {
         let alg = Self::check_symmetric(key)?;
         let version = self.primary_version(key)?;
-        let material = version
-            .material
-            .as_ref()
-            .ok_or_else(|| KmsError::PendingImport {
-                key_id: key.record.key_id.clone(),
-            })?;
         let mut iv = [0u8; NONCE_LEN];
         self.rng.fill(&mut iv)?;
         let mut out = blob::encode_header(
             &key.record.key_id,
-            &version.version_id,
+            version.version_id(),
             alg,
             &iv,
             plaintext.len(),
@@ -119,18 +118,17 @@ impl Kms {
         let header_len = out.len();
         let aad = blob::associated_data(&out, context);
         out.extend_from_slice(plaintext);
-        aead_seal(alg, material.expose(), &iv, &aad, &mut out, header_len)
-            .map_err(|_| KmsError::internal("encryption failed"))?;
+        self.version_seal(key, &version, &iv, &aad, &mut out, header_len)?;
         Ok(Sealed {
             blob: out,
             key_id: key.record.key_id.clone(),
-            version_id: version.version_id.clone(),
+            version_id: version.version_id().to_owned(),
         })
     }
 
     /// Opens a blob: finds its key and version, checks state and authorization for `action`,
     /// and authenticates header and context.
-    fn open_blob(
+    pub(crate) fn open_blob(
         &self,
         caller: &Caller,
         action: Action,
@@ -163,27 +161,13 @@ impl Kms {
             }
             Err(e) => return Err(e),
         };
-        let material = version
-            .material
-            .as_ref()
-            .ok_or_else(|| KmsError::PendingImport {
-                key_id: key.record.key_id.clone(),
-            })?;
         let aad = blob::associated_data(parsed.header, context);
-        let plaintext = aead_open(
-            alg,
-            material.expose(),
-            &parsed.iv,
-            &aad,
-            parsed.ciphertext_and_tag,
-        )
-        .map_err(|_| KmsError::InvalidCiphertext {
-            reason: "authentication failed: the EncryptionContext differs or the blob was altered",
-        })?;
+        let plaintext =
+            self.version_open(&key, &version, &parsed.iv, &aad, parsed.ciphertext_and_tag)?;
         Ok(Opened {
             plaintext,
             key_id: key.record.key_id.clone(),
-            version_id: version.version_id.clone(),
+            version_id: version.version_id().to_owned(),
         })
     }
 
@@ -249,20 +233,22 @@ impl Kms {
         })
     }
 
-    fn make_data_key(
+    /// A fresh data key of `len` bytes and its blob under `key_id`'s primary version.
+    pub(crate) fn make_data_key(
         &self,
         caller: &Caller,
         action: Action,
-        req: &GenerateDataKeyRequest,
+        key_id: &str,
+        len: usize,
+        context: &EncryptionContext,
     ) -> Result<(Zeroizing<Vec<u8>>, Sealed), KmsError> {
-        let len = data_key_len(req)?;
-        validate::encryption_context("EncryptionContext", &req.encryption_context)?;
-        let key = self.usable_key(caller, action, "KeyId", &req.key_id)?;
+        validate::encryption_context("EncryptionContext", context)?;
+        let key = self.usable_key(caller, action, "KeyId", key_id)?;
         let mut data_key = Zeroizing::new(vec![0u8; len]);
         self.rng.fill(&mut data_key)?;
         // As Alibaba KMS does: the blob holds the Base64 text of the data key.
         let text = Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(&*data_key));
-        let sealed = self.seal_blob(&key, text.as_bytes(), &req.encryption_context)?;
+        let sealed = self.seal_blob(&key, text.as_bytes(), context)?;
         Ok((data_key, sealed))
     }
 
@@ -278,8 +264,14 @@ impl Kms {
         req: GenerateDataKeyRequest,
     ) -> Result<GenerateDataKeyResponse, KmsError> {
         dry_run(req.dry_run, || {
-            let (plaintext, sealed) =
-                self.make_data_key(caller, Action::new("kms:GenerateDataKey"), &req)?;
+            let len = data_key_len(req.number_of_bytes, req.key_spec.as_deref())?;
+            let (plaintext, sealed) = self.make_data_key(
+                caller,
+                Action::new("kms:GenerateDataKey"),
+                &req.key_id,
+                len,
+                &req.encryption_context,
+            )?;
             Ok(GenerateDataKeyResponse {
                 request_id: self.request_id(),
                 ciphertext_blob: sealed.blob,
@@ -299,10 +291,13 @@ impl Kms {
         req: GenerateDataKeyWithoutPlaintextRequest,
     ) -> Result<GenerateDataKeyWithoutPlaintextResponse, KmsError> {
         dry_run(req.dry_run, || {
+            let len = data_key_len(req.number_of_bytes, req.key_spec.as_deref())?;
             let (_plaintext, sealed) = self.make_data_key(
                 caller,
                 Action::new("kms:GenerateDataKeyWithoutPlaintext"),
-                &req,
+                &req.key_id,
+                len,
+                &req.encryption_context,
             )?;
             Ok(GenerateDataKeyWithoutPlaintextResponse {
                 request_id: self.request_id(),
@@ -323,38 +318,32 @@ impl Kms {
         req: ReEncryptRequest,
     ) -> Result<ReEncryptResponse, KmsError> {
         dry_run(req.dry_run, || {
-            if req.source_key_id.is_some()
-                || req.source_key_version_id.is_some()
-                || req.source_encryption_algorithm.is_some()
-            {
-                return Err(KmsError::UnsupportedOperation {
-                    reason:
-                        "re-encryption from an asymmetric source is not available in this engine"
-                            .into(),
-                });
-            }
             validate::required("DestinationKeyId", &req.destination_key_id)?;
             validate::encryption_context(
                 "DestinationEncryptionContext",
                 &req.destination_encryption_context,
             )?;
-            let opened = self.open_blob(
-                caller,
-                Action::new("kms:ReEncryptFrom"),
-                &req.ciphertext_blob,
-                &req.source_encryption_context,
-            )?;
+            let plaintext = if req.source_key_id.is_some()
+                || req.source_key_version_id.is_some()
+                || req.source_encryption_algorithm.is_some()
+            {
+                self.asymmetric_source_plaintext(caller, &req)?
+            } else {
+                self.open_blob(
+                    caller,
+                    Action::new("kms:ReEncryptFrom"),
+                    &req.ciphertext_blob,
+                    &req.source_encryption_context,
+                )?
+                .plaintext
+            };
             let dest = self.usable_key(
                 caller,
                 Action::new("kms:ReEncryptTo"),
                 "DestinationKeyId",
                 &req.destination_key_id,
             )?;
-            let sealed = self.seal_blob(
-                &dest,
-                &opened.plaintext,
-                &req.destination_encryption_context,
-            )?;
+            let sealed = self.seal_blob(&dest, &plaintext, &req.destination_encryption_context)?;
             Ok(ReEncryptResponse {
                 request_id: self.request_id(),
                 ciphertext_blob: sealed.blob,

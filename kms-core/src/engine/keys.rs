@@ -3,8 +3,6 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use zeroize::Zeroizing;
-
 use super::{key_record_key, version_prefix, version_record_key, CachedKey, Kms};
 use crate::api::*;
 use crate::auth::{Action, Caller};
@@ -12,7 +10,7 @@ use crate::error::KmsError;
 use crate::ids::new_uuid;
 use crate::lifecycle::{self, Usage};
 use crate::model::{
-    CreatorType, DeletionProtection, KeyMaterial, KeyRecord, KeySpec, KeyState, KeyUsage, Origin,
+    CreatorType, DeletionProtection, KeyRecord, KeySpec, KeyState, KeyUsage, Origin,
     ProtectionLevel, VersionRecord,
 };
 use crate::storage::{Batch, Precondition};
@@ -34,7 +32,8 @@ fn tags_to_map(param: &'static str, tags: &[Tag]) -> Result<BTreeMap<String, Str
 
 impl Kms {
     pub(crate) fn metadata(&self, key: &CachedKey) -> KeyMetadata {
-        let r = &key.record;
+        let r = lifecycle::effective(&key.record, self.clock.now());
+        let r = r.as_ref();
         KeyMetadata {
             key_id: r.key_id.clone(),
             arn: key.arn.clone(),
@@ -69,52 +68,45 @@ impl Kms {
         }
     }
 
-    /// Fresh material for a key spec.
-    pub(crate) fn new_material(&self, spec: KeySpec) -> Result<KeyMaterial, KmsError> {
-        let alg = spec.aead().ok_or_else(|| KmsError::UnsupportedOperation {
-            reason: format!("KeySpec {spec} is not available in this engine"),
-        })?;
-        let mut bytes = Zeroizing::new(vec![0u8; alg.key_len()]);
-        self.rng.fill(&mut bytes)?;
-        Ok(KeyMaterial::new(bytes))
-    }
-
-    /// CreateKey: a new customer master key, Enabled, with one primary version.
+    /// CreateKey: a new customer master key with one primary version: Enabled, or
+    /// PendingImport for Origin EXTERNAL (BYOK).
     ///
-    /// Errors: `InvalidParameter` (spec/usage mismatch, description, tags, rotation interval,
-    /// policy size), `Rejected.UnsupportedOperation` (asymmetric specs, EXTERNAL origin or HSM
-    /// protection, which this engine does not offer yet), `Forbidden.NoPermission`.
+    /// Errors: `InvalidParameter` (spec/usage/origin mismatch, description, tags, rotation
+    /// interval, policy size), `Rejected.UnsupportedOperation` (automatic rotation of an
+    /// asymmetric or EXTERNAL key; HSM without a key provider), `Forbidden.NoPermission`.
     pub fn create_key(
         &self,
         caller: &Caller,
         req: CreateKeyRequest,
     ) -> Result<CreateKeyResponse, KmsError> {
         let spec = req.key_spec.unwrap_or(KeySpec::Aes256);
-        let usage = req.key_usage.unwrap_or(KeyUsage::EncryptDecrypt);
         let origin = req.origin.unwrap_or(Origin::AliyunKms);
         let protection = req.protection_level.unwrap_or(ProtectionLevel::Software);
-        if !spec.is_symmetric() {
-            return Err(KmsError::UnsupportedOperation {
-                reason: format!("KeySpec {spec}: asymmetric keys are not available in this engine"),
-            });
-        }
-        if usage != KeyUsage::EncryptDecrypt {
+        let usage = match (req.key_usage, spec.is_symmetric(), spec) {
+            (None, _, KeySpec::EcP256 | KeySpec::EcP256K) => KeyUsage::SignVerify,
+            (None, _, _) => KeyUsage::EncryptDecrypt,
+            (Some(KeyUsage::SignVerify), true, _) => {
+                return Err(KmsError::invalid(
+                    "KeyUsage",
+                    format!("{spec} keys support only ENCRYPT/DECRYPT, not SIGN/VERIFY"),
+                ))
+            }
+            (Some(KeyUsage::EncryptDecrypt), _, KeySpec::EcP256 | KeySpec::EcP256K) => {
+                return Err(KmsError::invalid(
+                    "KeyUsage",
+                    format!("{spec} keys support only SIGN/VERIFY, not ENCRYPT/DECRYPT"),
+                ))
+            }
+            (Some(u), _, _) => u,
+        };
+        if origin == Origin::External && !spec.is_symmetric() {
             return Err(KmsError::invalid(
-                "KeyUsage",
-                format!("{spec} keys support only ENCRYPT/DECRYPT, not {usage}"),
+                "Origin",
+                format!("EXTERNAL keys must be symmetric; {spec} is not"),
             ));
         }
-        if origin != Origin::AliyunKms {
-            return Err(KmsError::UnsupportedOperation {
-                reason: format!(
-                    "Origin {origin}: key material import is not available in this engine"
-                ),
-            });
-        }
-        if protection != ProtectionLevel::Software {
-            return Err(KmsError::UnsupportedOperation {
-                reason: "ProtectionLevel HSM needs a key provider, and none is configured".into(),
-            });
+        if protection == ProtectionLevel::Hsm {
+            self.hsm()?;
         }
         let description = req.description.unwrap_or_default();
         validate::description("Description", &description)?;
@@ -130,7 +122,17 @@ impl Kms {
             .map(validate::rotation_interval)
             .transpose()?;
         let rotation_interval = match req.enable_automatic_rotation {
-            Some(true) => Some(interval.ok_or_else(|| KmsError::missing("RotationInterval"))?),
+            Some(true) => {
+                if !spec.is_symmetric() || origin != Origin::AliyunKms {
+                    return Err(KmsError::UnsupportedOperation {
+                        reason: format!(
+                            "automatic rotation needs a symmetric key with Origin Aliyun_KMS, \
+                             not {spec} / {origin}"
+                        ),
+                    });
+                }
+                Some(interval.ok_or_else(|| KmsError::missing("RotationInterval"))?)
+            }
             _ => None,
         };
         if let Some(p) = &req.policy {
@@ -157,12 +159,17 @@ impl Kms {
         let now = self.clock.now();
         let key_id = new_uuid(&*self.rng)?;
         let version_id = new_uuid(&*self.rng)?;
+        let external = origin == Origin::External;
         let version = VersionRecord {
             key_id: key_id.clone(),
             version_id: version_id.clone(),
             creation_date: now,
             seq: 0,
-            material: Some(self.new_material(spec)?),
+            material: if external {
+                None
+            } else {
+                Some(self.generate_material(spec, protection)?)
+            },
         };
         let record = KeyRecord {
             key_id: key_id.clone(),
@@ -174,16 +181,21 @@ impl Kms {
             key_usage: usage,
             origin,
             protection_level: protection,
-            state: KeyState::Enabled,
+            state: if external {
+                KeyState::PendingImport
+            } else {
+                KeyState::Enabled
+            },
             delete_date: None,
             primary_version_id: Some(version_id.clone()),
             version_count: 1,
             rotation_interval,
-            last_rotation_date: Some(now),
+            last_rotation_date: (!external).then_some(now),
             next_rotation_date: rotation_interval.map(|i| now.plus_secs(i)),
             deletion_protection: None,
             material_expire_time: None,
             material_fingerprint: None,
+            has_material: !external,
             dkms_instance_id: req.dkms_instance_id,
             aliases: Default::default(),
             tags,
@@ -404,9 +416,9 @@ impl Kms {
         Ok(KeyVersionResponse {
             request_id: self.request_id(),
             key_version: KeyVersion {
-                key_id: v.key_id.clone(),
-                key_version_id: v.version_id.clone(),
-                creation_date: v.creation_date,
+                key_id: v.record.key_id.clone(),
+                key_version_id: v.record.version_id.clone(),
+                creation_date: v.record.creation_date,
             },
         })
     }
@@ -519,7 +531,7 @@ impl Kms {
             version_id: version_id.clone(),
             creation_date: now,
             seq: record.version_count,
-            material: Some(self.new_material(record.key_spec)?),
+            material: Some(self.generate_material(record.key_spec, record.protection_level)?),
         };
         let next = lifecycle::rotate(record, now, &version_id);
         let kk = key_record_key(&record.key_id);
@@ -660,9 +672,10 @@ impl Kms {
         param: &'static str,
         input: &str,
     ) -> Result<Arc<CachedKey>, KmsError> {
-        let key = self.live_key(param, input, self.clock.now())?;
+        let now = self.clock.now();
+        let key = self.live_key(param, input, now)?;
         self.authorize(caller, action, Some(&key))?;
-        lifecycle::check_usable(&key.record, Usage::Crypto)?;
+        lifecycle::check_usable(&lifecycle::effective(&key.record, now), Usage::Crypto)?;
         Ok(key)
     }
 }

@@ -1,17 +1,20 @@
-//! Time-driven work: purging keys past their DeleteDate and automatic rotation.
+//! Time-driven work: purging keys past their DeleteDate, automatic rotation, expiry of
+//! imported key material and of import tokens.
 
+use super::byok::ImportToken;
 use super::{alias_record_key, key_record_key, version_prefix, Kms};
 use crate::api::MaintenanceReport;
 use crate::error::KmsError;
 use crate::lifecycle;
-use crate::model::KeyRecord;
+use crate::model::{KeyRecord, ProtectionLevel, VersionRecord};
 use crate::storage::{Batch, Precondition};
 use crate::time::UnixTime;
 
 impl Kms {
     /// Does the work that is due at `now`: purges keys past their DeleteDate (the key, its
-    /// versions and its aliases, in one atomic batch) and rotates Enabled keys whose
-    /// NextRotationDate has passed. A host calls this periodically; it is safe to call at any
+    /// versions and its aliases, in one atomic batch), rotates Enabled keys whose
+    /// NextRotationDate has passed, removes imported material past its MaterialExpireTime,
+    /// and deletes expired import tokens. A host calls this periodically; it is safe to call at any
     /// time and from any thread.
     ///
     /// Errors: `InternalFailure` when storage fails; work done before the failure stays done,
@@ -27,13 +30,44 @@ impl Kms {
                 && self.rotate_if_due(&record.key_id, now)?
             {
                 report.rotated_keys.push(record.key_id);
+            } else if lifecycle::material_expired(&record, now)
+                && self.expire_material(&record.key_id, now)?
+            {
+                report.expired_material_keys.push(record.key_id);
+            }
+        }
+        for (token_key, token, revision) in self.scan_all::<ImportToken>(b"t/")? {
+            if token.expires <= now {
+                let mut batch = Batch::new();
+                batch.delete_if(token_key, Precondition::Revision(revision));
+                // A token used or removed meanwhile is gone either way.
+                if self.commit(batch).is_ok() {
+                    report.expired_import_tokens += 1;
+                }
             }
         }
         Ok(report)
     }
 
+    fn expire_material(&self, key_id: &str, now: UnixTime) -> Result<bool, KmsError> {
+        let _guard = self.write_guard()?;
+        let Some((record, entry)) = self.read::<KeyRecord>(&key_record_key(key_id))? else {
+            return Ok(false);
+        };
+        if !lifecycle::material_expired(&record, now) {
+            return Ok(false);
+        }
+        self.remove_material_locked(&record, entry.revision)?;
+        Ok(true)
+    }
+
     fn purge_key(&self, key_id: &str, now: UnixTime) -> Result<bool, KmsError> {
         let _guard = self.write_guard()?;
+        self.purge_locked(key_id, now)
+    }
+
+    /// Purges a key past its DeleteDate (write lock held); false when it is not due or gone.
+    pub(crate) fn purge_locked(&self, key_id: &str, now: UnixTime) -> Result<bool, KmsError> {
         let kk = key_record_key(key_id);
         let Some((record, entry)) = self.read::<KeyRecord>(&kk)? else {
             return Ok(false);
@@ -43,20 +77,10 @@ impl Kms {
         }
         let mut batch = Batch::new();
         batch.delete_if(kk, Precondition::Revision(entry.revision));
-        let mut after: Option<Vec<u8>> = None;
-        let prefix = version_prefix(key_id);
-        loop {
-            let page = self
-                .storage
-                .scan(&prefix, after.as_deref(), super::SCAN_PAGE)?;
-            let len = page.len();
-            for (k, _) in page {
-                after = Some(k.clone());
-                batch.delete(k);
-            }
-            if len < super::SCAN_PAGE {
-                break;
-            }
+        let mut materials = Vec::new();
+        for (k, version, _) in self.scan_all::<VersionRecord>(&version_prefix(key_id))? {
+            batch.delete(k);
+            materials.extend(version.material);
         }
         for alias in &record.aliases {
             batch.delete(alias_record_key(alias));
@@ -65,6 +89,11 @@ impl Kms {
         self.cache_remove(key_id)?;
         for alias in &record.aliases {
             self.alias_cache_remove(alias)?;
+        }
+        if record.protection_level == ProtectionLevel::Hsm {
+            for handle in &materials {
+                self.destroy_handle(Some(handle));
+            }
         }
         Ok(true)
     }

@@ -16,6 +16,9 @@
 //! the cache is updated only after the commit succeeded.
 
 mod aliases;
+mod asymmetric;
+mod backend;
+mod byok;
 mod crypto_ops;
 mod keys;
 mod maintenance;
@@ -34,6 +37,7 @@ use crate::error::KmsError;
 use crate::ids::{ArnScope, KeyRef};
 use crate::lifecycle;
 use crate::model::{AliasRecord, KeyRecord, VersionRecord};
+use crate::provider::KeyProvider;
 use crate::root_key::RootKey;
 use crate::seal::Sealer;
 use crate::storage::{Entry, Storage};
@@ -58,15 +62,17 @@ pub(crate) fn alias_record_key(alias_name: &str) -> Vec<u8> {
     format!("a/{alias_name}").into_bytes()
 }
 
+pub(crate) use backend::CachedVersion;
+
 /// A key as the hot path sees it: the decoded record and the versions loaded so far.
 pub(crate) struct CachedKey {
     pub(crate) record: KeyRecord,
     pub(crate) arn: String,
-    versions: RwLock<HashMap<String, Arc<VersionRecord>>>,
+    versions: RwLock<HashMap<String, Arc<CachedVersion>>>,
 }
 
 impl CachedKey {
-    fn new(record: KeyRecord, arn: String, versions: HashMap<String, Arc<VersionRecord>>) -> Self {
+    fn new(record: KeyRecord, arn: String, versions: HashMap<String, Arc<CachedVersion>>) -> Self {
         CachedKey {
             record,
             arn,
@@ -74,7 +80,7 @@ impl CachedKey {
         }
     }
 
-    fn versions_snapshot(&self) -> HashMap<String, Arc<VersionRecord>> {
+    fn versions_snapshot(&self) -> HashMap<String, Arc<CachedVersion>> {
         self.versions.read().map(|v| v.clone()).unwrap_or_default()
     }
 }
@@ -89,6 +95,7 @@ pub struct KmsBuilder {
     authorizer: Arc<dyn Authorizer>,
     clock: Arc<dyn Clock>,
     rng: Arc<dyn RandomSource>,
+    key_provider: Option<Arc<dyn KeyProvider>>,
     root_key: Option<RootKey>,
     region: String,
     account_id: String,
@@ -101,6 +108,7 @@ impl Default for KmsBuilder {
             authorizer: Arc::new(SameAccountOnly),
             clock: Arc::new(SystemClock),
             rng: Arc::new(OsRandom),
+            key_provider: None,
             root_key: None,
             region: "cn-hangzhou".into(),
             account_id: "1".into(),
@@ -136,6 +144,19 @@ impl KmsBuilder {
     /// The source of randomness (key material, nonces, ids).
     pub fn random_source(mut self, rng: impl RandomSource + 'static) -> Self {
         self.rng = Arc::new(rng);
+        self
+    }
+
+    /// The key provider (HSM) that holds the material of `ProtectionLevel: HSM` keys. Without
+    /// one, such keys are refused.
+    pub fn key_provider(mut self, provider: impl KeyProvider + 'static) -> Self {
+        self.key_provider = Some(Arc::new(provider));
+        self
+    }
+
+    /// The key provider, already shared.
+    pub fn shared_key_provider(mut self, provider: Arc<dyn KeyProvider>) -> Self {
+        self.key_provider = Some(provider);
         self
     }
 
@@ -186,6 +207,7 @@ impl KmsBuilder {
             authorizer: self.authorizer,
             clock: self.clock,
             rng: self.rng,
+            key_provider: self.key_provider,
             scope: ArnScope {
                 region: self.region,
                 account_id: self.account_id,
@@ -209,6 +231,7 @@ pub struct Kms {
     authorizer: Arc<dyn Authorizer>,
     clock: Arc<dyn Clock>,
     rng: Arc<dyn RandomSource>,
+    key_provider: Option<Arc<dyn KeyProvider>>,
     scope: ArnScope,
     keys: RwLock<HashMap<String, Arc<CachedKey>>>,
     aliases: RwLock<HashMap<String, String>>,
@@ -350,7 +373,7 @@ impl Kms {
             .map(|c| c.versions_snapshot())
             .unwrap_or_default();
         for v in new_versions {
-            versions.insert(v.version_id.clone(), Arc::new(v));
+            versions.insert(v.version_id.clone(), Arc::new(CachedVersion::new(v)));
         }
         let arn = self.scope.key_arn(&record.key_id);
         let cached = Arc::new(CachedKey::new(record, arn, versions));
@@ -405,7 +428,7 @@ impl Kms {
         let arn = self.scope.key_arn(key_id);
         let versions = versions
             .into_iter()
-            .map(|v| (v.version_id.clone(), Arc::new(v)))
+            .map(|v| (v.version_id.clone(), Arc::new(CachedVersion::new(v))))
             .collect();
         let cached = Arc::new(CachedKey::new(record, arn, versions));
         keys.insert(key_id.to_owned(), cached.clone());
@@ -419,7 +442,7 @@ impl Kms {
         &self,
         key: &CachedKey,
         version_id: &str,
-    ) -> Result<Arc<VersionRecord>, KmsError> {
+    ) -> Result<Arc<CachedVersion>, KmsError> {
         if let Some(v) = key.versions.read().map_err(|_| poisoned())?.get(version_id) {
             return Ok(v.clone());
         }
@@ -433,7 +456,7 @@ impl Kms {
         let (v, _) = self
             .read::<VersionRecord>(&version_record_key(&key.record.key_id, version_id))?
             .ok_or_else(not_found)?;
-        let v = Arc::new(v);
+        let v = Arc::new(CachedVersion::new(v));
         key.versions
             .write()
             .map_err(|_| poisoned())?
@@ -557,7 +580,12 @@ impl Kms {
                 key_id: input.to_owned(),
             });
         }
-        Ok((record, entry.revision))
+        // Expired imported material counts as gone for every rule; maintenance clears the
+        // version's material.
+        Ok((
+            lifecycle::effective(&record, now).into_owned(),
+            entry.revision,
+        ))
     }
 
     /// The common shape of a single-key mutation: resolve, lock, re-read, authorize, apply the

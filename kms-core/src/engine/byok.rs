@@ -1,0 +1,288 @@
+//! Bring your own key: import tokens, ImportKeyMaterial, DeleteKeyMaterial.
+//!
+//! GetParametersForImport makes a fresh RSA-2048 wrapping key pair and a random token, stored
+//! as `t/<token>` (sealed like every record). The token is bound to one key, expires after 24
+//! hours, and is deleted by the import that uses it, in the same atomic batch as the key's
+//! change, so it can never be used twice.
+
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use super::{key_record_key, version_record_key, Kms};
+use crate::api::*;
+use crate::asym::{EncryptionAlgorithm, PrivateKey};
+use crate::auth::{Action, Caller};
+use crate::error::KmsError;
+use crate::lifecycle;
+use crate::model::{KeyMaterial, KeyRecord, KeySpec, Origin, ProtectionLevel, VersionRecord};
+use crate::storage::{Batch, Precondition};
+use crate::time::{UnixTime, DAY};
+use crate::validate;
+
+/// How long an import token is valid.
+pub const IMPORT_TOKEN_TTL_SECS: i64 = DAY;
+const TOKEN_BYTES: usize = 32;
+
+/// A stored import token.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct ImportToken {
+    pub(crate) key_id: String,
+    pub(crate) algorithm: EncryptionAlgorithm,
+    pub(crate) wrapping_key: KeyMaterial,
+    pub(crate) expires: UnixTime,
+}
+
+pub(crate) fn token_record_key(token: &str) -> Vec<u8> {
+    format!("t/{token}").into_bytes()
+}
+
+fn unsupported_origin(record: &KeyRecord) -> Result<(), KmsError> {
+    if record.origin != Origin::External {
+        return Err(KmsError::UnsupportedOrigin {
+            key_id: record.key_id.clone(),
+        });
+    }
+    Ok(())
+}
+
+impl Kms {
+    /// GetParametersForImport: a wrapping public key (RSA-2048, DER SubjectPublicKeyInfo) and
+    /// a single-use import token for an EXTERNAL key, valid for 24 hours. Works in every
+    /// state.
+    ///
+    /// Errors: `Unsupported.Origin` for keys that are not EXTERNAL; `MissingParameter` /
+    /// `InvalidParameter` for WrappingAlgorithm and WrappingKeySpec.
+    pub fn get_parameters_for_import(
+        &self,
+        caller: &Caller,
+        req: GetParametersForImportRequest,
+    ) -> Result<GetParametersForImportResponse, KmsError> {
+        let algorithm = EncryptionAlgorithm::parse("WrappingAlgorithm", &req.wrapping_algorithm)?;
+        match req.wrapping_key_spec.as_str() {
+            "RSA_2048" => {}
+            "" => return Err(KmsError::missing("WrappingKeySpec")),
+            other => {
+                return Err(KmsError::invalid(
+                    "WrappingKeySpec",
+                    format!("{other:?} is not supported; use RSA_2048"),
+                ))
+            }
+        }
+        let now = self.clock.now();
+        let key = self.live_key("KeyId", &req.key_id, now)?;
+        self.authorize(
+            caller,
+            Action::new("kms:GetParametersForImport"),
+            Some(&key),
+        )?;
+        unsupported_origin(&key.record)?;
+        let (private, der) = PrivateKey::generate(KeySpec::Rsa2048, &*self.rng)?;
+        let public_key = private.public_key().to_spki_der()?;
+        let mut raw = Zeroizing::new([0u8; TOKEN_BYTES]);
+        self.rng.fill(&mut raw[..])?;
+        let token: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+        let record = ImportToken {
+            key_id: key.record.key_id.clone(),
+            algorithm,
+            wrapping_key: der,
+            expires: now.plus_secs(IMPORT_TOKEN_TTL_SECS),
+        };
+        let tk = token_record_key(&token);
+        let mut batch = Batch::new();
+        batch.put_if(tk.clone(), self.encode(&tk, &record)?, Precondition::Absent);
+        self.commit(batch)?;
+        Ok(GetParametersForImportResponse {
+            request_id: self.request_id(),
+            key_id: key.record.key_id.clone(),
+            import_token: token,
+            public_key,
+            token_expire_time: record.expires,
+        })
+    }
+
+    /// ImportKeyMaterial: unwraps the material with the token's private key and makes the key
+    /// usable (PendingImport → Enabled). Everything is checked before anything changes: a
+    /// failed import leaves the key and the token exactly as they were.
+    ///
+    /// Errors: `Unsupported.Origin`; `InvalidImportToken` (unknown, used, or for another
+    /// key); `ExpiredImportToken`; `InvalidKeyMaterial` (does not unwrap, wrong length, or
+    /// other material than the key had); `Rejected.StateModifiedFailed` (PendingDeletion);
+    /// `InvalidParameter` (KeyMaterialExpireUnix in the past).
+    pub fn import_key_material(
+        &self,
+        caller: &Caller,
+        req: ImportKeyMaterialRequest,
+    ) -> Result<EmptyResponse, KmsError> {
+        validate::required("ImportToken", &req.import_token)?;
+        if req.encrypted_key_material.is_empty() {
+            return Err(KmsError::missing("EncryptedKeyMaterial"));
+        }
+        let key_id = self.resolve_key_id("KeyId", &req.key_id)?;
+        let _guard = self.write_guard()?;
+        let now = self.clock.now();
+        let (record, revision) = self.load_for_update(&key_id, &req.key_id, now)?;
+        self.authorize_record(caller, Action::new("kms:ImportKeyMaterial"), &record)?;
+        unsupported_origin(&record)?;
+        let expire = match req.key_material_expire_unix {
+            None | Some(0) => None,
+            Some(t) if t <= now.secs() => {
+                return Err(KmsError::invalid(
+                    "KeyMaterialExpireUnix",
+                    format!("{t} is not in the future; use 0 for material that never expires"),
+                ))
+            }
+            Some(t) => Some(UnixTime(t)),
+        };
+        let bad_token = |reason: &str| KmsError::InvalidImportToken {
+            reason: reason.to_owned(),
+        };
+        if req.import_token.len() != 2 * TOKEN_BYTES
+            || !req.import_token.bytes().all(|c| c.is_ascii_hexdigit())
+        {
+            return Err(bad_token("the token is malformed"));
+        }
+        let tk = token_record_key(&req.import_token.to_ascii_lowercase());
+        let (token, token_entry) = self
+            .read::<ImportToken>(&tk)?
+            .ok_or_else(|| bad_token("the token is unknown or was already used"))?;
+        if token.key_id != key_id {
+            return Err(bad_token("the token was issued for another key"));
+        }
+        if token.expires <= now {
+            return Err(KmsError::ExpiredImportToken);
+        }
+        let material = PrivateKey::from_pkcs8(KeySpec::Rsa2048, token.wrapping_key.expose())?
+            .decrypt(token.algorithm, &req.encrypted_key_material)
+            .map_err(|_| KmsError::InvalidKeyMaterial {
+                reason: format!(
+                    "EncryptedKeyMaterial does not unwrap with the token's key and {}",
+                    token.algorithm
+                ),
+            })?;
+        let want = record
+            .key_spec
+            .aead()
+            .map(|a| a.key_len())
+            .ok_or_else(|| KmsError::internal("an EXTERNAL key with an asymmetric spec"))?;
+        if material.len() != want {
+            return Err(KmsError::InvalidKeyMaterial {
+                reason: format!(
+                    "{} needs exactly {want} bytes of key material, got {}",
+                    record.key_spec,
+                    material.len()
+                ),
+            });
+        }
+        let material = KeyMaterial::new(material);
+        let next = lifecycle::import_material(&record, material.fingerprint(), expire)?;
+
+        let primary = record
+            .primary_version_id
+            .clone()
+            .ok_or_else(|| KmsError::internal("an EXTERNAL key without a version"))?;
+        let vk = version_record_key(&key_id, &primary);
+        let (mut version, version_entry) = self
+            .read::<VersionRecord>(&vk)?
+            .ok_or_else(|| KmsError::internal("the key's primary version record is missing"))?;
+        let stored = match record.protection_level {
+            ProtectionLevel::Software => material,
+            ProtectionLevel::Hsm => KeyMaterial::new(Zeroizing::new(
+                self.hsm()?.import(record.key_spec, material.expose())?,
+            )),
+        };
+        let previous = version.material.replace(stored.clone());
+        let kk = key_record_key(&key_id);
+        let mut batch = Batch::new();
+        batch.delete_if(tk, Precondition::Revision(token_entry.revision));
+        batch.put_if(
+            vk.clone(),
+            self.encode(&vk, &version)?,
+            Precondition::Revision(version_entry.revision),
+        );
+        batch.put_if(
+            kk.clone(),
+            self.encode(&kk, &next)?,
+            Precondition::Revision(revision),
+        );
+        if let Err(e) = self.commit(batch) {
+            if record.protection_level == ProtectionLevel::Hsm {
+                self.destroy_handle(Some(&stored));
+            }
+            return Err(e);
+        }
+        self.cache_put(next, vec![version])?;
+        if record.protection_level == ProtectionLevel::Hsm {
+            self.destroy_handle(previous.as_ref());
+        }
+        Ok(EmptyResponse {
+            request_id: self.request_id(),
+        })
+    }
+
+    /// DeleteKeyMaterial: the key keeps its metadata but loses its material and becomes
+    /// PendingImport (a PendingDeletion key keeps its state). Only the same material can be
+    /// imported again.
+    ///
+    /// Errors: `Unsupported.Origin` for keys that are not EXTERNAL.
+    pub fn delete_key_material(
+        &self,
+        caller: &Caller,
+        req: DeleteKeyMaterialRequest,
+    ) -> Result<EmptyResponse, KmsError> {
+        let key_id = self.resolve_key_id("KeyId", &req.key_id)?;
+        let _guard = self.write_guard()?;
+        let now = self.clock.now();
+        let (record, revision) = self.load_for_update(&key_id, &req.key_id, now)?;
+        self.authorize_record(caller, Action::new("kms:DeleteKeyMaterial"), &record)?;
+        unsupported_origin(&record)?;
+        self.remove_material_locked(&record, revision)?;
+        Ok(EmptyResponse {
+            request_id: self.request_id(),
+        })
+    }
+
+    /// Removes an EXTERNAL key's material (write lock held): DeleteKeyMaterial and expiry.
+    pub(crate) fn remove_material_locked(
+        &self,
+        record: &KeyRecord,
+        revision: u64,
+    ) -> Result<(), KmsError> {
+        let next = lifecycle::delete_material(record);
+        let primary = record
+            .primary_version_id
+            .as_deref()
+            .ok_or_else(|| KmsError::internal("an EXTERNAL key without a version"))?;
+        let vk = version_record_key(&record.key_id, primary);
+        let (mut version, version_entry) = self
+            .read::<VersionRecord>(&vk)?
+            .ok_or_else(|| KmsError::internal("the key's primary version record is missing"))?;
+        let previous = version.material.take();
+        let kk = key_record_key(&record.key_id);
+        let mut batch = Batch::new();
+        batch.put_if(
+            vk.clone(),
+            self.encode(&vk, &version)?,
+            Precondition::Revision(version_entry.revision),
+        );
+        batch.put_if(
+            kk.clone(),
+            self.encode(&kk, &next)?,
+            Precondition::Revision(revision),
+        );
+        self.commit(batch)?;
+        self.cache_put(next, vec![version])?;
+        if record.protection_level == ProtectionLevel::Hsm {
+            self.destroy_handle(previous.as_ref());
+        }
+        Ok(())
+    }
+
+    /// Asks the key provider to destroy material whose records are gone. Best effort: the
+    /// engine's change is already durable, and a handle the engine no longer stores can never
+    /// be used again through it.
+    pub(crate) fn destroy_handle(&self, handle: Option<&KeyMaterial>) {
+        if let (Some(handle), Ok(provider)) = (handle, self.hsm()) {
+            let _ = provider.destroy(handle.expose());
+        }
+    }
+}

@@ -1,0 +1,222 @@
+//! Key providers: where the material of `ProtectionLevel: HSM` keys lives.
+//!
+//! A SOFTWARE key's material is kept by the engine, sealed at rest under the root key. An HSM
+//! key's material never enters the engine: a [`KeyProvider`] (a hardware security module, a
+//! cloud HSM, a PKCS#11 token...) creates or imports it and hands back an opaque handle, which
+//! the engine stores in the key version in place of material and passes back for every
+//! private-key operation. Public-key operations (verify, public-key encrypt) use the public key
+//! the provider reports.
+//!
+//! [`InMemoryHsm`] is a provider that keeps material in process memory only: a stand-in for
+//! tests and demos that shows the contract (nothing secret reaches storage).
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+
+use zeroize::Zeroizing;
+
+use crate::asym::{EncryptionAlgorithm, PrivateKey, PublicKey, SigningAlgorithm};
+use crate::crypto::{aead_open, aead_seal, AeadAlgorithm, OsRandom, RandomSource, NONCE_LEN};
+use crate::error::KmsError;
+use crate::model::{KeyMaterial, KeySpec};
+
+/// A module that holds key material and performs private-key operations by handle.
+///
+/// Every method returns a [`KmsError`]; a module that is unreachable should answer
+/// `InternalFailure` so the engine changes no state.
+pub trait KeyProvider: Send + Sync {
+    /// Creates new material of `spec` inside the module; returns its handle.
+    fn generate(&self, spec: KeySpec) -> Result<Vec<u8>, KmsError>;
+
+    /// Imports raw material (BYOK into the module); returns its handle.
+    fn import(&self, spec: KeySpec, material: &[u8]) -> Result<Vec<u8>, KmsError>;
+
+    /// AES-GCM: encrypts `buf[start..]` in place and appends the tag.
+    fn aead_seal(
+        &self,
+        handle: &[u8],
+        alg: AeadAlgorithm,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        buf: &mut Vec<u8>,
+        start: usize,
+    ) -> Result<(), KmsError>;
+
+    /// AES-GCM: authenticates and decrypts `ciphertext || tag`.
+    ///
+    /// Errors: `InvalidCiphertext` when authentication fails.
+    fn aead_open(
+        &self,
+        handle: &[u8],
+        alg: AeadAlgorithm,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        ciphertext_and_tag: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, KmsError>;
+
+    /// Signs a SHA-256 digest with an asymmetric key.
+    fn sign(
+        &self,
+        handle: &[u8],
+        spec: KeySpec,
+        alg: SigningAlgorithm,
+        digest: &[u8],
+    ) -> Result<Vec<u8>, KmsError>;
+
+    /// Decrypts with an RSA key.
+    ///
+    /// Errors: `InvalidCiphertext` when decryption fails.
+    fn decrypt(
+        &self,
+        handle: &[u8],
+        spec: KeySpec,
+        alg: EncryptionAlgorithm,
+        ciphertext: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, KmsError>;
+
+    /// The public key of an asymmetric key.
+    fn public_key(&self, handle: &[u8], spec: KeySpec) -> Result<PublicKey, KmsError>;
+
+    /// Destroys the material (the key was purged or its material deleted).
+    fn destroy(&self, handle: &[u8]) -> Result<(), KmsError>;
+}
+
+/// A [`KeyProvider`] that keeps material in process memory, never in storage. For tests and
+/// demonstrations: its keys are lost when the process ends.
+#[derive(Default)]
+pub struct InMemoryHsm {
+    slots: Mutex<HashMap<Vec<u8>, (KeySpec, KeyMaterial)>>,
+}
+
+impl std::fmt::Debug for InMemoryHsm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InMemoryHsm").finish_non_exhaustive()
+    }
+}
+
+fn lost<T>(_: PoisonError<T>) -> KmsError {
+    KmsError::internal("the in-memory HSM lock was poisoned")
+}
+
+impl InMemoryHsm {
+    /// An empty module.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of keys the module holds.
+    pub fn len(&self) -> usize {
+        self.slots.lock().map(|s| s.len()).unwrap_or(0)
+    }
+
+    /// True when the module holds no keys.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn store(&self, spec: KeySpec, material: KeyMaterial) -> Result<Vec<u8>, KmsError> {
+        let handle = format!("hsm-slot-{}", crate::ids::new_uuid(&OsRandom)?).into_bytes();
+        self.slots
+            .lock()
+            .map_err(lost)?
+            .insert(handle.clone(), (spec, material));
+        Ok(handle)
+    }
+
+    fn with<T>(
+        &self,
+        handle: &[u8],
+        f: impl FnOnce(KeySpec, &KeyMaterial) -> Result<T, KmsError>,
+    ) -> Result<T, KmsError> {
+        let slots = self.slots.lock().map_err(lost)?;
+        let (spec, material) = slots
+            .get(handle)
+            .ok_or_else(|| KmsError::internal("the HSM has no key under this handle"))?;
+        f(*spec, material)
+    }
+}
+
+impl KeyProvider for InMemoryHsm {
+    fn generate(&self, spec: KeySpec) -> Result<Vec<u8>, KmsError> {
+        let material = match spec.aead() {
+            Some(alg) => {
+                let mut bytes = Zeroizing::new(vec![0u8; alg.key_len()]);
+                OsRandom.fill(&mut bytes)?;
+                KeyMaterial::new(bytes)
+            }
+            None => PrivateKey::generate(spec, &OsRandom)?.1,
+        };
+        self.store(spec, material)
+    }
+
+    fn import(&self, spec: KeySpec, material: &[u8]) -> Result<Vec<u8>, KmsError> {
+        self.store(spec, KeyMaterial::new(Zeroizing::new(material.to_vec())))
+    }
+
+    fn aead_seal(
+        &self,
+        handle: &[u8],
+        alg: AeadAlgorithm,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        buf: &mut Vec<u8>,
+        start: usize,
+    ) -> Result<(), KmsError> {
+        self.with(handle, |_, m| {
+            aead_seal(alg, m.expose(), nonce, aad, buf, start)
+                .map_err(|_| KmsError::internal("HSM encryption failed"))
+        })
+    }
+
+    fn aead_open(
+        &self,
+        handle: &[u8],
+        alg: AeadAlgorithm,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        ciphertext_and_tag: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, KmsError> {
+        self.with(handle, |_, m| {
+            aead_open(alg, m.expose(), nonce, aad, ciphertext_and_tag).map_err(|_| {
+                KmsError::InvalidCiphertext {
+                    reason: "authentication failed: the EncryptionContext differs or the blob was altered",
+                }
+            })
+        })
+    }
+
+    fn sign(
+        &self,
+        handle: &[u8],
+        spec: KeySpec,
+        alg: SigningAlgorithm,
+        digest: &[u8],
+    ) -> Result<Vec<u8>, KmsError> {
+        self.with(handle, |_, m| {
+            PrivateKey::from_pkcs8(spec, m.expose())?.sign(alg, digest, &OsRandom)
+        })
+    }
+
+    fn decrypt(
+        &self,
+        handle: &[u8],
+        spec: KeySpec,
+        alg: EncryptionAlgorithm,
+        ciphertext: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, KmsError> {
+        self.with(handle, |_, m| {
+            PrivateKey::from_pkcs8(spec, m.expose())?.decrypt(alg, ciphertext)
+        })
+    }
+
+    fn public_key(&self, handle: &[u8], spec: KeySpec) -> Result<PublicKey, KmsError> {
+        self.with(handle, |_, m| {
+            Ok(PrivateKey::from_pkcs8(spec, m.expose())?.public_key())
+        })
+    }
+
+    fn destroy(&self, handle: &[u8]) -> Result<(), KmsError> {
+        self.slots.lock().map_err(lost)?.remove(handle);
+        Ok(())
+    }
+}
