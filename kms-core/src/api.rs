@@ -719,6 +719,8 @@ pub struct MaintenanceReport {
     pub expired_material_keys: Vec<String>,
     /// Import tokens removed after expiry.
     pub expired_import_tokens: usize,
+    /// Key associations persisted.
+    pub associations_written: usize,
 }
 
 request!(
@@ -977,3 +979,53 @@ request!(
 
 /// DeleteKeyMaterial.
 pub type DeleteKeyMaterialRequest = KeyIdRequest;
+
+request!(
+    /// GetKeyPolicy.
+    GetKeyPolicyRequest {
+        /// The key.
+        pub key_id: String,
+        /// Must be `default`.
+        pub policy_name: String,
+    }
+);
+
+response!(
+    /// GetKeyPolicy's answer.
+    GetKeyPolicyResponse {
+        /// The policy document: the key's own, or the default policy.
+        pub policy: String,
+    }
+);
+
+request!(
+    /// SetKeyPolicy.
+    SetKeyPolicyRequest {
+        /// The key.
+        pub key_id: String,
+        /// Must be `default`.
+        pub policy_name: String,
+        /// The policy document (JSON, at most 32768 bytes).
+        pub policy: String,
+    }
+);
+
+/// One integrated service that used a key (the seed's "key association").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct KeyAssociation {
+    /// The service, e.g. `oss`.
+    pub service: String,
+    /// When it last used the key (to the minute).
+    pub last_used: UnixTime,
+}
+
+response!(
+    /// ListKeyAssociations' answer.
+    ListKeyAssociationsResponse {
+        /// The key id.
+        pub key_id: String,
+        /// The services that used the key, by name.
+        pub associations: Vec<KeyAssociation>,
+    }
+);

@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use crate::error::KmsError;
+
 /// The principal a call is made as.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Principal {
@@ -101,10 +103,14 @@ pub struct AccessRequest<'a> {
     pub action: Action,
     /// The resource ARN, or `*` for account-level operations (CreateKey, ListKeys...).
     pub resource: &'a str,
-    /// The account that owns the resource.
+    /// The account that owns the resource (the engine's account).
     pub resource_account: &'a str,
     /// The key's (or secret's) policy document, if it has one.
     pub policy: Option<&'a str>,
+    /// The account that created the resource, when there is one.
+    pub creator: Option<&'a str>,
+    /// The KMS instance of the resource, or of the key being created.
+    pub instance_id: Option<&'a str>,
 }
 
 /// The authorizer's answer.
@@ -121,6 +127,51 @@ pub enum Decision {
 pub trait Authorizer: Send + Sync {
     /// The decision for one request.
     fn authorize(&self, request: &AccessRequest<'_>) -> Decision;
+
+    /// Checks a policy document before CreateKey or SetKeyPolicy stores it.
+    ///
+    /// Errors: `InvalidParameter` naming `Policy` and what is wrong. The default accepts any
+    /// document of at most 32768 bytes that is a JSON object.
+    fn validate_policy(&self, document: &str) -> Result<(), KmsError> {
+        if document.len() > MAX_POLICY_BYTES {
+            return Err(KmsError::invalid(
+                "Policy",
+                format!(
+                    "is {} bytes; at most {MAX_POLICY_BYTES} are allowed",
+                    document.len()
+                ),
+            ));
+        }
+        match serde_json::from_str::<serde_json::Value>(document) {
+            Ok(serde_json::Value::Object(_)) => Ok(()),
+            _ => Err(KmsError::invalid("Policy", "must be a JSON object")),
+        }
+    }
+
+    /// The policy GetKeyPolicy shows for a resource without a policy of its own: the owning
+    /// account has full control.
+    fn default_policy(&self, request: &AccessRequest<'_>) -> String {
+        default_policy_document(&[request.resource_account])
+    }
+}
+
+/// Longest policy document, in bytes.
+pub const MAX_POLICY_BYTES: usize = 32768;
+
+/// The default key policy: every principal of the listed accounts may do everything.
+pub fn default_policy_document(accounts: &[&str]) -> String {
+    let principals: Vec<String> = accounts.iter().map(|a| format!("acs:ram::{a}:*")).collect();
+    serde_json::json!({
+        "Version": "1",
+        "Statement": [{
+            "Sid": "Enable account permissions",
+            "Effect": "Allow",
+            "Principal": {"RAM": principals},
+            "Action": ["kms:*"],
+            "Resource": ["*"],
+        }]
+    })
+    .to_string()
 }
 
 /// Allows everything: for hosts that authorize before calling the engine.
@@ -151,5 +202,11 @@ impl Authorizer for SameAccountOnly {
 impl<A: Authorizer + ?Sized> Authorizer for std::sync::Arc<A> {
     fn authorize(&self, request: &AccessRequest<'_>) -> Decision {
         (**self).authorize(request)
+    }
+    fn validate_policy(&self, document: &str) -> Result<(), KmsError> {
+        (**self).validate_policy(document)
+    }
+    fn default_policy(&self, request: &AccessRequest<'_>) -> String {
+        (**self).default_policy(request)
     }
 }

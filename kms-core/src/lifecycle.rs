@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use crate::error::KmsError;
-use crate::model::{AutomaticRotation, KeyRecord, KeyState, Origin};
+use crate::model::{AutomaticRotation, CreatorType, KeyRecord, KeyState, Origin};
 use crate::time::{UnixTime, DAY};
 use crate::validate;
 
@@ -122,6 +122,27 @@ pub fn check_usable(rec: &KeyRecord, usage: Usage) -> Result<(), KmsError> {
         (Usage::MetadataUpdate, KeyState::Disabled | KeyState::PendingImport) => Ok(()),
         _ => Err(state_error(rec)),
     }
+}
+
+/// Service keys (`alias/acs/<product>`) belong to the integrated service that created them:
+/// users may use them but not change them.
+///
+/// Errors: `Rejected.UnsupportedOperation` for a service key.
+pub fn check_not_service_key(rec: &KeyRecord) -> Result<(), KmsError> {
+    if rec.creator_type == CreatorType::Service {
+        let product = rec
+            .aliases
+            .iter()
+            .find_map(|a| a.strip_prefix("alias/acs/"))
+            .unwrap_or("an integrated service");
+        return Err(KmsError::UnsupportedOperation {
+            reason: format!(
+                "key {} is a service key managed by {product}; it is read-only to users",
+                rec.key_id
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// EnableKey: Disabled → Enabled; a no-op on an Enabled key.

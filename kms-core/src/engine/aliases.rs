@@ -39,6 +39,7 @@ impl Kms {
         let now = self.clock.now();
         let (record, revision) = self.load_for_update(&key_id, &req.key_id, now)?;
         self.authorize_record(caller, Action::new("kms:CreateAlias"), &record)?;
+        lifecycle::check_not_service_key(&record)?;
         let ak = alias_record_key(&req.alias_name);
         if let Some((existing, _)) = self.read::<AliasRecord>(&ak)? {
             // An alias of a key past its DeleteDate is gone with the key (ListAliases no
@@ -92,6 +93,7 @@ impl Kms {
                 })?;
         let (target, target_rev) = self.load_for_update(&new_key_id, &req.key_id, now)?;
         self.authorize_record(caller, Action::new("kms:UpdateAlias"), &target)?;
+        lifecycle::check_not_service_key(&target)?;
         if alias.key_id == new_key_id {
             return Ok(EmptyResponse {
                 request_id: self.request_id(),

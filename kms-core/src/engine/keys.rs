@@ -17,9 +17,6 @@ use crate::storage::{Batch, Precondition};
 use crate::time::UnixTime;
 use crate::validate;
 
-/// Longest key policy document, in bytes.
-pub const MAX_POLICY_BYTES: usize = 32768;
-
 fn tags_to_map(param: &'static str, tags: &[Tag]) -> Result<BTreeMap<String, String>, KmsError> {
     let mut map = BTreeMap::new();
     for t in tags {
@@ -136,15 +133,7 @@ impl Kms {
             _ => None,
         };
         if let Some(p) = &req.policy {
-            if p.len() > MAX_POLICY_BYTES {
-                return Err(KmsError::invalid(
-                    "Policy",
-                    format!(
-                        "is {} bytes; at most {MAX_POLICY_BYTES} are allowed",
-                        p.len()
-                    ),
-                ));
-            }
+            self.authorizer.validate_policy(p)?;
         }
         if let Some(id) = &req.dkms_instance_id {
             if id.is_empty() || id.len() > 128 {
@@ -154,7 +143,11 @@ impl Kms {
                 ));
             }
         }
-        self.authorize(caller, Action::new("kms:CreateKey"), None)?;
+        self.authorize_account(
+            caller,
+            Action::new("kms:CreateKey"),
+            req.dkms_instance_id.as_deref(),
+        )?;
 
         let now = self.clock.now();
         let key_id = new_uuid(&*self.rng)?;
@@ -506,6 +499,7 @@ impl Kms {
         let now = self.clock.now();
         let (record, revision) = self.load_for_update(&key_id, &req.key_id, now)?;
         self.authorize_record(caller, Action::new("kms:CreateKeyVersion"), &record)?;
+        lifecycle::check_not_service_key(&record)?;
         lifecycle::check_can_rotate(&record)?;
         let version = self.rotate_locked(&record, revision, now)?;
         Ok(KeyVersionResponse {
@@ -676,6 +670,7 @@ impl Kms {
         let key = self.live_key(param, input, now)?;
         self.authorize(caller, action, Some(&key))?;
         lifecycle::check_usable(&lifecycle::effective(&key.record, now), Usage::Crypto)?;
+        self.note_association(caller, &key.record.key_id, now);
         Ok(key)
     }
 }

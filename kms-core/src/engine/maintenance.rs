@@ -2,6 +2,7 @@
 //! imported key material and of import tokens.
 
 use super::byok::ImportToken;
+use super::policy_ops::association_prefix;
 use super::{alias_record_key, key_record_key, version_prefix, Kms};
 use crate::api::MaintenanceReport;
 use crate::error::KmsError;
@@ -36,6 +37,7 @@ impl Kms {
                 report.expired_material_keys.push(record.key_id);
             }
         }
+        report.associations_written = self.flush_associations()?;
         for (token_key, token, revision) in self.scan_all::<ImportToken>(b"t/")? {
             if token.expires <= now {
                 let mut batch = Batch::new();
@@ -81,6 +83,12 @@ impl Kms {
         for (k, version, _) in self.scan_all::<VersionRecord>(&version_prefix(key_id))? {
             batch.delete(k);
             materials.extend(version.material);
+        }
+        for (k, _) in self
+            .storage
+            .scan(&association_prefix(key_id), None, usize::MAX)?
+        {
+            batch.delete(k);
         }
         for alias in &record.aliases {
             batch.delete(alias_record_key(alias));

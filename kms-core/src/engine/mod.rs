@@ -22,6 +22,7 @@ mod byok;
 mod crypto_ops;
 mod keys;
 mod maintenance;
+mod policy_ops;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -215,6 +216,7 @@ impl KmsBuilder {
             keys: RwLock::new(HashMap::new()),
             aliases: RwLock::new(HashMap::new()),
             write_lock: Mutex::new(()),
+            associations: Mutex::new(Default::default()),
             request_prefix: prefix,
             request_counter: AtomicU64::new(0),
         })
@@ -236,6 +238,7 @@ pub struct Kms {
     keys: RwLock<HashMap<String, Arc<CachedKey>>>,
     aliases: RwLock<HashMap<String, String>>,
     write_lock: Mutex<()>,
+    associations: Mutex<policy_ops::PendingAssociations>,
     request_prefix: u64,
     request_counter: AtomicU64,
 }
@@ -519,9 +522,28 @@ impl Kms {
         key: Option<&CachedKey>,
     ) -> Result<(), KmsError> {
         match key {
-            Some(k) => self.authorize_resource(caller, action, &k.arn, k.record.policy.as_deref()),
-            None => self.authorize_resource(caller, action, "*", None),
+            Some(k) => self.authorize_key(caller, action, &k.arn, &k.record),
+            None => self.authorize_account(caller, action, None),
         }
+    }
+
+    /// Asks the authorizer about an account-level action (CreateKey, ListKeys...);
+    /// `instance_id` is the KMS instance a key is being created in.
+    pub(crate) fn authorize_account(
+        &self,
+        caller: &Caller,
+        action: Action,
+        instance_id: Option<&str>,
+    ) -> Result<(), KmsError> {
+        self.decide(&AccessRequest {
+            caller,
+            action,
+            resource: "*",
+            resource_account: &self.scope.account_id,
+            policy: None,
+            creator: None,
+            instance_id,
+        })
     }
 
     /// Asks the authorizer about a key record (as read for a mutation).
@@ -532,29 +554,34 @@ impl Kms {
         record: &KeyRecord,
     ) -> Result<(), KmsError> {
         let arn = self.scope.key_arn(&record.key_id);
-        self.authorize_resource(caller, action, &arn, record.policy.as_deref())
+        self.authorize_key(caller, action, &arn, record)
     }
 
-    fn authorize_resource(
+    fn authorize_key(
         &self,
         caller: &Caller,
         action: Action,
-        resource: &str,
-        policy: Option<&str>,
+        arn: &str,
+        record: &KeyRecord,
     ) -> Result<(), KmsError> {
-        let request = AccessRequest {
+        self.decide(&AccessRequest {
             caller,
             action,
-            resource,
+            resource: arn,
             resource_account: &self.scope.account_id,
-            policy,
-        };
-        match self.authorizer.authorize(&request) {
+            policy: record.policy.as_deref(),
+            creator: Some(&record.creator),
+            instance_id: record.dkms_instance_id.as_deref(),
+        })
+    }
+
+    fn decide(&self, request: &AccessRequest<'_>) -> Result<(), KmsError> {
+        match self.authorizer.authorize(request) {
             Decision::Allow => Ok(()),
             Decision::Deny => Err(KmsError::NoPermission {
-                action: action.as_str().to_owned(),
-                principal: caller.arn(),
-                resource: resource.to_owned(),
+                action: request.action.as_str().to_owned(),
+                principal: request.caller.arn(),
+                resource: request.resource.to_owned(),
             }),
         }
     }
@@ -603,6 +630,7 @@ impl Kms {
         let now = self.clock.now();
         let (record, revision) = self.load_for_update(&key_id, input, now)?;
         self.authorize_record(caller, action, &record)?;
+        lifecycle::check_not_service_key(&record)?;
         let next = apply(&record, now)?;
         if next == record {
             return self.cache_put(next, Vec::new());

@@ -1,0 +1,263 @@
+//! Key policies, service keys, and key associations.
+
+use std::collections::HashMap;
+
+use super::{alias_record_key, key_record_key, version_record_key, Kms};
+use crate::api::*;
+use crate::auth::{AccessRequest, Action, Caller};
+use crate::error::KmsError;
+use crate::ids::new_uuid;
+use crate::lifecycle::{self, Usage};
+use crate::model::{
+    AliasRecord, CreatorType, KeyRecord, KeySpec, KeyState, KeyUsage, Origin, ProtectionLevel,
+    VersionRecord,
+};
+use crate::storage::{Batch, Precondition};
+use crate::time::UnixTime;
+use crate::validate;
+
+/// Key associations are recorded to this granularity, so a busy key costs one map write a
+/// minute per service.
+const ASSOCIATION_GRANULARITY_SECS: i64 = 60;
+
+pub(crate) fn association_prefix(key_id: &str) -> Vec<u8> {
+    format!("u/{key_id}/").into_bytes()
+}
+
+fn association_record_key(key_id: &str, service: &str) -> Vec<u8> {
+    format!("u/{key_id}/{service}").into_bytes()
+}
+
+fn check_policy_name(name: &str) -> Result<(), KmsError> {
+    match name {
+        "default" => Ok(()),
+        "" => Err(KmsError::missing("PolicyName")),
+        other => Err(KmsError::invalid(
+            "PolicyName",
+            format!("{other:?} is not a policy name; keys have one policy, named default"),
+        )),
+    }
+}
+
+/// The in-memory side of key associations: (key id, service) → last use, not yet persisted.
+pub(crate) type PendingAssociations = HashMap<(String, String), UnixTime>;
+
+impl Kms {
+    /// GetKeyPolicy: the key's policy document, or the default policy when it has none.
+    /// Works in every state.
+    ///
+    /// Errors: `MissingParameter`/`InvalidParameter` (PolicyName), `Forbidden.KeyNotFound`.
+    pub fn get_key_policy(
+        &self,
+        caller: &Caller,
+        req: GetKeyPolicyRequest,
+    ) -> Result<GetKeyPolicyResponse, KmsError> {
+        check_policy_name(&req.policy_name)?;
+        let key = self.live_key("KeyId", &req.key_id, self.clock.now())?;
+        self.authorize(caller, Action::new("kms:GetKeyPolicy"), Some(&key))?;
+        let policy = match &key.record.policy {
+            Some(p) => p.clone(),
+            None => self.authorizer.default_policy(&AccessRequest {
+                caller,
+                action: Action::new("kms:GetKeyPolicy"),
+                resource: &key.arn,
+                resource_account: &self.scope.account_id,
+                policy: None,
+                creator: Some(&key.record.creator),
+                instance_id: key.record.dkms_instance_id.as_deref(),
+            }),
+        };
+        Ok(GetKeyPolicyResponse {
+            request_id: self.request_id(),
+            policy,
+        })
+    }
+
+    /// SetKeyPolicy: replaces the key's policy document after the authorizer validated it.
+    ///
+    /// Errors: `InvalidParameter` (malformed policy, naming the statement and field),
+    /// `Rejected.PendingDeletion`, `Rejected.UnsupportedOperation` for service keys.
+    pub fn set_key_policy(
+        &self,
+        caller: &Caller,
+        req: SetKeyPolicyRequest,
+    ) -> Result<EmptyResponse, KmsError> {
+        check_policy_name(&req.policy_name)?;
+        validate::required("Policy", &req.policy)?;
+        self.authorizer.validate_policy(&req.policy)?;
+        self.mutate_key(
+            caller,
+            Action::new("kms:SetKeyPolicy"),
+            "KeyId",
+            &req.key_id,
+            |r, _| {
+                lifecycle::check_usable(r, Usage::MetadataUpdate)?;
+                Ok(KeyRecord {
+                    policy: Some(req.policy.clone()),
+                    ..r.clone()
+                })
+            },
+        )?;
+        Ok(EmptyResponse {
+            request_id: self.request_id(),
+        })
+    }
+
+    /// Host API: the service key of an integrated service (`alias/acs/<product>`), created on
+    /// first call (AES-256, Enabled, CreatorType Service). Users may use it for cryptography
+    /// but cannot disable, delete, re-alias or re-policy it.
+    ///
+    /// Errors: `InvalidParameter` for a product name that does not make a valid alias.
+    pub fn create_service_key(&self, product: &str) -> Result<KeyMetadata, KmsError> {
+        let alias = format!("alias/acs/{product}");
+        crate::ids::validate_alias_name("Product", &alias)?;
+        let _guard = self.write_guard()?;
+        if let Some((existing, _)) = self.read::<AliasRecord>(&alias_record_key(&alias))? {
+            let key = self.load_key(&existing.key_id)?;
+            return Ok(self.metadata(&key));
+        }
+        let now = self.clock.now();
+        let key_id = new_uuid(&*self.rng)?;
+        let version_id = new_uuid(&*self.rng)?;
+        let version = VersionRecord {
+            key_id: key_id.clone(),
+            version_id: version_id.clone(),
+            creation_date: now,
+            seq: 0,
+            material: Some(self.generate_material(KeySpec::Aes256, ProtectionLevel::Software)?),
+        };
+        let record = KeyRecord {
+            key_id: key_id.clone(),
+            creation_date: now,
+            creator: self.scope.account_id.clone(),
+            creator_type: CreatorType::Service,
+            description: format!("Default master key that protects my {product} data"),
+            key_spec: KeySpec::Aes256,
+            key_usage: KeyUsage::EncryptDecrypt,
+            origin: Origin::AliyunKms,
+            protection_level: ProtectionLevel::Software,
+            state: KeyState::Enabled,
+            delete_date: None,
+            primary_version_id: Some(version_id.clone()),
+            version_count: 1,
+            rotation_interval: None,
+            last_rotation_date: Some(now),
+            next_rotation_date: None,
+            deletion_protection: None,
+            material_expire_time: None,
+            material_fingerprint: None,
+            has_material: true,
+            dkms_instance_id: None,
+            aliases: [alias.clone()].into(),
+            tags: Default::default(),
+            policy: None,
+        };
+        let kk = key_record_key(&key_id);
+        let vk = version_record_key(&key_id, &version_id);
+        let ak = alias_record_key(&alias);
+        let alias_record = AliasRecord {
+            alias_name: alias.clone(),
+            key_id: key_id.clone(),
+        };
+        let mut batch = Batch::new();
+        batch.put_if(kk.clone(), self.encode(&kk, &record)?, Precondition::Absent);
+        batch.put_if(
+            vk.clone(),
+            self.encode(&vk, &version)?,
+            Precondition::Absent,
+        );
+        batch.put_if(
+            ak.clone(),
+            self.encode(&ak, &alias_record)?,
+            Precondition::Absent,
+        );
+        self.commit(batch)?;
+        let cached = self.cache_put(record, vec![version])?;
+        self.alias_cache_put(&alias, &key_id)?;
+        Ok(self.metadata(&cached))
+    }
+
+    /// Notes that `caller.via_service` used a key. In memory, to the minute; maintenance
+    /// persists it.
+    pub(crate) fn note_association(&self, caller: &Caller, key_id: &str, now: UnixTime) {
+        let Some(service) = &caller.via_service else {
+            return;
+        };
+        let minute = UnixTime(now.secs() - now.secs().rem_euclid(ASSOCIATION_GRANULARITY_SECS));
+        if let Ok(mut pending) = self.associations.lock() {
+            pending.insert((key_id.to_owned(), service.clone()), minute);
+        }
+    }
+
+    /// Writes the associations noted since the last call to storage (maintenance does this).
+    pub(crate) fn flush_associations(&self) -> Result<usize, KmsError> {
+        let pending = match self.associations.lock() {
+            Ok(mut p) => std::mem::take(&mut *p),
+            Err(_) => return Err(KmsError::internal("the association lock was poisoned")),
+        };
+        if pending.is_empty() {
+            return Ok(0);
+        }
+        let _guard = self.write_guard()?;
+        let mut batch = Batch::new();
+        let mut written = 0;
+        for ((key_id, service), last_used) in &pending {
+            // A key purged meanwhile keeps no associations.
+            if self.storage.get(&key_record_key(key_id))?.is_none() {
+                continue;
+            }
+            let rk = association_record_key(key_id, service);
+            let record = KeyAssociation {
+                service: service.clone(),
+                last_used: *last_used,
+            };
+            batch.put(rk.clone(), self.encode(&rk, &record)?);
+            written += 1;
+        }
+        if let Err(e) = self.commit(batch) {
+            // Keep what was not written for the next pass.
+            if let Ok(mut p) = self.associations.lock() {
+                for (k, v) in pending {
+                    p.entry(k).or_insert(v);
+                }
+            }
+            return Err(e);
+        }
+        Ok(written)
+    }
+
+    /// The integrated services that used a key and when last (the seed's "key association"),
+    /// so a user can check before deleting it. Works in every state.
+    ///
+    /// Errors: `Forbidden.KeyNotFound`, `Forbidden.NoPermission` (needs `kms:DescribeKey`).
+    pub fn list_key_associations(
+        &self,
+        caller: &Caller,
+        req: KeyIdRequest,
+    ) -> Result<ListKeyAssociationsResponse, KmsError> {
+        let key = self.live_key("KeyId", &req.key_id, self.clock.now())?;
+        self.authorize(caller, Action::new("kms:DescribeKey"), Some(&key))?;
+        let key_id = key.record.key_id.clone();
+        let mut by_service: std::collections::BTreeMap<String, UnixTime> = self
+            .scan_all::<KeyAssociation>(&association_prefix(&key_id))?
+            .into_iter()
+            .map(|(_, a, _)| (a.service, a.last_used))
+            .collect();
+        if let Ok(pending) = self.associations.lock() {
+            for ((k, service), t) in pending.iter() {
+                if *k == key_id {
+                    let e = by_service.entry(service.clone()).or_insert(*t);
+                    *e = (*e).max(*t);
+                }
+            }
+        }
+        Ok(ListKeyAssociationsResponse {
+            request_id: self.request_id(),
+            key_id,
+            associations: by_service
+                .into_iter()
+                .map(|(service, last_used)| KeyAssociation { service, last_used })
+                .collect(),
+        })
+    }
+}

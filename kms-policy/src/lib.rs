@@ -1,0 +1,22 @@
+//! kms-policy: key policy documents for kms-core.
+//!
+//! - [`PolicyDocument`]: parse and validate a document (precise errors naming the statement
+//!   and field), evaluate it (explicit Deny over Allow over default deny, action and principal
+//!   wildcards, conditions).
+//! - [`PolicyAuthorizer`]: kms-core's `Authorizer` over key policies, the default policy and
+//!   shared KMS instances, with parsed documents cached.
+//! - [`PolicyBuilder`]: the seed's administrator, user and cross-account user roles.
+#![cfg_attr(
+    test,
+    allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)
+)]
+
+pub mod actions;
+mod authorizer;
+mod builder;
+pub mod document;
+pub mod pattern;
+
+pub use authorizer::PolicyAuthorizer;
+pub use builder::PolicyBuilder;
+pub use document::{Effect, PolicyDocument, Verdict};
