@@ -121,9 +121,7 @@ impl Authorizer for PolicyAuthorizer {
             let allowed = if request.resource == "*" && request.instance_id.is_none() {
                 caller.account_id == request.resource_account
             } else {
-                self.default_accounts(request)
-                    .iter()
-                    .any(|a| *a == caller.account_id)
+                self.default_accounts(request).contains(&caller.account_id)
             };
             return if allowed {
                 Decision::Allow
