@@ -56,3 +56,8 @@ pub use error::KmsError;
 pub use root_key::RootKey;
 pub use storage::{Batch, Entry, Op, Precondition, Storage, StorageError};
 pub use time::{Clock, ManualClock, SystemClock, UnixTime};
+
+/// The README's code blocks compile and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
