@@ -437,8 +437,10 @@ impl PublicKey {
                 }
             }
             (PublicKey::K256(k), SigningAlgorithm::EcdsaSha256) => {
+                // k256 refuses high-S signatures (a Bitcoin rule); plain ECDSA, as
+                // openssl and other signers make it, is valid with either S.
                 match k256::ecdsa::Signature::from_der(signature) {
-                    Ok(sig) => k.verify_prehash(digest, &sig).is_ok(),
+                    Ok(sig) => k.verify_prehash(digest, &sig.normalize_s()).is_ok(),
                     Err(_) => false,
                 }
             }

@@ -45,13 +45,14 @@ pub mod model;
 pub mod provider;
 pub mod root_key;
 mod seal;
+pub mod secrets;
 pub mod storage;
 pub mod time;
 pub mod validate;
 pub mod wire;
 
 pub use auth::{AllowAll, Authorizer, Caller, SameAccountOnly};
-pub use engine::{Kms, KmsBuilder};
+pub use engine::{Kms, KmsBuilder, SecretRotationHandler};
 pub use error::KmsError;
 pub use root_key::RootKey;
 pub use storage::{Batch, Entry, Op, Precondition, Storage, StorageError};

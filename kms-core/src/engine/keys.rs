@@ -546,7 +546,7 @@ impl Kms {
         Ok(version)
     }
 
-    /// TagResource: sets tags on a key (replacing values of existing tag keys).
+    /// TagResource: sets tags on a key or a secret (replacing values of existing tag keys).
     ///
     /// Errors: `MissingParameter`, `InvalidParameter` (tag rules), `Rejected.LimitExceeded`
     /// (20 tags), `Rejected.PendingDeletion`.
@@ -555,22 +555,27 @@ impl Kms {
         caller: &Caller,
         req: TagResourceRequest,
     ) -> Result<EmptyResponse, KmsError> {
-        let key_ref = resource_key_param(&req.key_id, &req.secret_name, &req.certificate_id)?;
+        let target = tag_target(&req.key_id, &req.secret_name, &req.certificate_id)?;
         if req.tags.is_empty() {
             return Err(KmsError::missing("Tags"));
         }
         let tags = tags_to_map("Tags", &req.tags)?;
-        self.mutate_key(
-            caller,
-            Action::new("kms:TagResource"),
-            "KeyId",
-            key_ref,
-            |r, _| lifecycle::tag(r, &tags),
-        )?;
+        match target {
+            TagTarget::Key(key_ref) => {
+                self.mutate_key(
+                    caller,
+                    Action::new("kms:TagResource"),
+                    "KeyId",
+                    key_ref,
+                    |r, _| lifecycle::tag(r, &tags),
+                )?;
+            }
+            TagTarget::Secret(name) => self.tag_secret(caller, name, &tags)?,
+        }
         Ok(self.empty())
     }
 
-    /// UntagResource: removes tags from a key by tag key.
+    /// UntagResource: removes tags from a key or a secret by tag key.
     ///
     /// Errors: `MissingParameter`, `InvalidParameter`, `Rejected.PendingDeletion`.
     pub fn untag_resource(
@@ -578,17 +583,22 @@ impl Kms {
         caller: &Caller,
         req: UntagResourceRequest,
     ) -> Result<EmptyResponse, KmsError> {
-        let key_ref = resource_key_param(&req.key_id, &req.secret_name, &req.certificate_id)?;
+        let target = tag_target(&req.key_id, &req.secret_name, &req.certificate_id)?;
         if req.tag_keys.is_empty() {
             return Err(KmsError::missing("TagKeys"));
         }
-        self.mutate_key(
-            caller,
-            Action::new("kms:UntagResource"),
-            "KeyId",
-            key_ref,
-            |r, _| lifecycle::untag(r, &req.tag_keys),
-        )?;
+        match target {
+            TagTarget::Key(key_ref) => {
+                self.mutate_key(
+                    caller,
+                    Action::new("kms:UntagResource"),
+                    "KeyId",
+                    key_ref,
+                    |r, _| lifecycle::untag(r, &req.tag_keys),
+                )?;
+            }
+            TagTarget::Secret(name) => self.untag_secret(caller, name, &req.tag_keys)?,
+        }
         Ok(self.empty())
     }
 
@@ -675,22 +685,23 @@ impl Kms {
     }
 }
 
-/// TagResource and UntagResource name one resource; keys are handled here.
-fn resource_key_param<'a>(
+/// The one resource TagResource and UntagResource name.
+enum TagTarget<'a> {
+    Key(&'a str),
+    Secret(&'a str),
+}
+
+fn tag_target<'a>(
     key_id: &'a str,
-    secret_name: &str,
-    certificate_id: &str,
-) -> Result<&'a str, KmsError> {
-    let given = [
-        !key_id.is_empty(),
-        !secret_name.is_empty(),
-        !certificate_id.is_empty(),
-    ];
-    match given.iter().filter(|g| **g).count() {
-        0 => Err(KmsError::missing("KeyId")),
-        1 if !key_id.is_empty() => Ok(key_id),
-        1 => Err(KmsError::UnsupportedOperation {
-            reason: "tags on secrets and certificates are not available in this engine".into(),
+    secret_name: &'a str,
+    certificate_id: &'a str,
+) -> Result<TagTarget<'a>, KmsError> {
+    match (key_id, secret_name, certificate_id) {
+        ("", "", "") => Err(KmsError::missing("KeyId")),
+        (k, "", "") => Ok(TagTarget::Key(k)),
+        ("", s, "") => Ok(TagTarget::Secret(s)),
+        ("", "", c) => Err(KmsError::CertificateNotFound {
+            certificate_id: c.to_owned(),
         }),
         _ => Err(KmsError::invalid(
             "KeyId",

@@ -38,6 +38,7 @@ impl Kms {
             }
         }
         report.associations_written = self.flush_associations()?;
+        self.secrets_maintenance(now, &mut report)?;
         for (token_key, token, revision) in self.scan_all::<ImportToken>(b"t/")? {
             if token.expires <= now {
                 let mut batch = Batch::new();

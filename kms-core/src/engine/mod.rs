@@ -23,6 +23,9 @@ mod crypto_ops;
 mod keys;
 mod maintenance;
 mod policy_ops;
+mod secrets;
+
+pub use secrets::SecretRotationHandler;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -97,6 +100,7 @@ pub struct KmsBuilder {
     clock: Arc<dyn Clock>,
     rng: Arc<dyn RandomSource>,
     key_provider: Option<Arc<dyn KeyProvider>>,
+    rotation_handlers: HashMap<String, Arc<dyn SecretRotationHandler>>,
     root_key: Option<RootKey>,
     region: String,
     account_id: String,
@@ -110,6 +114,7 @@ impl Default for KmsBuilder {
             clock: Arc::new(SystemClock),
             rng: Arc::new(OsRandom),
             key_provider: None,
+            rotation_handlers: HashMap::new(),
             root_key: None,
             region: "cn-hangzhou".into(),
             account_id: "1".into(),
@@ -161,6 +166,19 @@ impl KmsBuilder {
         self
     }
 
+    /// The rotation handler of a SecretType: RotateSecret and automatic rotation of secrets
+    /// of that type call it for the next value. Registering one for a type other than
+    /// `Generic` also lets CreateSecret accept that type.
+    pub fn secret_rotation_handler(
+        mut self,
+        secret_type: impl Into<String>,
+        handler: impl SecretRotationHandler + 'static,
+    ) -> Self {
+        self.rotation_handlers
+            .insert(secret_type.into(), Arc::new(handler));
+        self
+    }
+
     /// The root key that seals every stored record.
     pub fn root_key(mut self, root_key: RootKey) -> Self {
         self.root_key = Some(root_key);
@@ -209,6 +227,7 @@ impl KmsBuilder {
             clock: self.clock,
             rng: self.rng,
             key_provider: self.key_provider,
+            rotation_handlers: self.rotation_handlers,
             scope: ArnScope {
                 region: self.region,
                 account_id: self.account_id,
@@ -234,6 +253,7 @@ pub struct Kms {
     clock: Arc<dyn Clock>,
     rng: Arc<dyn RandomSource>,
     key_provider: Option<Arc<dyn KeyProvider>>,
+    rotation_handlers: HashMap<String, Arc<dyn SecretRotationHandler>>,
     scope: ArnScope,
     keys: RwLock<HashMap<String, Arc<CachedKey>>>,
     aliases: RwLock<HashMap<String, String>>,

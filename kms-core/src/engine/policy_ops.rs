@@ -28,7 +28,7 @@ fn association_record_key(key_id: &str, service: &str) -> Vec<u8> {
     format!("u/{key_id}/{service}").into_bytes()
 }
 
-fn check_policy_name(name: &str) -> Result<(), KmsError> {
+pub(crate) fn check_policy_name(name: &str) -> Result<(), KmsError> {
     match name {
         "default" => Ok(()),
         "" => Err(KmsError::missing("PolicyName")),

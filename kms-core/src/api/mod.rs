@@ -721,6 +721,12 @@ pub struct MaintenanceReport {
     pub expired_import_tokens: usize,
     /// Key associations persisted.
     pub associations_written: usize,
+    /// Secrets purged (past their recovery window).
+    pub purged_secrets: Vec<String>,
+    /// Secrets rotated automatically.
+    pub rotated_secrets: Vec<String>,
+    /// Secrets whose automatic rotation failed, with the error code (retried next pass).
+    pub failed_secret_rotations: Vec<(String, &'static str)>,
 }
 
 request!(
@@ -1029,3 +1035,6 @@ response!(
         pub associations: Vec<KeyAssociation>,
     }
 );
+
+mod secrets;
+pub use secrets::*;
