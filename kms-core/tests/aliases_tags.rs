@@ -742,3 +742,24 @@ fn list_keys_pages_with_total_count() {
     assert_eq!(json["TotalCount"], 12);
     assert_eq!(json["PageNumber"], 1);
 }
+
+#[test]
+fn an_alias_of_a_key_past_its_delete_date_is_gone_before_maintenance() {
+    let env = Env::new();
+    let doomed = env.create_key().key_id;
+    let other = env.create_key().key_id;
+    env.create_alias("alias/a", &doomed).unwrap();
+    env.create_alias("alias/b", &doomed).unwrap();
+    env.schedule_deletion(&doomed, 7).unwrap();
+    env.clock.advance(7 * DAY);
+    expect_err(
+        env.update_alias("alias/a", &other),
+        "Forbidden.AliasNotFound",
+    );
+    expect_err(env.delete_alias("alias/b"), "Forbidden.AliasNotFound");
+    assert!(env.all_aliases().is_empty());
+    // The names are free again.
+    env.create_alias("alias/a", &other).unwrap();
+    env.create_alias("alias/b", &other).unwrap();
+    assert_eq!(env.aliases_of(&other), ["alias/a", "alias/b"]);
+}

@@ -22,6 +22,26 @@ fn check_user_alias(name: &str) -> Result<(), KmsError> {
 }
 
 impl Kms {
+    /// The alias record and its entry (write lock held). An alias whose key is past its
+    /// DeleteDate is gone with the key (ListAliases no longer shows it): that key is purged
+    /// now, and the alias is not found.
+    fn read_live_alias(
+        &self,
+        name: &str,
+        now: crate::time::UnixTime,
+    ) -> Result<(AliasRecord, crate::storage::Entry), KmsError> {
+        let not_found = || KmsError::AliasNotFound {
+            alias: name.to_owned(),
+        };
+        let (alias, entry) = self
+            .read::<AliasRecord>(&alias_record_key(name))?
+            .ok_or_else(not_found)?;
+        if self.purge_locked(&alias.key_id, now)? {
+            return Err(not_found());
+        }
+        Ok((alias, entry))
+    }
+
     /// CreateAlias: a new alias for a key.
     ///
     /// Errors: `InvalidParameter` (name rules, reserved `alias/acs/`), `AliasAlreadyExists`,
@@ -41,14 +61,14 @@ impl Kms {
         self.authorize_record(caller, Action::new("kms:CreateAlias"), &record)?;
         lifecycle::check_not_service_key(&record)?;
         let ak = alias_record_key(&req.alias_name);
-        if let Some((existing, _)) = self.read::<AliasRecord>(&ak)? {
-            // An alias of a key past its DeleteDate is gone with the key (ListAliases no
-            // longer shows it): purge that key now so the name is free.
-            if !self.purge_locked(&existing.key_id, now)? {
+        match self.read_live_alias(&req.alias_name, now) {
+            Ok(_) => {
                 return Err(KmsError::AliasAlreadyExists {
                     alias: req.alias_name,
-                });
+                })
             }
+            Err(KmsError::AliasNotFound { .. }) => {}
+            Err(e) => return Err(e),
         }
         let next = lifecycle::add_alias(&record, &req.alias_name, "CreateAlias")?;
         let alias = AliasRecord {
@@ -86,11 +106,7 @@ impl Kms {
         let _guard = self.write_guard()?;
         let now = self.clock.now();
         let ak = alias_record_key(&req.alias_name);
-        let (alias, alias_entry) =
-            self.read::<AliasRecord>(&ak)?
-                .ok_or_else(|| KmsError::AliasNotFound {
-                    alias: req.alias_name.clone(),
-                })?;
+        let (alias, alias_entry) = self.read_live_alias(&req.alias_name, now)?;
         let (target, target_rev) = self.load_for_update(&new_key_id, &req.key_id, now)?;
         self.authorize_record(caller, Action::new("kms:UpdateAlias"), &target)?;
         lifecycle::check_not_service_key(&target)?;
@@ -154,11 +170,7 @@ impl Kms {
         check_user_alias(&req.alias_name)?;
         let _guard = self.write_guard()?;
         let ak = alias_record_key(&req.alias_name);
-        let (alias, alias_entry) =
-            self.read::<AliasRecord>(&ak)?
-                .ok_or_else(|| KmsError::AliasNotFound {
-                    alias: req.alias_name.clone(),
-                })?;
+        let (alias, alias_entry) = self.read_live_alias(&req.alias_name, self.clock.now())?;
         let kk = key_record_key(&alias.key_id);
         let key = self.read::<KeyRecord>(&kk)?;
         if let Some((rec, _)) = &key {
