@@ -22,6 +22,8 @@ use crate::validate;
 /// How long an import token is valid.
 pub const IMPORT_TOKEN_TTL_SECS: i64 = DAY;
 const TOKEN_BYTES: usize = 32;
+/// The latest time a record (and the wire's ISO 8601 form) can carry: 9999-12-31T23:59:59Z.
+const MAX_EXPIRE_UNIX: i64 = 253_402_300_799;
 
 /// A stored import token.
 #[derive(Serialize, Deserialize)]
@@ -129,6 +131,12 @@ impl Kms {
                 return Err(KmsError::invalid(
                     "KeyMaterialExpireUnix",
                     format!("{t} is not in the future; use 0 for material that never expires"),
+                ))
+            }
+            Some(t) if t > MAX_EXPIRE_UNIX => {
+                return Err(KmsError::invalid(
+                    "KeyMaterialExpireUnix",
+                    format!("{t} is after 9999-12-31T23:59:59Z"),
                 ))
             }
             Some(t) => Some(UnixTime(t)),

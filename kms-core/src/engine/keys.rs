@@ -203,7 +203,13 @@ impl Kms {
             self.encode(&vk, &version)?,
             Precondition::Absent,
         );
-        self.commit(batch)?;
+        if let Err(e) = self.commit(batch) {
+            // Nothing refers to the provider's new material: destroy it, not orphan it.
+            if protection == ProtectionLevel::Hsm {
+                self.destroy_handle(version.material.as_ref());
+            }
+            return Err(e);
+        }
         let cached = self.cache_put(record, vec![version])?;
         Ok(CreateKeyResponse {
             request_id: self.request_id(),
@@ -541,7 +547,12 @@ impl Kms {
             self.encode(&vk, &version)?,
             Precondition::Absent,
         );
-        self.commit(batch)?;
+        if let Err(e) = self.commit(batch) {
+            if record.protection_level == ProtectionLevel::Hsm {
+                self.destroy_handle(version.material.as_ref());
+            }
+            return Err(e);
+        }
         self.cache_put(next, vec![version.clone()])?;
         Ok(version)
     }
