@@ -36,6 +36,7 @@ pub mod api;
 pub mod asym;
 pub mod auth;
 pub mod blob;
+pub mod certs;
 pub mod crypto;
 mod engine;
 pub mod error;

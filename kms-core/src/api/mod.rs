@@ -1036,5 +1036,7 @@ response!(
     }
 );
 
+mod certificates;
 mod secrets;
+pub use certificates::*;
 pub use secrets::*;

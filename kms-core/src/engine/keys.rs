@@ -557,7 +557,8 @@ impl Kms {
         Ok(version)
     }
 
-    /// TagResource: sets tags on a key or a secret (replacing values of existing tag keys).
+    /// TagResource: sets tags on a key, a secret or a certificate (replacing values of
+    /// existing tag keys).
     ///
     /// Errors: `MissingParameter`, `InvalidParameter` (tag rules), `Rejected.LimitExceeded`
     /// (20 tags), `Rejected.PendingDeletion`.
@@ -582,11 +583,12 @@ impl Kms {
                 )?;
             }
             TagTarget::Secret(name) => self.tag_secret(caller, name, &tags)?,
+            TagTarget::Certificate(id) => self.tag_certificate(caller, id, &tags)?,
         }
         Ok(self.empty())
     }
 
-    /// UntagResource: removes tags from a key or a secret by tag key.
+    /// UntagResource: removes tags from a key, a secret or a certificate by tag key.
     ///
     /// Errors: `MissingParameter`, `InvalidParameter`, `Rejected.PendingDeletion`.
     pub fn untag_resource(
@@ -609,6 +611,7 @@ impl Kms {
                 )?;
             }
             TagTarget::Secret(name) => self.untag_secret(caller, name, &req.tag_keys)?,
+            TagTarget::Certificate(id) => self.untag_certificate(caller, id, &req.tag_keys)?,
         }
         Ok(self.empty())
     }
@@ -700,6 +703,7 @@ impl Kms {
 enum TagTarget<'a> {
     Key(&'a str),
     Secret(&'a str),
+    Certificate(&'a str),
 }
 
 fn tag_target<'a>(
@@ -711,9 +715,7 @@ fn tag_target<'a>(
         ("", "", "") => Err(KmsError::missing("KeyId")),
         (k, "", "") => Ok(TagTarget::Key(k)),
         ("", s, "") => Ok(TagTarget::Secret(s)),
-        ("", "", c) => Err(KmsError::CertificateNotFound {
-            certificate_id: c.to_owned(),
-        }),
+        ("", "", c) => Ok(TagTarget::Certificate(c)),
         _ => Err(KmsError::invalid(
             "KeyId",
             "give exactly one of KeyId, SecretName and CertificateId",

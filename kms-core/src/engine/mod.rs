@@ -19,6 +19,7 @@ mod aliases;
 mod asymmetric;
 mod backend;
 mod byok;
+mod certificates;
 mod crypto_ops;
 mod keys;
 mod maintenance;

@@ -1,0 +1,309 @@
+//! X.509 for the certificate manager: subjects (RFC 2253/4514 distinguished names), PKCS#10
+//! requests signed by the certificate's key, and parsing of uploaded certificates and chains.
+//! Everything here takes untrusted text and answers with an error, never a panic.
+
+use std::str::FromStr;
+
+use der::{Decode, Encode, EncodePem};
+use spki::{EncodePublicKey, SubjectPublicKeyInfoOwned};
+use x509_cert::builder::Builder;
+use x509_cert::ext::pkix::name::GeneralName;
+use x509_cert::ext::pkix::{SubjectAltName, SubjectKeyIdentifier};
+use x509_cert::name::Name;
+use x509_cert::request::RequestBuilder;
+use x509_cert::Certificate;
+
+use crate::asym::PrivateKey;
+use crate::error::KmsError;
+use crate::time::UnixTime;
+
+/// Most SubjectAlternativeNames on one certificate.
+pub const MAX_SANS: usize = 10;
+
+/// Parses an RFC 2253 subject and checks it names CN, C, O and OU.
+///
+/// Errors: `InvalidParameter` naming `Subject`.
+pub fn parse_subject(subject: &str) -> Result<Name, KmsError> {
+    if subject.trim().is_empty() {
+        return Err(KmsError::missing("Subject"));
+    }
+    let name = Name::from_str(subject).map_err(|e| {
+        KmsError::invalid(
+            "Subject",
+            format!("is not an RFC 2253 distinguished name: {e}"),
+        )
+    })?;
+    let present = |r: der::Result<Option<_>>| matches!(r, Ok(Some(_)));
+    let missing: Vec<&str> = [
+        ("CN", present(name.common_name().map(|o| o.map(|_| ())))),
+        ("C", present(name.country().map(|o| o.map(|_| ())))),
+        ("O", present(name.organization().map(|o| o.map(|_| ())))),
+        (
+            "OU",
+            present(name.organization_unit().map(|o| o.map(|_| ()))),
+        ),
+    ]
+    .iter()
+    .filter(|(_, ok)| !ok)
+    .map(|(n, _)| *n)
+    .collect();
+    if !missing.is_empty() {
+        return Err(KmsError::invalid(
+            "Subject",
+            format!("must name CN, C, O and OU; missing {}", missing.join(", ")),
+        ));
+    }
+    Ok(name)
+}
+
+/// Checks a DNS name: labels of letters, digits and hyphens, optionally a leading `*.`.
+fn valid_dns_name(name: &str) -> bool {
+    let body = name.strip_prefix("*.").unwrap_or(name);
+    !body.is_empty()
+        && name.len() <= 253
+        && body.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || c == b'-')
+        })
+}
+
+/// Checks SubjectAlternativeNames: at most 10 DNS names.
+///
+/// Errors: `InvalidParameter` naming `SubjectAlternativeNames`.
+pub fn check_sans(sans: &[String]) -> Result<(), KmsError> {
+    if sans.len() > MAX_SANS {
+        return Err(KmsError::invalid(
+            "SubjectAlternativeNames",
+            format!("at most {MAX_SANS} names are allowed, got {}", sans.len()),
+        ));
+    }
+    if let Some(bad) = sans.iter().find(|s| !valid_dns_name(s)) {
+        return Err(KmsError::invalid(
+            "SubjectAlternativeNames",
+            format!("{bad:?} is not a DNS name"),
+        ));
+    }
+    Ok(())
+}
+
+fn x509_err(e: impl std::fmt::Display) -> KmsError {
+    KmsError::internal(format!("building the certificate request failed: {e}"))
+}
+
+/// A PKCS#10 request (PEM) for `subject` and `sans`, signed by `key` (SHA-256).
+pub(crate) fn build_csr(
+    key: &PrivateKey,
+    subject: Name,
+    sans: &[String],
+) -> Result<String, KmsError> {
+    let mut builder = RequestBuilder::new(subject).map_err(x509_err)?;
+    if !sans.is_empty() {
+        let names = sans
+            .iter()
+            .map(|s| {
+                der::asn1::Ia5String::new(s)
+                    .map(GeneralName::DnsName)
+                    .map_err(|_| KmsError::invalid("SubjectAlternativeNames", "must be ASCII"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        builder
+            .add_extension(&SubjectAltName(names))
+            .map_err(x509_err)?;
+    }
+    let req = match key {
+        PrivateKey::Rsa(k) => {
+            let signer = rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new((**k).clone());
+            builder
+                .build::<_, rsa::pkcs1v15::Signature>(&signer)
+                .map_err(x509_err)?
+        }
+        PrivateKey::P256(k) => builder
+            .build::<_, p256::ecdsa::DerSignature>(k)
+            .map_err(x509_err)?,
+        PrivateKey::K256(k) => builder
+            .build::<_, k256::ecdsa::DerSignature>(k)
+            .map_err(x509_err)?,
+    };
+    req.to_pem(der::pem::LineEnding::LF).map_err(x509_err)
+}
+
+/// What DescribeCertificate tells about an uploaded certificate.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CertificateInfo {
+    /// Subject (RFC 4514).
+    pub subject: String,
+    /// Issuer (RFC 4514).
+    pub issuer: String,
+    /// Serial number, upper-case hex.
+    pub serial: String,
+    /// Start of validity.
+    pub not_before: UnixTime,
+    /// End of validity.
+    pub not_after: UnixTime,
+    /// Signature algorithm (e.g. `SHA256withRSA`).
+    pub signature_algorithm: String,
+    /// Subject key identifier, upper-case hex (from the extension, or computed).
+    pub subject_key_identifier: String,
+    /// DNS SubjectAlternativeNames.
+    pub subject_alternative_names: Vec<String>,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02X}")).collect()
+}
+
+fn signature_algorithm_name(oid: &der::oid::ObjectIdentifier) -> String {
+    match oid.to_string().as_str() {
+        "1.2.840.113549.1.1.11" => "SHA256withRSA".into(),
+        "1.2.840.113549.1.1.12" => "SHA384withRSA".into(),
+        "1.2.840.113549.1.1.13" => "SHA512withRSA".into(),
+        "1.2.840.113549.1.1.5" => "SHA1withRSA".into(),
+        "1.2.840.113549.1.1.10" => "SHA256withRSA/PSS".into(),
+        "1.2.840.10045.4.3.2" => "SHA256withECDSA".into(),
+        "1.2.840.10045.4.3.3" => "SHA384withECDSA".into(),
+        "1.2.840.10045.4.3.4" => "SHA512withECDSA".into(),
+        other => other.to_owned(),
+    }
+}
+
+fn bad_pem(param: &'static str) -> KmsError {
+    KmsError::invalid(param, "is not a PEM X.509 certificate")
+}
+
+/// Parses one PEM certificate.
+///
+/// Errors: `InvalidParameter` naming `param`.
+pub fn parse_certificate(param: &'static str, pem: &str) -> Result<Certificate, KmsError> {
+    use der::DecodePem;
+    Certificate::from_pem(pem.trim().as_bytes()).map_err(|_| bad_pem(param))
+}
+
+/// Parses a PEM chain (one or more certificates; empty text is an empty chain).
+///
+/// Errors: `InvalidParameter` naming `CertificateChain`.
+pub fn parse_chain(pem: &str) -> Result<Vec<Certificate>, KmsError> {
+    if pem.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    Certificate::load_pem_chain(pem.trim().as_bytes()).map_err(|_| bad_pem("CertificateChain"))
+}
+
+/// The DER SubjectPublicKeyInfo of a certificate.
+pub fn public_key_der(cert: &Certificate) -> Result<Vec<u8>, KmsError> {
+    cert.tbs_certificate()
+        .subject_public_key_info()
+        .to_der()
+        .map_err(|_| KmsError::invalid("Certificate", "has a malformed public key"))
+}
+
+/// Extracts what DescribeCertificate shows.
+pub fn describe(cert: &Certificate) -> Result<CertificateInfo, KmsError> {
+    let tbs = cert.tbs_certificate();
+    let mut ski = None;
+    let mut sans = Vec::new();
+    for ext in tbs.extensions().into_iter().flatten() {
+        let value = ext.extn_value.as_bytes();
+        if ext.extn_id == der::oid::db::rfc5280::ID_CE_SUBJECT_KEY_IDENTIFIER {
+            if let Ok(id) = SubjectKeyIdentifier::from_der(value) {
+                ski = Some(hex(id.0.as_bytes()));
+            }
+        } else if ext.extn_id == der::oid::db::rfc5280::ID_CE_SUBJECT_ALT_NAME {
+            if let Ok(names) = SubjectAltName::from_der(value) {
+                sans.extend(names.0.iter().filter_map(|n| match n {
+                    GeneralName::DnsName(d) => Some(d.to_string()),
+                    _ => None,
+                }));
+            }
+        }
+    }
+    let ski = match ski {
+        Some(s) => s,
+        None => {
+            let spki: &SubjectPublicKeyInfoOwned = tbs.subject_public_key_info();
+            let bits = spki.subject_public_key.raw_bytes();
+            let d = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, bits);
+            hex(d.as_ref())
+        }
+    };
+    let secs = |t: x509_cert::time::Time| {
+        UnixTime(i64::try_from(t.to_unix_duration().as_secs()).unwrap_or(i64::MAX))
+    };
+    Ok(CertificateInfo {
+        subject: tbs.subject().to_string(),
+        issuer: tbs.issuer().to_string(),
+        serial: hex(tbs.serial_number().as_bytes()),
+        not_before: secs(tbs.validity().not_before),
+        not_after: secs(tbs.validity().not_after),
+        signature_algorithm: signature_algorithm_name(&cert.signature_algorithm().oid),
+        subject_key_identifier: ski,
+        subject_alternative_names: sans,
+    })
+}
+
+/// The PEM of a certificate.
+pub fn to_pem(cert: &Certificate) -> Result<String, KmsError> {
+    cert.to_pem(der::pem::LineEnding::LF)
+        .map_err(|_| KmsError::internal("encoding a certificate failed"))
+}
+
+/// The SPKI DER of a private key's public half, for matching against a certificate.
+pub(crate) fn key_spki_der(key: &PrivateKey) -> Result<Vec<u8>, KmsError> {
+    match key.public_key() {
+        crate::asym::PublicKey::Rsa(k) => k.to_public_key_der(),
+        crate::asym::PublicKey::P256(k) => k.to_public_key_der(),
+        crate::asym::PublicKey::K256(k) => k.to_public_key_der(),
+    }
+    .map(|d| d.as_bytes().to_vec())
+    .map_err(|_| KmsError::internal("encoding a public key failed"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_need_cn_c_o_and_ou() {
+        assert!(parse_subject("CN=example.com,OU=IT,O=Acme,C=CN").is_ok());
+        assert!(parse_subject("CN=a\\,b,OU=IT,O=Acme\\, Inc.,C=CN,L=Hangzhou,ST=ZJ").is_ok());
+        let e = parse_subject("CN=example.com,O=Acme,C=CN").unwrap_err();
+        assert!(e.to_string().contains("OU"), "{e}");
+        assert_eq!(parse_subject("").unwrap_err().code(), "MissingParameter");
+        assert_eq!(
+            parse_subject("not a dn").unwrap_err().code(),
+            "InvalidParameter"
+        );
+        assert_eq!(parse_subject("CN=").unwrap_err().code(), "InvalidParameter");
+    }
+
+    #[test]
+    fn sans_are_at_most_ten_dns_names() {
+        assert!(check_sans(&["a.example.com".into(), "*.example.com".into()]).is_ok());
+        let eleven: Vec<String> = (0..11).map(|i| format!("h{i}.example.com")).collect();
+        assert!(check_sans(&eleven).is_err());
+        for bad in ["", "-a.com", "a..com", "a b.com", "*", "ü.com"] {
+            assert!(check_sans(&[bad.into()]).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn garbage_pem_is_invalid_parameter() {
+        for bad in [
+            "",
+            "hello",
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+            "-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n",
+        ] {
+            assert_eq!(
+                parse_certificate("Certificate", bad).unwrap_err().code(),
+                "InvalidParameter"
+            );
+        }
+        assert!(parse_chain("").unwrap().is_empty());
+        assert!(parse_chain("junk").is_err());
+    }
+}

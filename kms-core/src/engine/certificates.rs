@@ -1,0 +1,589 @@
+//! Certificate manager operations.
+//!
+//! A certificate record (`x/<id>`) holds the key pair (PKCS#8, sealed like every record), the
+//! request, and once uploaded the certificate and chain. Status: PENDING until a certificate
+//! whose public key is the record's key is uploaded, then ACTIVE; INACTIVE and ACTIVE switch
+//! freely; REVOKED is final. Only ACTIVE certificates sign or decrypt; verification works in
+//! every status.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::Kms;
+use crate::api::*;
+use crate::asym::{EncryptionAlgorithm, PrivateKey, PublicKey, SigningAlgorithm};
+use crate::auth::{AccessRequest, Action, Caller};
+use crate::certs::{self, CertificateInfo};
+use crate::error::KmsError;
+use crate::ids::new_uuid;
+use crate::lifecycle;
+use crate::model::{KeyMaterial, KeySpec};
+use crate::storage::{Batch, Precondition};
+use crate::time::UnixTime;
+use crate::validate;
+
+/// Largest RAW message CertificatePrivateKeySign takes (it hashes it with SHA-256).
+pub const MAX_RAW_MESSAGE: usize = 4096;
+
+/// A certificate's status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+enum Status {
+    Pending,
+    Active,
+    Inactive,
+    Revoked,
+}
+
+impl Status {
+    fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "PENDING",
+            Status::Active => "ACTIVE",
+            Status::Inactive => "INACTIVE",
+            Status::Revoked => "REVOKED",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct CertificateRecord {
+    id: String,
+    key_spec: KeySpec,
+    private_key: KeyMaterial,
+    exportable_private_key: bool,
+    subject: String,
+    sans: Vec<String>,
+    csr: String,
+    certificate: Option<String>,
+    chain: Option<String>,
+    info: Option<CertificateInfo>,
+    status: Status,
+    created: UnixTime,
+    updated: UnixTime,
+    tags: BTreeMap<String, String>,
+}
+
+fn record_key(id: &str) -> Vec<u8> {
+    format!("x/{id}").into_bytes()
+}
+
+fn status_refused(rec: &CertificateRecord, what: &str) -> KmsError {
+    KmsError::UnsupportedOperation {
+        reason: format!("certificate {} is {}; {what}", rec.id, rec.status.as_str()),
+    }
+}
+
+/// The digest a certificate operation signs: SHA-256 of a RAW message, or the DIGEST itself.
+fn message_digest(message: &[u8], message_type: Option<&str>) -> Result<Vec<u8>, KmsError> {
+    if message.is_empty() {
+        return Err(KmsError::missing("Message"));
+    }
+    match message_type.unwrap_or("RAW") {
+        "" | "RAW" => {
+            if message.len() >= MAX_RAW_MESSAGE {
+                return Err(KmsError::invalid(
+                    "Message",
+                    format!("a RAW message must be under {MAX_RAW_MESSAGE} bytes; send its SHA-256 digest with MessageType DIGEST"),
+                ));
+            }
+            Ok(ring::digest::digest(&ring::digest::SHA256, message)
+                .as_ref()
+                .to_vec())
+        }
+        "DIGEST" => Ok(message.to_vec()),
+        other => Err(KmsError::invalid(
+            "MessageType",
+            format!("{other:?} is not one of RAW, DIGEST"),
+        )),
+    }
+}
+
+impl Kms {
+    fn certificate_arn(&self, id: &str) -> String {
+        format!(
+            "acs:kms:{}:{}:certificate/{}",
+            self.scope.region, self.scope.account_id, id
+        )
+    }
+
+    fn authorize_certificate(
+        &self,
+        caller: &Caller,
+        action: &'static str,
+        id: &str,
+    ) -> Result<(), KmsError> {
+        let arn = self.certificate_arn(id);
+        self.decide(&AccessRequest {
+            caller,
+            action: Action::new(action),
+            resource: &arn,
+            resource_account: &self.scope.account_id,
+            policy: None,
+            creator: Some(&self.scope.account_id),
+            instance_id: None,
+        })
+    }
+
+    fn load_certificate(
+        &self,
+        caller: &Caller,
+        action: &'static str,
+        id: &str,
+    ) -> Result<(CertificateRecord, u64), KmsError> {
+        validate::required("CertificateId", id)?;
+        let not_found = || KmsError::CertificateNotFound {
+            certificate_id: id.to_owned(),
+        };
+        let id = id.to_ascii_lowercase();
+        if !crate::ids::is_uuid(&id) {
+            return Err(not_found());
+        }
+        let (rec, entry) = self
+            .read::<CertificateRecord>(&record_key(&id))?
+            .ok_or_else(not_found)?;
+        self.authorize_certificate(caller, action, &id)?;
+        Ok((rec, entry.revision))
+    }
+
+    fn mutate_certificate(
+        &self,
+        caller: &Caller,
+        action: &'static str,
+        id: &str,
+        apply: impl FnOnce(&CertificateRecord, UnixTime) -> Result<CertificateRecord, KmsError>,
+    ) -> Result<CertificateRecord, KmsError> {
+        let _guard = self.write_guard()?;
+        let (rec, revision) = self.load_certificate(caller, action, id)?;
+        let next = apply(&rec, self.clock.now())?;
+        if next != rec {
+            let rk = record_key(&rec.id);
+            let mut batch = Batch::new();
+            batch.put_if(
+                rk.clone(),
+                self.encode(&rk, &next)?,
+                Precondition::Revision(revision),
+            );
+            self.commit(batch)?;
+        }
+        Ok(next)
+    }
+
+    /// CreateCertificate: a new key pair and a PKCS#10 request for the subject, signed by
+    /// that key. The certificate is PENDING until UploadCertificate.
+    ///
+    /// Errors: `MissingParameter`/`InvalidParameter` (Subject without CN, C, O and OU;
+    /// SubjectAlternativeNames; KeySpec).
+    pub fn create_certificate(
+        &self,
+        caller: &Caller,
+        req: CreateCertificateRequest,
+    ) -> Result<CreateCertificateResponse, KmsError> {
+        let subject = certs::parse_subject(&req.subject)?;
+        certs::check_sans(&req.subject_alternative_names)?;
+        let key_spec = match req.key_spec.as_deref().unwrap_or("RSA_2048") {
+            "" | "RSA_2048" => KeySpec::Rsa2048,
+            "EC_P256" => KeySpec::EcP256,
+            "EC_P256K" => KeySpec::EcP256K,
+            other => {
+                return Err(KmsError::invalid(
+                    "KeySpec",
+                    format!("{other:?} is not one of RSA_2048, EC_P256, EC_P256K"),
+                ))
+            }
+        };
+        self.authorize_account(caller, Action::new("kms:CreateCertificate"), None)?;
+        let (key, der) = PrivateKey::generate(key_spec, &*self.rng)?;
+        let csr = certs::build_csr(&key, subject, &req.subject_alternative_names)?;
+        let now = self.clock.now();
+        let id = new_uuid(&*self.rng)?;
+        let rec = CertificateRecord {
+            id: id.clone(),
+            key_spec,
+            private_key: der,
+            exportable_private_key: req.exportable_private_key.unwrap_or(true),
+            subject: req.subject,
+            sans: req.subject_alternative_names,
+            csr: csr.clone(),
+            certificate: None,
+            chain: None,
+            info: None,
+            status: Status::Pending,
+            created: now,
+            updated: now,
+            tags: BTreeMap::new(),
+        };
+        let rk = record_key(&id);
+        let mut batch = Batch::new();
+        batch.put_if(rk.clone(), self.encode(&rk, &rec)?, Precondition::Absent);
+        self.commit(batch)?;
+        Ok(CreateCertificateResponse {
+            request_id: self.request_id(),
+            arn: self.certificate_arn(&id),
+            certificate_id: id,
+            csr,
+        })
+    }
+
+    /// UploadCertificate: stores the signed certificate and chain, if the certificate's
+    /// public key is this certificate's key; a PENDING certificate becomes ACTIVE.
+    ///
+    /// Errors: `InvalidParameter` (malformed PEM, or a certificate for another key),
+    /// `Rejected.UnsupportedOperation` (REVOKED), `Certificate.NotFound`.
+    pub fn upload_certificate(
+        &self,
+        caller: &Caller,
+        req: UploadCertificateRequest,
+    ) -> Result<EmptyResponse, KmsError> {
+        validate::required("Certificate", &req.certificate)?;
+        let cert = certs::parse_certificate("Certificate", &req.certificate)?;
+        let chain = certs::parse_chain(req.certificate_chain.as_deref().unwrap_or_default())?;
+        let info = certs::describe(&cert)?;
+        let cert_spki = certs::public_key_der(&cert)?;
+        let cert_pem = certs::to_pem(&cert)?;
+        let chain_pem = chain
+            .iter()
+            .map(certs::to_pem)
+            .collect::<Result<Vec<_>, _>>()?
+            .concat();
+        self.mutate_certificate(
+            caller,
+            "kms:UploadCertificate",
+            &req.certificate_id,
+            |r, now| {
+                if r.status == Status::Revoked {
+                    return Err(status_refused(
+                        r,
+                        "a revoked certificate cannot be replaced",
+                    ));
+                }
+                let key = PrivateKey::from_pkcs8(r.key_spec, r.private_key.expose())?;
+                if !crate::crypto::ct_eq(&certs::key_spki_der(&key)?, &cert_spki) {
+                    return Err(KmsError::invalid(
+                        "Certificate",
+                        "its public key is not this certificate's key",
+                    ));
+                }
+                Ok(CertificateRecord {
+                    certificate: Some(cert_pem.clone()),
+                    chain: (!chain_pem.is_empty()).then(|| chain_pem.clone()),
+                    info: Some(info.clone()),
+                    status: match r.status {
+                        Status::Pending => Status::Active,
+                        other => other,
+                    },
+                    updated: now,
+                    ..r.clone()
+                })
+            },
+        )?;
+        Ok(EmptyResponse {
+            request_id: self.request_id(),
+        })
+    }
+
+    /// GetCertificate: the certificate, chain and request (PEM).
+    ///
+    /// Errors: `Certificate.NotFound`.
+    pub fn get_certificate(
+        &self,
+        caller: &Caller,
+        req: CertificateIdRequest,
+    ) -> Result<GetCertificateResponse, KmsError> {
+        let (rec, _) = self.load_certificate(caller, "kms:GetCertificate", &req.certificate_id)?;
+        Ok(GetCertificateResponse {
+            request_id: self.request_id(),
+            certificate_id: rec.id,
+            certificate: rec.certificate,
+            certificate_chain: rec.chain,
+            csr: rec.csr,
+        })
+    }
+
+    /// DescribeCertificate: status, key, and the uploaded certificate's details.
+    ///
+    /// Errors: `Certificate.NotFound`.
+    pub fn describe_certificate(
+        &self,
+        caller: &Caller,
+        req: CertificateIdRequest,
+    ) -> Result<DescribeCertificateResponse, KmsError> {
+        let (rec, _) =
+            self.load_certificate(caller, "kms:DescribeCertificate", &req.certificate_id)?;
+        let key = PrivateKey::from_pkcs8(rec.key_spec, rec.private_key.expose())?;
+        let info = rec.info.clone();
+        Ok(DescribeCertificateResponse {
+            request_id: self.request_id(),
+            arn: self.certificate_arn(&rec.id),
+            certificate_id: rec.id.clone(),
+            subject: info
+                .as_ref()
+                .map(|i| i.subject.clone())
+                .unwrap_or_else(|| rec.subject.clone()),
+            issuer: info.as_ref().map(|i| i.issuer.clone()),
+            serial: info.as_ref().map(|i| i.serial.clone()),
+            not_before: info.as_ref().map(|i| i.not_before),
+            not_after: info.as_ref().map(|i| i.not_after),
+            status: rec.status.as_str().to_owned(),
+            key_spec: rec.key_spec.as_str().to_owned(),
+            subject_alternative_names: info
+                .as_ref()
+                .map(|i| i.subject_alternative_names.clone())
+                .unwrap_or_else(|| rec.sans.clone()),
+            subject_key_identifier: info.as_ref().map(|i| i.subject_key_identifier.clone()),
+            subject_public_key: key.public_key().to_pem()?,
+            signature_algorithm: info.as_ref().map(|i| i.signature_algorithm.clone()),
+            exportable_private_key: rec.exportable_private_key,
+            created_at: rec.created,
+            updated_at: rec.updated,
+            tags: TagList {
+                tag: rec
+                    .tags
+                    .iter()
+                    .map(|(k, v)| Tag {
+                        tag_key: k.clone(),
+                        tag_value: v.clone(),
+                    })
+                    .collect(),
+            },
+        })
+    }
+
+    /// UpdateCertificateStatus: ACTIVE, INACTIVE or REVOKED (final), once a certificate was
+    /// uploaded.
+    ///
+    /// Errors: `InvalidParameter` (Status), `Rejected.UnsupportedOperation` (PENDING, or
+    /// already REVOKED), `Certificate.NotFound`.
+    pub fn update_certificate_status(
+        &self,
+        caller: &Caller,
+        req: UpdateCertificateStatusRequest,
+    ) -> Result<EmptyResponse, KmsError> {
+        let status = match req.status.as_str() {
+            "ACTIVE" => Status::Active,
+            "INACTIVE" => Status::Inactive,
+            "REVOKED" => Status::Revoked,
+            "" => return Err(KmsError::missing("Status")),
+            other => {
+                return Err(KmsError::invalid(
+                    "Status",
+                    format!("{other:?} is not one of ACTIVE, INACTIVE, REVOKED"),
+                ))
+            }
+        };
+        self.mutate_certificate(
+            caller,
+            "kms:UpdateCertificateStatus",
+            &req.certificate_id,
+            |r, now| {
+                match r.status {
+                    Status::Revoked if status != Status::Revoked => {
+                        return Err(status_refused(r, "REVOKED is final"))
+                    }
+                    Status::Pending => return Err(status_refused(r, "upload a certificate first")),
+                    _ => {}
+                }
+                Ok(CertificateRecord {
+                    status,
+                    updated: if status == r.status { r.updated } else { now },
+                    ..r.clone()
+                })
+            },
+        )?;
+        Ok(EmptyResponse {
+            request_id: self.request_id(),
+        })
+    }
+
+    /// DeleteCertificate: the certificate and its key are gone.
+    ///
+    /// Errors: `Certificate.NotFound`.
+    pub fn delete_certificate(
+        &self,
+        caller: &Caller,
+        req: CertificateIdRequest,
+    ) -> Result<EmptyResponse, KmsError> {
+        let _guard = self.write_guard()?;
+        let (rec, revision) =
+            self.load_certificate(caller, "kms:DeleteCertificate", &req.certificate_id)?;
+        let mut batch = Batch::new();
+        batch.delete_if(record_key(&rec.id), Precondition::Revision(revision));
+        self.commit(batch)?;
+        Ok(EmptyResponse {
+            request_id: self.request_id(),
+        })
+    }
+
+    fn active_key(
+        &self,
+        caller: &Caller,
+        action: &'static str,
+        id: &str,
+    ) -> Result<(CertificateRecord, PrivateKey), KmsError> {
+        let (rec, _) = self.load_certificate(caller, action, id)?;
+        if rec.status != Status::Active {
+            return Err(status_refused(
+                &rec,
+                "only an ACTIVE certificate signs or decrypts",
+            ));
+        }
+        let key = PrivateKey::from_pkcs8(rec.key_spec, rec.private_key.expose())?;
+        Ok((rec, key))
+    }
+
+    /// CertificatePrivateKeySign: signs a RAW message (under 4 KiB, hashed with SHA-256) or
+    /// a SHA-256 DIGEST with the certificate's key. ACTIVE certificates only.
+    ///
+    /// Errors: `InvalidParameter` (Algorithm, Message, MessageType),
+    /// `Rejected.UnsupportedOperation` (not ACTIVE; algorithm of another key type).
+    pub fn certificate_private_key_sign(
+        &self,
+        caller: &Caller,
+        req: CertificatePrivateKeySignRequest,
+    ) -> Result<CertificatePrivateKeySignResponse, KmsError> {
+        let alg = SigningAlgorithm::parse("Algorithm", &req.algorithm)?;
+        let digest = message_digest(&req.message, req.message_type.as_deref())?;
+        let (rec, key) =
+            self.active_key(caller, "kms:CertificatePrivateKeySign", &req.certificate_id)?;
+        let signature = key.sign(alg, &digest, &*self.rng)?;
+        Ok(CertificatePrivateKeySignResponse {
+            request_id: self.request_id(),
+            certificate_id: rec.id,
+            signature_value: signature,
+        })
+    }
+
+    /// CertificatePublicKeyVerify: `SignatureValid: false` for a wrong signature. Works in
+    /// every status (a REVOKED certificate still verifies what it signed).
+    ///
+    /// Errors: as [`Kms::certificate_private_key_sign`], without the status rule.
+    pub fn certificate_public_key_verify(
+        &self,
+        caller: &Caller,
+        req: CertificatePublicKeyVerifyRequest,
+    ) -> Result<CertificatePublicKeyVerifyResponse, KmsError> {
+        let alg = SigningAlgorithm::parse("Algorithm", &req.algorithm)?;
+        let digest = message_digest(&req.message, req.message_type.as_deref())?;
+        let (rec, _) = self.load_certificate(
+            caller,
+            "kms:CertificatePublicKeyVerify",
+            &req.certificate_id,
+        )?;
+        let public: PublicKey =
+            PrivateKey::from_pkcs8(rec.key_spec, rec.private_key.expose())?.public_key();
+        let valid = public.verify(alg, &digest, &req.signature_value)?;
+        Ok(CertificatePublicKeyVerifyResponse {
+            request_id: self.request_id(),
+            certificate_id: rec.id,
+            signature_valid: valid,
+        })
+    }
+
+    /// CertificatePublicKeyEncrypt: RSA-OAEP with the certificate's public key; not for
+    /// REVOKED certificates.
+    ///
+    /// Errors: `InvalidParameter` (Algorithm, plaintext over the OAEP limit),
+    /// `Rejected.UnsupportedOperation` (EC keys, REVOKED).
+    pub fn certificate_public_key_encrypt(
+        &self,
+        caller: &Caller,
+        req: CertificatePublicKeyEncryptRequest,
+    ) -> Result<CertificatePublicKeyEncryptResponse, KmsError> {
+        let alg = oaep(&req.algorithm)?;
+        if req.plaintext.is_empty() {
+            return Err(KmsError::missing("Plaintext"));
+        }
+        let (rec, _) = self.load_certificate(
+            caller,
+            "kms:CertificatePublicKeyEncrypt",
+            &req.certificate_id,
+        )?;
+        if rec.status == Status::Revoked {
+            return Err(status_refused(
+                &rec,
+                "nothing is encrypted to a revoked certificate",
+            ));
+        }
+        let public = PrivateKey::from_pkcs8(rec.key_spec, rec.private_key.expose())?.public_key();
+        let ciphertext = public.encrypt("Plaintext", alg, &req.plaintext, &*self.rng)?;
+        Ok(CertificatePublicKeyEncryptResponse {
+            request_id: self.request_id(),
+            certificate_id: rec.id,
+            ciphertext_blob: ciphertext,
+        })
+    }
+
+    /// CertificatePrivateKeyDecrypt: RSA-OAEP with the certificate's key; ACTIVE only.
+    ///
+    /// Errors: `InvalidCiphertext`, `InvalidParameter` (Algorithm),
+    /// `Rejected.UnsupportedOperation` (not ACTIVE, EC keys).
+    pub fn certificate_private_key_decrypt(
+        &self,
+        caller: &Caller,
+        req: CertificatePrivateKeyDecryptRequest,
+    ) -> Result<CertificatePrivateKeyDecryptResponse, KmsError> {
+        let alg = oaep(&req.algorithm)?;
+        if req.ciphertext_blob.is_empty() {
+            return Err(KmsError::missing("CiphertextBlob"));
+        }
+        let (rec, key) = self.active_key(
+            caller,
+            "kms:CertificatePrivateKeyDecrypt",
+            &req.certificate_id,
+        )?;
+        let plaintext = key.decrypt(alg, &req.ciphertext_blob)?;
+        Ok(CertificatePrivateKeyDecryptResponse {
+            request_id: self.request_id(),
+            certificate_id: rec.id,
+            plaintext,
+        })
+    }
+
+    /// Tags a certificate (TagResource with CertificateId).
+    pub(crate) fn tag_certificate(
+        &self,
+        caller: &Caller,
+        id: &str,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<(), KmsError> {
+        self.mutate_certificate(caller, "kms:TagResource", id, |r, now| {
+            let mut next = r.clone();
+            lifecycle::merge_tags(&mut next.tags, tags)?;
+            next.updated = now;
+            Ok(next)
+        })
+        .map(|_| ())
+    }
+
+    /// Untags a certificate (UntagResource with CertificateId).
+    pub(crate) fn untag_certificate(
+        &self,
+        caller: &Caller,
+        id: &str,
+        keys: &[String],
+    ) -> Result<(), KmsError> {
+        for k in keys {
+            validate::tag_key("TagKeys", k)?;
+        }
+        self.mutate_certificate(caller, "kms:UntagResource", id, |r, now| {
+            let mut next = r.clone();
+            for k in keys {
+                next.tags.remove(k);
+            }
+            next.updated = now;
+            Ok(next)
+        })
+        .map(|_| ())
+    }
+}
+
+fn oaep(s: &str) -> Result<EncryptionAlgorithm, KmsError> {
+    match EncryptionAlgorithm::parse("Algorithm", s)? {
+        EncryptionAlgorithm::RsaesPkcs1V15 => Err(KmsError::invalid(
+            "Algorithm",
+            "must be RSAES_OAEP_SHA_256 or RSAES_OAEP_SHA_1",
+        )),
+        alg => Ok(alg),
+    }
+}
