@@ -1907,9 +1907,11 @@ proptest::proptest! {
         let good = env.asym_encrypt(ek, ev, OAEP256, b"p").unwrap();
         let bad = mutate(&good, &seed);
         if bad != good {
+            // A mutation may truncate to nothing, which is a missing parameter.
+            let want = if bad.is_empty() { "MissingParameter" } else { "InvalidCiphertext" };
             proptest::prop_assert_eq!(
                 env.asym_decrypt(ek, ev, OAEP256, &bad).unwrap_err().code(),
-                "InvalidCiphertext"
+                want
             );
         }
     }
