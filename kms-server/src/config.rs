@@ -1,0 +1,486 @@
+//! Configuration: the TOML file, the environment's access key, and the resolved [`Settings`].
+//!
+//! ```toml
+//! listen = "127.0.0.1:8080"
+//! data_dir = "./kms-data"
+//! # root_key_file = "/etc/kms/root.key"   # default: <data_dir>/root.key, created on first start
+//! region = "cn-hangzhou"
+//! account_id = "1234567890"
+//! maintenance_interval_secs = 60
+//! max_body_bytes = 65536
+//!
+//! [[access_keys]]          # the account owner
+//! id = "LTAI-owner"
+//! secret = "..."
+//!
+//! [[access_keys]]          # a RAM user of the account
+//! id = "LTAI-alice"
+//! secret = "..."
+//! user = "alice"
+//! ```
+//!
+//! Command-line flags win over the file, the file over the defaults. The environment's
+//! `KMS_ACCESS_KEY_ID` / `KMS_ACCESS_KEY_SECRET` add one more access key for the account owner.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use kms_core::Caller;
+use serde::Deserialize;
+use zeroize::Zeroizing;
+
+/// Default listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Default data directory.
+pub const DEFAULT_DATA_DIR: &str = "./kms-data";
+/// Default region.
+pub const DEFAULT_REGION: &str = "cn-hangzhou";
+/// Default account id.
+pub const DEFAULT_ACCOUNT_ID: &str = "1234567890";
+/// Default seconds between maintenance passes.
+pub const DEFAULT_MAINTENANCE_SECS: u64 = 60;
+/// Environment variable holding the owner's AccessKeyId.
+pub const ENV_ACCESS_KEY_ID: &str = "KMS_ACCESS_KEY_ID";
+/// Environment variable holding the owner's AccessKeySecret.
+pub const ENV_ACCESS_KEY_SECRET: &str = "KMS_ACCESS_KEY_SECRET";
+/// Name of the store file inside the data directory.
+pub const STORE_FILE: &str = "kms.redb";
+
+/// A configuration problem, with what to fix.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+/// The configuration file's contents. Every field is optional.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Address to listen on.
+    pub listen: Option<String>,
+    /// Data directory (the store and, by default, the root key).
+    pub data_dir: Option<PathBuf>,
+    /// Root key file (32 raw bytes) instead of `<data_dir>/root.key`.
+    pub root_key_file: Option<PathBuf>,
+    /// Region in ARNs.
+    pub region: Option<String>,
+    /// The account that owns the keys.
+    pub account_id: Option<String>,
+    /// Seconds between maintenance passes.
+    pub maintenance_interval_secs: Option<u64>,
+    /// Limit on the request body and the query string, in bytes.
+    pub max_body_bytes: Option<usize>,
+    /// Bound on the nonces remembered for replay refusal.
+    pub nonce_cache_capacity: Option<usize>,
+    /// Access keys and the principals they act as.
+    #[serde(default)]
+    pub access_keys: Vec<AccessKeyEntry>,
+}
+
+impl fmt::Debug for FileConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FileConfig")
+            .field("listen", &self.listen)
+            .field("data_dir", &self.data_dir)
+            .field("region", &self.region)
+            .field("account_id", &self.account_id)
+            .field("access_keys", &self.access_keys.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// One `[[access_keys]]` entry.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessKeyEntry {
+    /// The AccessKeyId.
+    pub id: String,
+    /// The AccessKeySecret (moved into a zeroizing buffer when resolved).
+    pub secret: String,
+    /// The account it belongs to (default: the configured account).
+    pub account_id: Option<String>,
+    /// A RAM user name: the key acts as that user instead of the account owner.
+    pub user: Option<String>,
+    /// A RAM role name: the key acts as that role.
+    pub role: Option<String>,
+}
+
+impl FileConfig {
+    /// Reads and parses a configuration file.
+    ///
+    /// Errors: the file cannot be read, or is not valid TOML of this shape.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
+        Self::parse(&text).map_err(|e| ConfigError(format!("{}: {}", path.display(), e.0)))
+    }
+
+    /// Parses configuration text.
+    ///
+    /// Errors: not valid TOML of this shape (the message never repeats secret values).
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text)
+            .map_err(|e| ConfigError(format!("invalid configuration: {}", e.message())))
+    }
+}
+
+/// The secret of an access key and the principal it acts as.
+pub struct Credential {
+    secret: Zeroizing<String>,
+    caller: Caller,
+}
+
+impl Credential {
+    /// A credential.
+    pub fn new(secret: impl Into<String>, caller: Caller) -> Self {
+        Credential {
+            secret: Zeroizing::new(secret.into()),
+            caller,
+        }
+    }
+
+    /// The AccessKeySecret.
+    pub fn secret(&self) -> &str {
+        &self.secret
+    }
+
+    /// The principal.
+    pub fn caller(&self) -> &Caller {
+        &self.caller
+    }
+}
+
+impl fmt::Debug for Credential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credential")
+            .field("secret", &"..redacted..")
+            .field("caller", &self.caller)
+            .finish()
+    }
+}
+
+/// AccessKeyId → credential.
+#[derive(Debug, Default)]
+pub struct AccessKeys(HashMap<String, Credential>);
+
+impl AccessKeys {
+    /// No access keys.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds an access key.
+    ///
+    /// Errors: an empty id or secret, or an id already present.
+    pub fn insert(&mut self, id: &str, credential: Credential) -> Result<(), ConfigError> {
+        if id.is_empty() || credential.secret().is_empty() {
+            return Err(ConfigError(
+                "an access key needs a non-empty id and secret".into(),
+            ));
+        }
+        if self.0.contains_key(id) {
+            return Err(ConfigError(format!(
+                "the access key {id} is configured twice"
+            )));
+        }
+        self.0.insert(id.to_owned(), credential);
+        Ok(())
+    }
+
+    /// The credential of an AccessKeyId.
+    pub fn get(&self, id: &str) -> Option<&Credential> {
+        self.0.get(id)
+    }
+
+    /// Number of access keys.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The configured AccessKeyIds.
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        self.0.keys().map(String::as_str)
+    }
+}
+
+/// Where the engine keeps its data and who it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineSettings {
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Root key file, when not `<data_dir>/root.key`.
+    pub root_key_file: Option<PathBuf>,
+    /// Region in ARNs.
+    pub region: String,
+    /// The account that owns the keys.
+    pub account_id: String,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        EngineSettings {
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            root_key_file: None,
+            region: DEFAULT_REGION.into(),
+            account_id: DEFAULT_ACCOUNT_ID.into(),
+        }
+    }
+}
+
+/// Everything `kms serve` needs, resolved.
+#[derive(Debug)]
+pub struct Settings {
+    /// The engine's data and identity.
+    pub engine: EngineSettings,
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Time between maintenance passes.
+    pub maintenance_interval: Duration,
+    /// Limit on the body and on the query string, in bytes.
+    pub max_body_bytes: usize,
+    /// Bound on remembered nonces.
+    pub nonce_cache_capacity: usize,
+    /// Access keys.
+    pub access_keys: AccessKeys,
+}
+
+/// Overrides from the command line (each wins over the file).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--listen`.
+    pub listen: Option<String>,
+    /// `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+    /// `--root-key-file`.
+    pub root_key_file: Option<PathBuf>,
+    /// `--region`.
+    pub region: Option<String>,
+    /// `--account-id`.
+    pub account_id: Option<String>,
+    /// `--maintenance-interval`.
+    pub maintenance_interval_secs: Option<u64>,
+}
+
+impl EngineSettings {
+    /// Resolves the engine settings from flags, file and defaults.
+    pub fn resolve(file: &FileConfig, overrides: &Overrides) -> Self {
+        let d = EngineSettings::default();
+        EngineSettings {
+            data_dir: overrides
+                .data_dir
+                .clone()
+                .or_else(|| file.data_dir.clone())
+                .unwrap_or(d.data_dir),
+            root_key_file: overrides
+                .root_key_file
+                .clone()
+                .or_else(|| file.root_key_file.clone()),
+            region: overrides
+                .region
+                .clone()
+                .or_else(|| file.region.clone())
+                .unwrap_or(d.region),
+            account_id: overrides
+                .account_id
+                .clone()
+                .or_else(|| file.account_id.clone())
+                .unwrap_or(d.account_id),
+        }
+    }
+}
+
+impl Settings {
+    /// Resolves the server settings.
+    ///
+    /// `env` is the owner's access key from the environment (id, secret), if set.
+    ///
+    /// Errors: a malformed listen address, a zero maintenance interval, an access key entry
+    /// naming both a user and a role, duplicate or empty access keys, or no access key at all.
+    pub fn resolve(
+        file: FileConfig,
+        overrides: &Overrides,
+        env: Option<(String, Zeroizing<String>)>,
+    ) -> Result<Self, ConfigError> {
+        let engine = EngineSettings::resolve(&file, overrides);
+        let listen_text = overrides
+            .listen
+            .clone()
+            .or_else(|| file.listen.clone())
+            .unwrap_or_else(|| DEFAULT_LISTEN.into());
+        let listen = listen_text.parse().map_err(|_| {
+            ConfigError(format!(
+                "the listen address {listen_text:?} is not an IP:port address"
+            ))
+        })?;
+        let secs = overrides
+            .maintenance_interval_secs
+            .or(file.maintenance_interval_secs)
+            .unwrap_or(DEFAULT_MAINTENANCE_SECS);
+        if secs == 0 {
+            return Err(ConfigError(
+                "the maintenance interval must be at least 1 second".into(),
+            ));
+        }
+        let mut access_keys = AccessKeys::new();
+        for entry in file.access_keys {
+            let account = entry
+                .account_id
+                .clone()
+                .unwrap_or_else(|| engine.account_id.clone());
+            let caller = match (&entry.user, &entry.role) {
+                (None, None) => Caller::account_root(account),
+                (Some(user), None) => Caller::ram_user(account, user.clone()),
+                (None, Some(role)) => Caller::ram_role(account, role.clone()),
+                (Some(_), Some(_)) => {
+                    return Err(ConfigError(format!(
+                        "the access key {} names both a user and a role; give one",
+                        entry.id
+                    )))
+                }
+            };
+            access_keys.insert(
+                &entry.id,
+                Credential {
+                    secret: Zeroizing::new(entry.secret),
+                    caller,
+                },
+            )?;
+        }
+        if let Some((id, secret)) = env {
+            access_keys.insert(
+                &id,
+                Credential {
+                    secret,
+                    caller: Caller::account_root(engine.account_id.clone()),
+                },
+            )?;
+        }
+        if access_keys.is_empty() {
+            return Err(ConfigError(format!(
+                "no access key is configured: set {ENV_ACCESS_KEY_ID} and \
+                 {ENV_ACCESS_KEY_SECRET}, or give --config with [[access_keys]]"
+            )));
+        }
+        Ok(Settings {
+            engine,
+            listen,
+            maintenance_interval: Duration::from_secs(secs),
+            max_body_bytes: file
+                .max_body_bytes
+                .unwrap_or(crate::request::DEFAULT_MAX_BYTES)
+                .max(1024),
+            nonce_cache_capacity: file
+                .nonce_cache_capacity
+                .unwrap_or(crate::auth::DEFAULT_NONCE_CAPACITY),
+            access_keys,
+        })
+    }
+}
+
+/// The owner's access key from the environment.
+///
+/// Errors: only one of the two variables is set.
+pub fn env_access_key() -> Result<Option<(String, Zeroizing<String>)>, ConfigError> {
+    let id = std::env::var(ENV_ACCESS_KEY_ID).ok();
+    let secret = std::env::var(ENV_ACCESS_KEY_SECRET)
+        .ok()
+        .map(Zeroizing::new);
+    match (id, secret) {
+        (Some(id), Some(secret)) => Ok(Some((id, secret))),
+        (None, None) => Ok(None),
+        _ => Err(ConfigError(format!(
+            "set both {ENV_ACCESS_KEY_ID} and {ENV_ACCESS_KEY_SECRET}, or neither"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+
+    #[test]
+    fn file_maps_access_keys_to_principals() {
+        let file = FileConfig::parse(
+            r#"
+            region = "cn-shanghai"
+            account_id = "42"
+            [[access_keys]]
+            id = "owner"
+            secret = "s1"
+            [[access_keys]]
+            id = "alice"
+            secret = "s2"
+            user = "alice"
+            [[access_keys]]
+            id = "ops"
+            secret = "s3"
+            role = "ops"
+            account_id = "43"
+            "#,
+        )
+        .unwrap();
+        let s = Settings::resolve(file, &Overrides::default(), None).unwrap();
+        assert_eq!(s.engine.region, "cn-shanghai");
+        assert_eq!(
+            s.access_keys.get("owner").unwrap().caller(),
+            &Caller::account_root("42")
+        );
+        assert_eq!(
+            s.access_keys.get("alice").unwrap().caller(),
+            &Caller::ram_user("42", "alice")
+        );
+        assert_eq!(
+            s.access_keys.get("ops").unwrap().caller(),
+            &Caller::ram_role("43", "ops")
+        );
+        assert_eq!(s.listen.to_string(), DEFAULT_LISTEN);
+    }
+
+    #[test]
+    fn flags_win_and_env_adds_the_owner() {
+        let file = FileConfig::parse("listen = \"127.0.0.1:1\"\naccount_id = \"7\"").unwrap();
+        let o = Overrides {
+            listen: Some("127.0.0.1:2".into()),
+            ..Default::default()
+        };
+        let s =
+            Settings::resolve(file, &o, Some(("ak".into(), Zeroizing::new("sk".into())))).unwrap();
+        assert_eq!(s.listen.port(), 2);
+        assert_eq!(
+            s.access_keys.get("ak").unwrap().caller(),
+            &Caller::account_root("7")
+        );
+    }
+
+    #[test]
+    fn refuses_bad_configurations() {
+        let none = Settings::resolve(FileConfig::default(), &Overrides::default(), None);
+        assert!(none.unwrap_err().0.contains(ENV_ACCESS_KEY_ID));
+        assert!(FileConfig::parse("lisen = 1").is_err());
+        let both =
+            FileConfig::parse("[[access_keys]]\nid=\"a\"\nsecret=\"b\"\nuser=\"u\"\nrole=\"r\"")
+                .unwrap();
+        assert!(Settings::resolve(both, &Overrides::default(), None).is_err());
+        let dup = FileConfig::parse(
+            "[[access_keys]]\nid=\"a\"\nsecret=\"b\"\n[[access_keys]]\nid=\"a\"\nsecret=\"c\"",
+        )
+        .unwrap();
+        assert!(Settings::resolve(dup, &Overrides::default(), None).is_err());
+    }
+
+    #[test]
+    fn debug_never_shows_secrets() {
+        let c = Credential::new("topsecret", Caller::account_root("1"));
+        assert!(!format!("{c:?}").contains("topsecret"));
+        let f = FileConfig::parse("[[access_keys]]\nid=\"a\"\nsecret=\"topsecret\"").unwrap();
+        assert!(!format!("{f:?}").contains("topsecret"));
+    }
+}

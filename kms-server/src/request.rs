@@ -1,0 +1,206 @@
+//! Request decoding: the query string and the form body into one parameter list.
+//!
+//! Alibaba's RPC protocol sends parameters `name=value&...` in the query string (V1 SDKs and
+//! the V3 SDKs' operation parameters) and in an `application/x-www-form-urlencoded` body
+//! (V3 SDKs put large values such as `SecretData` there). Both are decoded with form rules
+//! (`+` is a space, `%XX` a byte, the result must be UTF-8) and merged. A parameter given twice,
+//! in one place or across both, is refused: two different values for one name would leave the
+//! signature covering one reading and the engine acting on another.
+
+use crate::response::ApiError;
+
+/// Default limit on the body (and on the query string, which is also capped at
+/// [`crate::server::MAX_QUERY_BYTES`]): 64 KiB.
+pub const DEFAULT_MAX_BYTES: usize = 64 * 1024;
+
+/// Parameters the protocol uses and the operations do not see.
+pub const PROTOCOL_PARAMETERS: &[&str] = &[
+    "AccessKeyId",
+    "Action",
+    "Format",
+    "RegionId",
+    "Signature",
+    "SignatureMethod",
+    "SignatureNonce",
+    "SignatureType",
+    "SignatureVersion",
+    "Timestamp",
+    "Version",
+];
+
+/// Decoded `name=value` pairs, in the order given, each name at most once.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Params(Vec<(String, String)>);
+
+impl Params {
+    /// The value of `name`, if given.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The pairs, in the order given.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+    }
+
+    /// Number of parameters.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Adds a parameter.
+    ///
+    /// Errors: `InvalidParameter` naming it when it is already present.
+    pub fn push(&mut self, name: String, value: String) -> Result<(), ApiError> {
+        if self.get(&name).is_some() {
+            return Err(ApiError::invalid(
+                name,
+                "the parameter is given more than once",
+            ));
+        }
+        self.0.push((name, value));
+        Ok(())
+    }
+
+    /// The operation's parameters as the JSON object of strings that
+    /// [`kms_core::wire::decode_request`] takes, without the protocol parameters.
+    pub fn operation_json(&self) -> serde_json::Value {
+        serde_json::Value::Object(
+            self.0
+                .iter()
+                .filter(|(n, _)| !PROTOCOL_PARAMETERS.contains(&n.as_str()))
+                .map(|(n, v)| (n.clone(), serde_json::Value::String(v.clone())))
+                .collect(),
+        )
+    }
+}
+
+/// Decodes `application/x-www-form-urlencoded` text (a query string or a form body).
+///
+/// Empty segments (`a=1&&b=2`) are skipped; a segment without `=` is a parameter with an empty
+/// value.
+///
+/// Errors: `InvalidParameter` naming the parameter (or `QueryString`/`Body` when the name itself
+/// is malformed) for a bad `%` escape or text that is not UTF-8; `InvalidParameter` naming a
+/// parameter given twice.
+pub fn parse_form(what: &'static str, raw: &[u8]) -> Result<Params, ApiError> {
+    let mut params = Params::default();
+    for segment in raw.split(|&b| b == b'&').filter(|s| !s.is_empty()) {
+        let (name, value) = match segment.iter().position(|&b| b == b'=') {
+            Some(i) => (
+                segment.get(..i).unwrap_or_default(),
+                segment.get(i + 1..).unwrap_or_default(),
+            ),
+            None => (segment, &[][..]),
+        };
+        let name = decode_component(name)
+            .map_err(|reason| ApiError::invalid(what, format!("a parameter name {reason}")))?;
+        if name.is_empty() {
+            return Err(ApiError::invalid(what, "a parameter has an empty name"));
+        }
+        let value = match decode_component(value) {
+            Ok(v) => v,
+            Err(reason) => return Err(ApiError::invalid(name, format!("the value {reason}"))),
+        };
+        params.push(name, value)?;
+    }
+    Ok(params)
+}
+
+/// Merges the query's and the body's parameters.
+///
+/// Errors: `InvalidParameter` naming a parameter present in both.
+pub fn merge(query: &Params, body: &Params) -> Result<Params, ApiError> {
+    let mut all = query.clone();
+    for (n, v) in body.iter() {
+        all.push(n.to_owned(), v.to_owned())?;
+    }
+    Ok(all)
+}
+
+/// Decodes one form component: `+` is a space, `%XX` a byte; the bytes must be UTF-8.
+fn decode_component(raw: &[u8]) -> Result<String, &'static str> {
+    fn hex(b: u8) -> Option<u8> {
+        match b {
+            b'0'..=b'9' => Some(b - b'0'),
+            b'a'..=b'f' => Some(b - b'a' + 10),
+            b'A'..=b'F' => Some(b - b'A' + 10),
+            _ => None,
+        }
+    }
+    let mut out = Vec::with_capacity(raw.len());
+    let mut bytes = raw.iter().copied();
+    while let Some(b) = bytes.next() {
+        match b {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hi = bytes.next().and_then(hex);
+                let lo = bytes.next().and_then(hex);
+                match (hi, lo) {
+                    (Some(hi), Some(lo)) => out.push(hi << 4 | lo),
+                    _ => return Err("has a malformed percent-escape"),
+                }
+            }
+            other => out.push(other),
+        }
+    }
+    String::from_utf8(out).map_err(|_| "is not UTF-8 text")
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+
+    #[test]
+    fn decodes_plus_and_percent() {
+        let p = parse_form("QueryString", b"A=hello+world%20%2A~&B=%C3%A9&C&&D=").unwrap();
+        assert_eq!(p.get("A"), Some("hello world *~"));
+        assert_eq!(p.get("B"), Some("é"));
+        assert_eq!(p.get("C"), Some(""));
+        assert_eq!(p.get("D"), Some(""));
+        assert_eq!(p.len(), 4);
+    }
+
+    #[test]
+    fn names_the_parameter_with_a_bad_escape() {
+        for raw in [&b"KeyId=%zz"[..], b"KeyId=%4", b"KeyId=%", b"KeyId=%FF"] {
+            let e = parse_form("QueryString", raw).unwrap_err();
+            assert_eq!(e.code, "InvalidParameter");
+            assert!(e.message.contains("KeyId"), "{}", e.message);
+        }
+        let e = parse_form("Body", b"%zz=1").unwrap_err();
+        assert!(e.message.contains("Body"), "{}", e.message);
+    }
+
+    #[test]
+    fn duplicates_are_refused_within_and_across() {
+        let e = parse_form("QueryString", b"KeyId=a&KeyId=a").unwrap_err();
+        assert_eq!(e.code, "InvalidParameter");
+        assert!(e.message.contains("KeyId"));
+        let q = parse_form("QueryString", b"KeyId=a").unwrap();
+        let b = parse_form("Body", b"KeyId=b").unwrap();
+        assert!(merge(&q, &b).unwrap_err().message.contains("KeyId"));
+    }
+
+    #[test]
+    fn operation_json_drops_protocol_parameters() {
+        let p = parse_form(
+            "QueryString",
+            b"Action=Encrypt&KeyId=k&Signature=s&Plaintext=x",
+        )
+        .unwrap();
+        assert_eq!(
+            p.operation_json(),
+            serde_json::json!({"KeyId": "k", "Plaintext": "x"})
+        );
+    }
+}

@@ -1,0 +1,329 @@
+//! The `kms` binary: one-off commands on a data directory, and `kms serve` as a process
+//! (SIGTERM stops it cleanly; SIGKILL after a reply loses nothing).
+#![allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    missing_docs
+)]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+fn kms(data_dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kms"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .env_remove("KMS_ACCESS_KEY_ID")
+        .env_remove("KMS_ACCESS_KEY_SECRET")
+        .output()
+        .unwrap()
+}
+
+fn kms_json(data_dir: &Path, args: &[&str]) -> serde_json::Value {
+    let out = kms(data_dir, args);
+    assert!(
+        out.status.success(),
+        "kms {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn one_off_commands_print_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let key = kms_json(&data, &["create-key", "--description", "cli key"]);
+    let id = key["KeyMetadata"]["KeyId"].as_str().unwrap().to_owned();
+    assert_eq!(key["KeyMetadata"]["KeyState"], "Enabled");
+
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(data.join("root.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    let described = kms_json(&data, &["describe-key", &id]);
+    assert_eq!(described["KeyMetadata"]["Description"], "cli key");
+    kms_json(&data, &["create-alias", "alias/cli", &id]);
+    let sealed = kms_json(
+        &data,
+        &[
+            "encrypt",
+            "--key-id",
+            "alias/cli",
+            "--plaintext",
+            "secret text",
+            "--context",
+            r#"{"app":"cli"}"#,
+        ],
+    );
+    let blob = sealed["CiphertextBlob"].as_str().unwrap();
+    let opened = kms_json(
+        &data,
+        &[
+            "decrypt",
+            "--ciphertext-blob",
+            blob,
+            "--context",
+            r#"{"app":"cli"}"#,
+        ],
+    );
+    assert_eq!(opened["Plaintext"], "secret text");
+    let listed = kms_json(&data, &["list-keys"]);
+    assert_eq!(listed["TotalCount"], 1);
+    let dk = kms_json(
+        &data,
+        &[
+            "generate-data-key",
+            "--key-id",
+            &id,
+            "--number-of-bytes",
+            "16",
+        ],
+    );
+    assert!(dk["Plaintext"].is_string());
+
+    // The generic command reaches every action through the same dispatch table.
+    let tagged = kms(
+        &data,
+        &[
+            "call",
+            "TagResource",
+            "-p",
+            &format!("KeyId={id}"),
+            "-p",
+            r#"Tags=[{"TagKey":"k","TagValue":"v"}]"#,
+        ],
+    );
+    assert!(tagged.status.success());
+    let tags = kms_json(
+        &data,
+        &[
+            "call",
+            "ListResourceTags",
+            "--param",
+            &format!("KeyId={id}"),
+        ],
+    );
+    assert_eq!(tags["Tags"]["Tag"][0]["TagKey"], "k");
+
+    kms_json(
+        &data,
+        &[
+            "schedule-key-deletion",
+            &id,
+            "--pending-window-in-days",
+            "7",
+        ],
+    );
+    let d = kms_json(&data, &["describe-key", &id]);
+    assert_eq!(d["KeyMetadata"]["KeyState"], "PendingDeletion");
+    kms_json(&data, &["cancel-key-deletion", &id]);
+    let report = kms_json(&data, &["run-maintenance"]);
+    assert!(report["PurgedKeys"].as_array().unwrap().is_empty());
+
+    let actions = kms(&data, &["actions"]);
+    let text = String::from_utf8(actions.stdout).unwrap();
+    assert!(text.lines().any(|l| l == "AsymmetricSign"));
+}
+
+#[test]
+fn errors_go_to_stderr_with_failure_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = kms(&data, &["describe-key", "alias/none"]);
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Forbidden.AliasNotFound"), "{err}");
+
+    let out = kms(&data, &["call", "MakeCoffee"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown action"));
+
+    let out = kms(&data, &["call", "ListKeys", "-p", "PageSize"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("NAME=VALUE"));
+}
+
+#[test]
+fn serve_refuses_to_start_without_an_access_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = kms(
+        &dir.path().join("data"),
+        &["serve", "--listen", "127.0.0.1:0"],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("KMS_ACCESS_KEY_ID"));
+}
+
+struct Served {
+    child: std::process::Child,
+    addr: SocketAddr,
+    log: std::sync::mpsc::Receiver<String>,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        // A no-op for a process already waited for; reaps it when a test failed midway.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// The child is reaped by `Served`'s Drop (or the test panics and the harness exits).
+#[allow(clippy::zombie_processes)]
+fn serve(data_dir: &Path, config: Option<&Path>) -> Served {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kms"));
+    cmd.arg("--data-dir")
+        .arg(data_dir)
+        .args(["serve", "--listen", "127.0.0.1:0", "--log-json"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    match config {
+        Some(c) => {
+            cmd.arg("--config").arg(c);
+            cmd.env_remove("KMS_ACCESS_KEY_ID")
+                .env_remove("KMS_ACCESS_KEY_SECRET");
+        }
+        None => {
+            cmd.env("KMS_ACCESS_KEY_ID", AK)
+                .env("KMS_ACCESS_KEY_SECRET", SK);
+        }
+    }
+    let mut child = cmd.spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    loop {
+        let line = rx.recv_timeout(Duration::from_secs(60)).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        if v["fields"]["message"] == "listening" {
+            let addr = v["fields"]["addr"].as_str().unwrap().parse().unwrap();
+            return Served {
+                child,
+                addr,
+                log: rx,
+            };
+        }
+    }
+}
+
+/// A TestServer-like handle for the V3 helpers, pointing at a served process.
+fn v3(addr: SocketAddr, action: &str, query: &[(&str, &str)]) -> HttpResponse {
+    let req = V3Request::new(action, query);
+    let headers = req.signed_headers(&addr.to_string());
+    send(addr, &req.method, &req.target(), &headers, &req.body)
+}
+
+#[test]
+fn sigkill_after_a_reply_loses_nothing_and_sigterm_stops_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+
+    let mut served = serve(&data, None);
+    let r = v3(
+        served.addr,
+        "CreateKey",
+        &[("Description", "survives kill -9")],
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let id = r.json()["KeyMetadata"]["KeyId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = v3(
+        served.addr,
+        "CreateAlias",
+        &[("AliasName", "alias/durable"), ("KeyId", &id)],
+    );
+    assert_eq!(r.status, 200);
+    served.child.kill().unwrap(); // SIGKILL
+    served.child.wait().unwrap();
+
+    // Everything answered is on disk.
+    let d = kms_json(&data, &["describe-key", "alias/durable"]);
+    assert_eq!(d["KeyMetadata"]["Description"], "survives kill -9");
+
+    // A restarted server sees it too, logs one line per request, and stops on SIGTERM.
+    let mut served = serve(&data, None);
+    let r = v3(
+        served.addr,
+        "Encrypt",
+        &[("KeyId", "alias/durable"), ("Plaintext", "do-not-log-me")],
+    );
+    assert_eq!(r.status, 200);
+    let status = Command::new("kill")
+        .args(["-TERM", &served.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = served.child.wait().unwrap();
+    assert!(exit.success(), "exit after SIGTERM: {exit:?}");
+    let log: Vec<String> = served.log.try_iter().collect();
+    let request_lines: Vec<&String> = log.iter().filter(|l| l.contains("\"request\"")).collect();
+    assert_eq!(request_lines.len(), 1, "{log:?}");
+    let line: serde_json::Value = serde_json::from_str(request_lines[0]).unwrap();
+    assert_eq!(line["fields"]["action"], "Encrypt");
+    assert_eq!(line["fields"]["status"], 200);
+    assert_eq!(line["fields"]["access_key_id"], AK);
+    assert!(line["fields"]["request_id"].is_string());
+    assert!(line["fields"]["latency_us"].is_number());
+    for l in &log {
+        assert!(!l.contains("do-not-log-me") && !l.contains(SK), "leak: {l}");
+    }
+    assert!(log.iter().any(|l| l.contains("stopped")));
+}
+
+#[test]
+fn config_file_maps_access_keys_to_principals() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("kms.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "account_id = \"{ACCOUNT}\"\nregion = \"cn-shanghai\"\n\
+             [[access_keys]]\nid = \"{AK}\"\nsecret = \"{SK}\"\n\
+             [[access_keys]]\nid = \"ak-outsider\"\nsecret = \"s\"\naccount_id = \"555\"\n"
+        ),
+    )
+    .unwrap();
+    let mut served = serve(&data, Some(&config));
+    let r = v3(served.addr, "CreateKey", &[]);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let arn = r.json()["KeyMetadata"]["Arn"].as_str().unwrap().to_owned();
+    assert!(
+        arn.starts_with(&format!("acs:kms:cn-shanghai:{ACCOUNT}:key/")),
+        "{arn}"
+    );
+    let mut req = V3Request::new("DescribeKey", &[("KeyId", &arn)]);
+    req.access_key_id = "ak-outsider".into();
+    req.secret = "s".into();
+    let headers = req.signed_headers(&served.addr.to_string());
+    let r = send(served.addr, "POST", &req.target(), &headers, b"");
+    assert_eq!(r.error_code(), "Forbidden.NoPermission");
+    served.child.kill().unwrap();
+    served.child.wait().unwrap();
+}

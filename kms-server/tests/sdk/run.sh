@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Proof of Alibaba SDK compatibility: installs the two official Python SDKs into a throwaway
+# virtual environment, starts a real `kms serve` on a free loopback port with a temporary data
+# directory, runs test_sdk.py against it with both, and stops the server with SIGTERM.
+# Needs python3 with pip (venv used when present) and cargo; reaches only the package registry
+# and 127.0.0.1.
+set -euo pipefail
+
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/../../.." && pwd)"
+work="$(mktemp -d)"
+server_pid=""
+
+cleanup() {
+  if [ -n "$server_pid" ]; then
+    kill -TERM "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+echo "== sdk: building kms"
+(cd "$root" && cargo build -q -p kms-server --bin kms)
+kms="${CARGO_TARGET_DIR:-$root/target}/debug/kms"
+
+echo "== sdk: installing alibabacloud-kms20160120 and aliyun-python-sdk-kms"
+packages=(alibabacloud-kms20160120 aliyun-python-sdk-kms)
+pip_flags=(-q --disable-pip-version-check --no-input)
+if python3 -m venv "$work/venv" >/dev/null 2>&1; then
+  python="$work/venv/bin/python"
+  "$python" -m pip install "${pip_flags[@]}" "${packages[@]}"
+else
+  # Without the venv module (Debian's python3 lacks ensurepip): a private target directory.
+  python="python3"
+  python3 -m pip install "${pip_flags[@]}" --target "$work/site" "${packages[@]}"
+  export PYTHONPATH="$work/site"
+fi
+
+export KMS_ACCESS_KEY_ID="sdk-test-$$"
+KMS_ACCESS_KEY_SECRET="$(python3 -c 'import secrets; print(secrets.token_urlsafe(24))')"
+export KMS_ACCESS_KEY_SECRET
+
+echo "== sdk: starting kms serve"
+"$kms" serve --data-dir "$work/data" --listen 127.0.0.1:0 >"$work/server.log" 2>&1 &
+server_pid=$!
+addr=""
+for _ in $(seq 1 300); do
+  addr="$(grep -o 'addr=127\.0\.0\.1:[0-9]*' "$work/server.log" | head -n 1 | cut -d= -f2 || true)"
+  [ -n "$addr" ] && break
+  if ! kill -0 "$server_pid" 2>/dev/null; then
+    echo "kms serve exited early:" >&2
+    cat "$work/server.log" >&2
+    exit 1
+  fi
+  sleep 0.1
+done
+if [ -z "$addr" ]; then
+  echo "kms serve did not report its address" >&2
+  cat "$work/server.log" >&2
+  exit 1
+fi
+echo "== sdk: server on $addr"
+
+set +e
+KMS_ENDPOINT="$addr" "$python" "$here/test_sdk.py"
+status=$?
+set -e
+
+echo "== sdk: stopping the server (SIGTERM)"
+kill -TERM "$server_pid"
+set +e
+wait "$server_pid"
+server_status=$?
+set -e
+server_pid=""
+if [ "$server_status" -ne 0 ]; then
+  echo "kms serve exited with status $server_status after SIGTERM" >&2
+  status=1
+fi
+
+# The request log must name actions, never secrets or plaintext.
+if grep -q -e "$KMS_ACCESS_KEY_SECRET" -e "hello, kms" -e "v1 plaintext" -e "p@ss word" "$work/server.log"; then
+  echo "the server log contains a secret or plaintext" >&2
+  status=1
+fi
+if ! grep -q 'action=Encrypt' "$work/server.log"; then
+  echo "the server log has no request lines" >&2
+  status=1
+fi
+if [ "$status" -ne 0 ]; then
+  echo "---- server log (last 40 lines)" >&2
+  tail -n 40 "$work/server.log" >&2
+fi
+exit "$status"

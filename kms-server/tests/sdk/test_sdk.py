@@ -1,0 +1,421 @@
+"""Drives a running `kms serve` with Alibaba Cloud's two official Python SDKs, unchanged.
+
+- alibabacloud-kms20160120 (V3 signatures, ACS3-HMAC-SHA256)
+- aliyun-python-sdk-kms through aliyunsdkcore's AcsClient (V1 signatures, HMAC-SHA1)
+
+Environment: KMS_ENDPOINT (host:port), KMS_ACCESS_KEY_ID, KMS_ACCESS_KEY_SECRET.
+Prints one line per check and a closing `N passed, M failed`; exits non-zero on any failure.
+"""
+
+import base64
+import hashlib
+import json
+import os
+import sys
+import traceback
+import uuid
+
+from alibabacloud_kms20160120 import models as m
+from alibabacloud_kms20160120.client import Client as V3Client
+from alibabacloud_tea_openapi import models as open_api_models
+
+from aliyunsdkcore.acs_exception.exceptions import ServerException
+from aliyunsdkcore.client import AcsClient
+from aliyunsdkkms.request.v20160120 import (
+    AsymmetricSignRequest,
+    AsymmetricVerifyRequest,
+    CancelKeyDeletionRequest,
+    CreateAliasRequest,
+    CreateKeyRequest,
+    DecryptRequest,
+    DescribeKeyRequest,
+    DisableKeyRequest,
+    EnableKeyRequest,
+    EncryptRequest,
+    GenerateDataKeyRequest,
+    ListAliasesRequest,
+    ListResourceTagsRequest,
+    ScheduleKeyDeletionRequest,
+    TagResourceRequest,
+)
+
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, utils
+
+ENDPOINT = os.environ["KMS_ENDPOINT"]
+AK = os.environ["KMS_ACCESS_KEY_ID"]
+SK = os.environ["KMS_ACCESS_KEY_SECRET"]
+REGION = "cn-hangzhou"
+RUN = uuid.uuid4().hex[:8]
+
+results = {"passed": 0, "failed": 0}
+
+
+def check(name):
+    """Runs the decorated function at once as one named check."""
+
+    def run(fn):
+        try:
+            fn()
+        except Exception:  # noqa: BLE001 - any failure fails the check
+            results["failed"] += 1
+            print(f"FAIL {name}")
+            traceback.print_exc()
+        else:
+            results["passed"] += 1
+            print(f"ok   {name}")
+        return fn
+
+    return run
+
+
+def expect(cond, what):
+    if not cond:
+        raise AssertionError(what)
+
+
+# ---- V3: alibabacloud-kms20160120 ---------------------------------------------------------
+
+
+def v3_client(secret=SK):
+    return V3Client(
+        open_api_models.Config(
+            access_key_id=AK,
+            access_key_secret=secret,
+            endpoint=ENDPOINT,
+            protocol="http",
+            region_id=REGION,
+        )
+    )
+
+
+v3 = v3_client()
+
+
+def v3_error_code(fn):
+    try:
+        fn()
+    except Exception as e:  # the SDK raises its own exception types
+        return getattr(e, "code", None) or str(e)
+    raise AssertionError("the call succeeded but should have failed")
+
+
+def v3_state(key_id):
+    return v3.describe_key(m.DescribeKeyRequest(key_id=key_id)).body.key_metadata.key_state
+
+
+V3 = {}
+
+
+@check("v3 CreateKey + DescribeKey")
+def _():
+    meta = v3.create_key(m.CreateKeyRequest(description=f"sdk v3 {RUN}")).body.key_metadata
+    expect(meta.key_state == "Enabled", meta.key_state)
+    expect(meta.key_spec == "Aliyun_AES_256", meta.key_spec)
+    V3["key"] = meta.key_id
+    got = v3.describe_key(m.DescribeKeyRequest(key_id=meta.key_id)).body.key_metadata
+    expect(got.description == f"sdk v3 {RUN}", got.description)
+    expect(got.arn.endswith(f":key/{meta.key_id}"), got.arn)
+
+
+@check("v3 DisableKey / EnableKey")
+def _():
+    key = V3["key"]
+    v3.disable_key(m.DisableKeyRequest(key_id=key))
+    expect(v3_state(key) == "Disabled", "not disabled")
+    code = v3_error_code(lambda: v3.encrypt(m.EncryptRequest(key_id=key, plaintext="x")))
+    expect(code == "Rejected.Disabled", code)
+    v3.enable_key(m.EnableKeyRequest(key_id=key))
+    expect(v3_state(key) == "Enabled", "not enabled")
+
+
+@check("v3 CreateAlias + ListAliases")
+def _():
+    alias = f"alias/sdk-v3-{RUN}"
+    v3.create_alias(m.CreateAliasRequest(alias_name=alias, key_id=V3["key"]))
+    page = v3.list_aliases(m.ListAliasesRequest(page_size=100)).body
+    names = {a.alias_name: a.key_id for a in page.aliases.alias}
+    expect(names.get(alias) == V3["key"], names)
+    V3["alias"] = alias
+
+
+@check("v3 TagResource + ListResourceTags")
+def _():
+    tags = json.dumps([{"TagKey": "team", "TagValue": "payments"}, {"TagKey": "env", "TagValue": "ci"}])
+    v3.tag_resource(m.TagResourceRequest(key_id=V3["key"], tags=tags))
+    got = v3.list_resource_tags(m.ListResourceTagsRequest(key_id=V3["key"])).body.tags.tag
+    expect({t.tag_key: t.tag_value for t in got} == {"team": "payments", "env": "ci"}, got)
+
+
+@check("v3 Encrypt + Decrypt (through the alias, with a context)")
+def _():
+    text = "hello, kms + 世界 *~/"
+    ctx = {"tenant": "acme", "purpose": "sdk test"}
+    sealed = v3.encrypt(m.EncryptRequest(key_id=V3["alias"], plaintext=text, encryption_context=ctx)).body
+    expect(sealed.key_id == V3["key"], sealed.key_id)
+    opened = v3.decrypt(m.DecryptRequest(ciphertext_blob=sealed.ciphertext_blob, encryption_context=ctx)).body
+    expect(opened.plaintext == text, opened.plaintext)
+    code = v3_error_code(
+        lambda: v3.decrypt(m.DecryptRequest(ciphertext_blob=sealed.ciphertext_blob, encryption_context={"tenant": "x"}))
+    )
+    expect(code == "InvalidCiphertext", code)
+    V3["blob"] = sealed.ciphertext_blob
+
+
+@check("v3 GenerateDataKey + Decrypt of its blob")
+def _():
+    dk = v3.generate_data_key(m.GenerateDataKeyRequest(key_id=V3["key"], number_of_bytes=32)).body
+    expect(len(base64.b64decode(dk.plaintext)) == 32, dk.plaintext)
+    opened = v3.decrypt(m.DecryptRequest(ciphertext_blob=dk.ciphertext_blob)).body
+    expect(opened.plaintext == dk.plaintext, "Decrypt must return the Base64 data key")
+
+
+@check("v3 EC_P256 AsymmetricSign + AsymmetricVerify (+ cryptography cross-check)")
+def _():
+    meta = v3.create_key(m.CreateKeyRequest(key_spec="EC_P256", key_usage="SIGN/VERIFY")).body.key_metadata
+    version = meta.primary_key_version
+    if not version:
+        versions = v3.list_key_versions(m.ListKeyVersionsRequest(key_id=meta.key_id)).body
+        version = versions.key_versions.key_version[0].key_version_id
+    digest = hashlib.sha256(b"message to sign").digest()
+    d64 = base64.b64encode(digest).decode()
+    sig = v3.asymmetric_sign(
+        m.AsymmetricSignRequest(key_id=meta.key_id, key_version_id=version, algorithm="ECDSA_SHA_256", digest=d64)
+    ).body.value
+    ok = v3.asymmetric_verify(
+        m.AsymmetricVerifyRequest(
+            key_id=meta.key_id, key_version_id=version, algorithm="ECDSA_SHA_256", digest=d64, value=sig
+        )
+    ).body.value
+    expect(ok is True, f"verify answered {ok!r}")
+    other = base64.b64encode(hashlib.sha256(b"another message").digest()).decode()
+    bad = v3.asymmetric_verify(
+        m.AsymmetricVerifyRequest(
+            key_id=meta.key_id, key_version_id=version, algorithm="ECDSA_SHA_256", digest=other, value=sig
+        )
+    ).body.value
+    expect(bad is False, f"verify of another digest answered {bad!r}")
+    pem = v3.get_public_key(m.GetPublicKeyRequest(key_id=meta.key_id, key_version_id=version)).body.public_key
+    public = serialization.load_pem_public_key(pem.encode())
+    public.verify(base64.b64decode(sig), digest, ec.ECDSA(utils.Prehashed(hashes.SHA256())))
+    V3["ec_key"], V3["ec_version"] = meta.key_id, version
+
+
+@check("v3 ScheduleKeyDeletion / CancelKeyDeletion")
+def _():
+    key = v3.create_key(m.CreateKeyRequest(description="to delete")).body.key_metadata.key_id
+    v3.schedule_key_deletion(m.ScheduleKeyDeletionRequest(key_id=key, pending_window_in_days=7))
+    meta = v3.describe_key(m.DescribeKeyRequest(key_id=key)).body.key_metadata
+    expect(meta.key_state == "PendingDeletion", meta.key_state)
+    expect(bool(meta.delete_date), "no DeleteDate")
+    v3.cancel_key_deletion(m.CancelKeyDeletionRequest(key_id=key))
+    expect(v3_state(key) == "Enabled", "not back to Enabled")
+
+
+@check("v3 CreateSecret (SecretData in the form body) + GetSecretValue")
+def _():
+    name = f"sdk-secret-{RUN}"
+    data = "p@ss word & more = 100%"
+    v3.create_secret(
+        m.CreateSecretRequest(
+            secret_name=name, secret_data=data, version_id="v1", encryption_key_id=V3["key"]
+        )
+    )
+    got = v3.get_secret_value(m.GetSecretValueRequest(secret_name=name)).body
+    expect(got.secret_data == data, got.secret_data)
+    expect(got.version_id == "v1", got.version_id)
+    V3["secret"] = name
+
+
+@check("v3 ListKeys paging")
+def _():
+    body = v3.list_keys(m.ListKeysRequest(page_number=1, page_size=2)).body
+    expect(body.page_size == 2 and body.total_count >= 3, (body.page_size, body.total_count))
+    expect(len(body.keys.key) == 2, body.keys.key)
+
+
+@check("v3 unknown key is Forbidden.KeyNotFound")
+def _():
+    code = v3_error_code(lambda: v3.describe_key(m.DescribeKeyRequest(key_id=str(uuid.uuid4()))))
+    expect(code == "Forbidden.KeyNotFound", code)
+
+
+@check("v3 wrong secret is SignatureDoesNotMatch")
+def _():
+    code = v3_error_code(lambda: v3_client("wrong-secret").describe_key(m.DescribeKeyRequest(key_id=V3["key"])))
+    expect(code == "SignatureDoesNotMatch", code)
+
+
+# ---- V1: aliyun-python-sdk-kms ------------------------------------------------------------
+
+
+def v1_client(secret=SK):
+    return AcsClient(AK, secret, REGION)
+
+
+v1c = v1_client()
+
+
+def v1(request, client=None):
+    request.set_endpoint(ENDPOINT)
+    request.set_protocol_type("http")
+    return json.loads((client or v1c).do_action_with_exception(request))
+
+
+def v1_error_code(request, client=None):
+    try:
+        v1(request, client)
+    except ServerException as e:
+        return e.get_error_code()
+    raise AssertionError("the call succeeded but should have failed")
+
+
+def v1_state(key_id):
+    r = DescribeKeyRequest.DescribeKeyRequest()
+    r.set_KeyId(key_id)
+    return v1(r)["KeyMetadata"]["KeyState"]
+
+
+V1 = {}
+
+
+@check("v1 CreateKey + DescribeKey")
+def _():
+    r = CreateKeyRequest.CreateKeyRequest()
+    r.set_Description(f"sdk v1 {RUN}")
+    meta = v1(r)["KeyMetadata"]
+    expect(meta["KeyState"] == "Enabled", meta)
+    V1["key"] = meta["KeyId"]
+    expect(v1_state(meta["KeyId"]) == "Enabled", "describe")
+
+
+@check("v1 DisableKey / EnableKey")
+def _():
+    r = DisableKeyRequest.DisableKeyRequest()
+    r.set_KeyId(V1["key"])
+    v1(r)
+    expect(v1_state(V1["key"]) == "Disabled", "not disabled")
+    r = EnableKeyRequest.EnableKeyRequest()
+    r.set_KeyId(V1["key"])
+    v1(r)
+    expect(v1_state(V1["key"]) == "Enabled", "not enabled")
+
+
+@check("v1 CreateAlias + ListAliases")
+def _():
+    alias = f"alias/sdk-v1-{RUN}"
+    r = CreateAliasRequest.CreateAliasRequest()
+    r.set_AliasName(alias)
+    r.set_KeyId(V1["key"])
+    v1(r)
+    r = ListAliasesRequest.ListAliasesRequest()
+    r.set_PageSize(100)
+    names = {a["AliasName"]: a["KeyId"] for a in v1(r)["Aliases"]["Alias"]}
+    expect(names.get(alias) == V1["key"], names)
+    V1["alias"] = alias
+
+
+@check("v1 TagResource + ListResourceTags")
+def _():
+    r = TagResourceRequest.TagResourceRequest()
+    r.set_KeyId(V1["key"])
+    r.set_Tags(json.dumps([{"TagKey": "owner", "TagValue": "v1"}]))
+    v1(r)
+    r = ListResourceTagsRequest.ListResourceTagsRequest()
+    r.set_KeyId(V1["key"])
+    tags = v1(r)["Tags"]["Tag"]
+    expect([(t["TagKey"], t["TagValue"]) for t in tags] == [("owner", "v1")], tags)
+
+
+@check("v1 Encrypt + Decrypt, and a V3 blob decrypted through V1")
+def _():
+    text = "v1 plaintext & friends = 100%"
+    r = EncryptRequest.EncryptRequest()
+    r.set_KeyId(V1["alias"])
+    r.set_Plaintext(text)
+    r.set_EncryptionContext(json.dumps({"k": "v"}))
+    blob = v1(r)["CiphertextBlob"]
+    r = DecryptRequest.DecryptRequest()
+    r.set_CiphertextBlob(blob)
+    r.set_EncryptionContext(json.dumps({"k": "v"}))
+    expect(v1(r)["Plaintext"] == text, "round trip")
+    r = DecryptRequest.DecryptRequest()
+    r.set_CiphertextBlob(V3["blob"])
+    r.set_EncryptionContext(json.dumps({"tenant": "acme", "purpose": "sdk test"}))
+    expect(v1(r)["Plaintext"] == "hello, kms + 世界 *~/", "cross-SDK decrypt")
+
+
+@check("v1 GenerateDataKey + Decrypt of its blob")
+def _():
+    r = GenerateDataKeyRequest.GenerateDataKeyRequest()
+    r.set_KeyId(V1["key"])
+    r.set_KeySpec("AES_128")
+    dk = v1(r)
+    expect(len(base64.b64decode(dk["Plaintext"])) == 16, dk["Plaintext"])
+    r = DecryptRequest.DecryptRequest()
+    r.set_CiphertextBlob(dk["CiphertextBlob"])
+    expect(v1(r)["Plaintext"] == dk["Plaintext"], "Decrypt must return the Base64 data key")
+
+
+@check("v1 EC_P256 AsymmetricSign + AsymmetricVerify")
+def _():
+    r = CreateKeyRequest.CreateKeyRequest()
+    r.set_KeySpec("EC_P256")
+    r.set_KeyUsage("SIGN/VERIFY")
+    meta = v1(r)["KeyMetadata"]
+    digest = base64.b64encode(hashlib.sha256(b"v1 message").digest()).decode()
+    r = AsymmetricSignRequest.AsymmetricSignRequest()
+    r.set_KeyId(meta["KeyId"])
+    r.set_KeyVersionId(meta["PrimaryKeyVersion"])
+    r.set_Algorithm("ECDSA_SHA_256")
+    r.set_Digest(digest)
+    sig = v1(r)["Value"]
+    r = AsymmetricVerifyRequest.AsymmetricVerifyRequest()
+    r.set_KeyId(meta["KeyId"])
+    r.set_KeyVersionId(meta["PrimaryKeyVersion"])
+    r.set_Algorithm("ECDSA_SHA_256")
+    r.set_Digest(digest)
+    r.set_Value(sig)
+    expect(v1(r)["Value"] is True, "verify")
+
+
+@check("v1 ScheduleKeyDeletion / CancelKeyDeletion")
+def _():
+    r = ScheduleKeyDeletionRequest.ScheduleKeyDeletionRequest()
+    r.set_KeyId(V1["key"])
+    r.set_PendingWindowInDays(7)
+    v1(r)
+    expect(v1_state(V1["key"]) == "PendingDeletion", "not pending deletion")
+    r = CancelKeyDeletionRequest.CancelKeyDeletionRequest()
+    r.set_KeyId(V1["key"])
+    v1(r)
+    expect(v1_state(V1["key"]) == "Enabled", "not back to Enabled")
+
+
+@check("v1 GetSecretValue of the V3 secret")
+def _():
+    from aliyunsdkkms.request.v20160120 import GetSecretValueRequest
+
+    r = GetSecretValueRequest.GetSecretValueRequest()
+    r.set_SecretName(V3["secret"])
+    expect(v1(r)["SecretData"] == "p@ss word & more = 100%", "secret data")
+
+
+@check("v1 wrong secret is SignatureDoesNotMatch")
+def _():
+    r = DescribeKeyRequest.DescribeKeyRequest()
+    r.set_KeyId(V1["key"])
+    code = v1_error_code(r, v1_client("wrong-secret"))
+    expect(code == "SignatureDoesNotMatch", code)
+
+
+@check("v1 unknown access key is InvalidAccessKeyId.NotFound")
+def _():
+    r = DescribeKeyRequest.DescribeKeyRequest()
+    r.set_KeyId(V1["key"])
+    code = v1_error_code(r, AcsClient("no-such-key", SK, REGION))
+    expect(code == "InvalidAccessKeyId.NotFound", code)
+
+
+print(f"{results['passed']} passed, {results['failed']} failed")
+sys.exit(1 if results["failed"] else 0)
