@@ -44,7 +44,20 @@ impl Pattern {
     }
 }
 
+/// The length in bytes of the UTF-8 character that starts at `value[v]`.
+fn char_len(value: &[u8], v: usize) -> usize {
+    match value.get(v) {
+        Some(&b) if b >= 0xF0 => 4,
+        Some(&b) if b >= 0xE0 => 3,
+        Some(&b) if b >= 0xC0 => 2,
+        _ => 1,
+    }
+}
+
 /// Iterative wildcard match with single-star backtracking: linear in practice, no recursion.
+///
+/// Works on the UTF-8 bytes of both strings; `?` and each backtracking step take one whole
+/// character, so `v` always stays on a character boundary.
 fn glob(pattern: &[u8], value: &[u8]) -> bool {
     let (mut p, mut v) = (0usize, 0usize);
     let mut star: Option<(usize, usize)> = None;
@@ -54,15 +67,20 @@ fn glob(pattern: &[u8], value: &[u8]) -> bool {
                 star = Some((p, v));
                 p += 1;
             }
-            Some(&c) if c == b'?' || Some(&c) == value.get(v) => {
+            Some(b'?') => {
+                p += 1;
+                v += char_len(value, v);
+            }
+            Some(&c) if Some(&c) == value.get(v) => {
                 p += 1;
                 v += 1;
             }
             _ => match star {
                 Some((sp, sv)) => {
+                    let next = sv + char_len(value, sv);
                     p = sp + 1;
-                    v = sv + 1;
-                    star = Some((sp, sv + 1));
+                    v = next;
+                    star = Some((sp, next));
                 }
                 None => return false,
             },

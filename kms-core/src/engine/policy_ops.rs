@@ -107,8 +107,10 @@ impl Kms {
     /// first call (AES-256, Enabled, CreatorType Service). Users may use it for cryptography
     /// but cannot disable, delete, re-alias or re-policy it.
     ///
-    /// Errors: `InvalidParameter` for a product name that does not make a valid alias.
+    /// Errors: `MissingParameter` for an empty product name, `InvalidParameter` for one that
+    /// does not make a valid alias.
     pub fn create_service_key(&self, product: &str) -> Result<KeyMetadata, KmsError> {
+        validate::required("Product", product)?;
         let alias = format!("alias/acs/{product}");
         crate::ids::validate_alias_name("Product", &alias)?;
         let _guard = self.write_guard()?;
