@@ -224,7 +224,9 @@ async fn maintenance_loop(kms: Arc<Kms>, every: Duration, mut stop: watch::Recei
                     + report.rotated_keys.len()
                     + report.expired_material_keys.len()
                     + report.expired_import_tokens;
-                if work > 0 {
+                if work == 0 {
+                    tracing::debug!(latency_us = elapsed_us(started), "maintenance: nothing due");
+                } else {
                     tracing::info!(
                         purged = report.purged_keys.len(),
                         rotated = report.rotated_keys.len(),
@@ -243,6 +245,26 @@ async fn maintenance_loop(kms: Arc<Kms>, every: Duration, mut stop: watch::Recei
 
 fn elapsed_us(started: Instant) -> u64 {
     u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX)
+}
+
+/// A caller-supplied name (action, access key id) made safe for a log line: at most 64
+/// characters, anything but ASCII letters, digits and `-_.:/` replaced by `?`, so a request
+/// cannot forge log lines.
+fn loggable(value: Option<&str>) -> String {
+    match value {
+        None | Some("") => "-".to_owned(),
+        Some(v) => v
+            .chars()
+            .take(64)
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "-_.:/".contains(c) {
+                    c
+                } else {
+                    '?'
+                }
+            })
+            .collect(),
+    }
 }
 
 /// What the request log line says about a request besides its outcome.
@@ -271,12 +293,12 @@ async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Respons
         }
     };
     tracing::info!(
-        action = %log.action.as_deref().unwrap_or("-"),
+        action = %loggable(log.action.as_deref()),
         status,
         code = %code.as_deref().unwrap_or("-"),
         latency_us = elapsed_us(started),
         request_id = %request_id,
-        access_key_id = %log.access_key_id.as_deref().unwrap_or("-"),
+        access_key_id = %loggable(log.access_key_id.as_deref()),
         "request"
     );
     let mut response = Response::new(Body::from(body));
@@ -417,5 +439,18 @@ fn one_of(
         (Some(h), _) => Ok(Some(h)),
         (None, Some(p)) => Ok(Some(p.to_owned())),
         (None, None) => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_fields_cannot_forge_lines() {
+        assert_eq!(loggable(Some("Encrypt")), "Encrypt");
+        assert_eq!(loggable(Some("x\nINFO fake=1")), "x?INFO?fake?1");
+        assert_eq!(loggable(None), "-");
+        assert_eq!(loggable(Some(&"a".repeat(100))).len(), 64);
     }
 }

@@ -185,13 +185,18 @@ impl Drop for Served {
     }
 }
 
+fn serve(data_dir: &Path, config: Option<&Path>) -> Served {
+    serve_with(data_dir, config, &[])
+}
+
 // The child is reaped by `Served`'s Drop (or the test panics and the harness exits).
 #[allow(clippy::zombie_processes)]
-fn serve(data_dir: &Path, config: Option<&Path>) -> Served {
+fn serve_with(data_dir: &Path, config: Option<&Path>, extra: &[&str]) -> Served {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_kms"));
     cmd.arg("--data-dir")
         .arg(data_dir)
         .args(["serve", "--listen", "127.0.0.1:0", "--log-json"])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     match config {
@@ -326,4 +331,24 @@ fn config_file_maps_access_keys_to_principals() {
     assert_eq!(r.error_code(), "Forbidden.NoPermission");
     served.child.kill().unwrap();
     served.child.wait().unwrap();
+}
+
+#[test]
+fn maintenance_runs_in_the_background() {
+    let dir = tempfile::tempdir().unwrap();
+    let served = serve_with(
+        &dir.path().join("data"),
+        None,
+        &["--maintenance-interval", "1", "--log-level", "debug"],
+    );
+    let mut passes = 0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while passes < 2 && std::time::Instant::now() < deadline {
+        if let Ok(line) = served.log.recv_timeout(Duration::from_secs(5)) {
+            if line.contains("maintenance") {
+                passes += 1;
+            }
+        }
+    }
+    assert!(passes >= 2, "saw {passes} maintenance passes");
 }
