@@ -201,6 +201,15 @@ pub fn public_key_der(cert: &Certificate) -> Result<Vec<u8>, KmsError> {
         .map_err(|_| KmsError::invalid("Certificate", "has a malformed public key"))
 }
 
+/// The serial number's value without the DER sign octet: `00 80` is the number 0x80, shown
+/// as `80` (as `openssl x509 -serial` does).
+fn serial_magnitude(der: &[u8]) -> &[u8] {
+    match der {
+        [0, rest @ ..] if rest.first().is_some_and(|b| b & 0x80 != 0) => rest,
+        other => other,
+    }
+}
+
 /// Extracts what DescribeCertificate shows.
 pub fn describe(cert: &Certificate) -> Result<CertificateInfo, KmsError> {
     let tbs = cert.tbs_certificate();
@@ -236,7 +245,7 @@ pub fn describe(cert: &Certificate) -> Result<CertificateInfo, KmsError> {
     Ok(CertificateInfo {
         subject: tbs.subject().to_string(),
         issuer: tbs.issuer().to_string(),
-        serial: hex(tbs.serial_number().as_bytes()),
+        serial: hex(serial_magnitude(tbs.serial_number().as_bytes())),
         not_before: secs(tbs.validity().not_before),
         not_after: secs(tbs.validity().not_after),
         signature_algorithm: signature_algorithm_name(&cert.signature_algorithm().oid),

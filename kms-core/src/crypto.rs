@@ -163,6 +163,12 @@ pub fn aead_open(
     Ok(buf)
 }
 
+/// HMAC-SHA256 (ring).
+pub fn hmac_sha256(key: &[u8], message: &[u8]) -> Vec<u8> {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key);
+    ring::hmac::sign(&key, message).as_ref().to_vec()
+}
+
 /// Constant-time equality of two secrets (lengths are not secret).
 pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     use subtle::ConstantTimeEq;
@@ -233,6 +239,16 @@ mod tests {
         .is_err());
         assert!(aead_open(AeadAlgorithm::Aes192Gcm, &[0; 5], &[0; 12], b"", &[0; 20]).is_err());
         assert!(aead_open(AeadAlgorithm::Aes128Gcm, &[0; 16], &[0; 12], b"", &[0; 3]).is_err());
+    }
+
+    #[test]
+    fn hmac_matches_rfc_4231_test_case_2() {
+        let mac = hmac_sha256(b"Jefe", b"what do ya want for nothing?");
+        let hex: String = mac.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(
+            hex,
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
     }
 
     #[test]

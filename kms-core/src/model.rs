@@ -80,6 +80,8 @@ wire_enum!(
         EcP256 => "EC_P256",
         /// ECDSA over secp256k1.
         EcP256K => "EC_P256K",
+        /// HMAC with SHA-256 (GenerateMac / VerifyMac).
+        HmacSha256 => "HMAC_SHA256",
     }
 );
 
@@ -94,9 +96,29 @@ impl KeySpec {
         }
     }
 
-    /// True for the AES specs.
+    /// True for the symmetric specs: AES and HMAC.
     pub fn is_symmetric(self) -> bool {
-        self.aead().is_some()
+        self.aead().is_some() || self == KeySpec::HmacSha256
+    }
+
+    /// Length of the material the engine generates for a symmetric spec.
+    pub fn symmetric_key_len(self) -> Option<usize> {
+        match self {
+            KeySpec::HmacSha256 => Some(32),
+            other => other.aead().map(|a| a.key_len()),
+        }
+    }
+
+    /// The usages a key of this spec may have; the first is the default.
+    pub fn allowed_usages(self) -> &'static [KeyUsage] {
+        match self {
+            KeySpec::Aes256 | KeySpec::Aes192 | KeySpec::Aes128 => &[KeyUsage::EncryptDecrypt],
+            KeySpec::Rsa2048 | KeySpec::Rsa3072 | KeySpec::Rsa4096 => {
+                &[KeyUsage::EncryptDecrypt, KeyUsage::SignVerify]
+            }
+            KeySpec::EcP256 | KeySpec::EcP256K => &[KeyUsage::SignVerify],
+            KeySpec::HmacSha256 => &[KeyUsage::GenerateVerifyMac],
+        }
     }
 }
 
@@ -107,6 +129,8 @@ wire_enum!(
         EncryptDecrypt => "ENCRYPT/DECRYPT",
         /// Sign and verify.
         SignVerify => "SIGN/VERIFY",
+        /// Generate and verify MACs (HMAC keys).
+        GenerateVerifyMac => "GENERATE/VERIFY_MAC",
     }
 );
 

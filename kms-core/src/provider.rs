@@ -74,6 +74,17 @@ pub trait KeyProvider: Send + Sync {
         ciphertext: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, KmsError>;
 
+    /// HMAC-SHA256 of `message` with an HMAC key.
+    ///
+    /// Errors: the default answers `Rejected.UnsupportedOperation`, for providers without
+    /// HMAC keys.
+    fn mac(&self, handle: &[u8], message: &[u8]) -> Result<Vec<u8>, KmsError> {
+        let _ = (handle, message);
+        Err(KmsError::UnsupportedOperation {
+            reason: "this key provider does not support HMAC keys".into(),
+        })
+    }
+
     /// The public key of an asymmetric key.
     fn public_key(&self, handle: &[u8], spec: KeySpec) -> Result<PublicKey, KmsError>;
 
@@ -138,9 +149,9 @@ impl InMemoryHsm {
 
 impl KeyProvider for InMemoryHsm {
     fn generate(&self, spec: KeySpec) -> Result<Vec<u8>, KmsError> {
-        let material = match spec.aead() {
-            Some(alg) => {
-                let mut bytes = Zeroizing::new(vec![0u8; alg.key_len()]);
+        let material = match spec.symmetric_key_len() {
+            Some(len) => {
+                let mut bytes = Zeroizing::new(vec![0u8; len]);
                 OsRandom.fill(&mut bytes)?;
                 KeyMaterial::new(bytes)
             }
@@ -206,6 +217,12 @@ impl KeyProvider for InMemoryHsm {
     ) -> Result<Zeroizing<Vec<u8>>, KmsError> {
         self.with(handle, |_, m| {
             PrivateKey::from_pkcs8(spec, m.expose())?.decrypt(alg, ciphertext)
+        })
+    }
+
+    fn mac(&self, handle: &[u8], message: &[u8]) -> Result<Vec<u8>, KmsError> {
+        self.with(handle, |_, m| {
+            Ok(crate::crypto::hmac_sha256(m.expose(), message))
         })
     }
 

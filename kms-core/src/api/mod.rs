@@ -1040,3 +1040,57 @@ mod certificates;
 mod secrets;
 pub use certificates::*;
 pub use secrets::*;
+
+request!(
+    /// GenerateMac.
+    GenerateMacRequest {
+        /// An HMAC key (its primary version computes the MAC).
+        pub key_id: String,
+        /// The message, at most 4096 bytes (Base64 on the wire).
+        #[serde(with = "base64_bytes")]
+        pub message: Vec<u8>,
+    }
+);
+
+response!(
+    /// GenerateMac's answer.
+    GenerateMacResponse {
+        /// The key id.
+        pub key_id: String,
+        /// The version that computed the MAC.
+        pub key_version_id: String,
+        /// HMAC-SHA256 of the message (Base64 on the wire).
+        #[serde(with = "base64_bytes")]
+        pub mac: Vec<u8>,
+    }
+);
+
+request!(
+    /// VerifyMac.
+    VerifyMacRequest {
+        /// The HMAC key.
+        pub key_id: String,
+        /// The message (Base64 on the wire).
+        #[serde(with = "base64_bytes")]
+        pub message: Vec<u8>,
+        /// The MAC to check (Base64 on the wire).
+        #[serde(with = "base64_bytes")]
+        pub mac: Vec<u8>,
+        /// The version to check against; every version when absent (newest first).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub key_version_id: Option<String>,
+    }
+);
+
+response!(
+    /// VerifyMac's answer.
+    VerifyMacResponse {
+        /// The key id.
+        pub key_id: String,
+        /// The version whose MAC matched (or the one asked for).
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        pub key_version_id: Option<String>,
+        /// True when the MAC is valid (constant-time comparison).
+        pub mac_valid: bool,
+    }
+);

@@ -63,9 +63,9 @@ impl Kms {
             ProtectionLevel::Hsm => Ok(KeyMaterial::new(Zeroizing::new(
                 self.hsm()?.generate(spec)?,
             ))),
-            ProtectionLevel::Software => match spec.aead() {
-                Some(alg) => {
-                    let mut bytes = Zeroizing::new(vec![0u8; alg.key_len()]);
+            ProtectionLevel::Software => match spec.symmetric_key_len() {
+                Some(len) => {
+                    let mut bytes = Zeroizing::new(vec![0u8; len]);
                     self.rng.fill(&mut bytes)?;
                     Ok(KeyMaterial::new(bytes))
                 }
@@ -200,6 +200,20 @@ impl Kms {
             ProtectionLevel::Software => {
                 Self::private_key(key, version)?.sign(alg, digest, &*self.rng)
             }
+        }
+    }
+
+    /// HMAC-SHA256 of `message` with the version's key.
+    pub(crate) fn version_mac(
+        &self,
+        key: &CachedKey,
+        version: &CachedVersion,
+        message: &[u8],
+    ) -> Result<Vec<u8>, KmsError> {
+        let material = Self::material(key, version)?;
+        match key.record.protection_level {
+            ProtectionLevel::Hsm => self.hsm()?.mac(material.expose(), message),
+            ProtectionLevel::Software => Ok(crate::crypto::hmac_sha256(material.expose(), message)),
         }
     }
 

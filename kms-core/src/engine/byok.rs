@@ -38,6 +38,31 @@ pub(crate) fn token_record_key(token: &str) -> Vec<u8> {
     format!("t/{token}").into_bytes()
 }
 
+/// Imported HMAC keys may have any length up to this (what RSAES-OAEP-SHA-256 under the
+/// RSA-2048 wrapping key carries); AES keys exactly their key length.
+pub const MAX_HMAC_IMPORT_LEN: usize = 190;
+
+fn check_import_length(spec: KeySpec, len: usize) -> Result<(), KmsError> {
+    let ok = match spec {
+        KeySpec::HmacSha256 => (1..=MAX_HMAC_IMPORT_LEN).contains(&len),
+        other => other.aead().map(|a| a.key_len()) == Some(len),
+    };
+    if ok {
+        return Ok(());
+    }
+    Err(KmsError::InvalidKeyMaterial {
+        reason: match spec {
+            KeySpec::HmacSha256 => format!(
+                "HMAC_SHA256 needs 1 to {MAX_HMAC_IMPORT_LEN} bytes of key material, got {len}"
+            ),
+            other => format!(
+                "{other} needs exactly {} bytes of key material, got {len}",
+                other.symmetric_key_len().unwrap_or(0)
+            ),
+        },
+    })
+}
+
 fn unsupported_origin(record: &KeyRecord) -> Result<(), KmsError> {
     if record.origin != Origin::External {
         return Err(KmsError::UnsupportedOrigin {
@@ -167,20 +192,7 @@ impl Kms {
                     token.algorithm
                 ),
             })?;
-        let want = record
-            .key_spec
-            .aead()
-            .map(|a| a.key_len())
-            .ok_or_else(|| KmsError::internal("an EXTERNAL key with an asymmetric spec"))?;
-        if material.len() != want {
-            return Err(KmsError::InvalidKeyMaterial {
-                reason: format!(
-                    "{} needs exactly {want} bytes of key material, got {}",
-                    record.key_spec,
-                    material.len()
-                ),
-            });
-        }
+        check_import_length(record.key_spec, material.len())?;
         let material = KeyMaterial::new(material);
         let next = lifecycle::import_material(&record, material.fingerprint(), expire)?;
 

@@ -80,22 +80,17 @@ impl Kms {
         let spec = req.key_spec.unwrap_or(KeySpec::Aes256);
         let origin = req.origin.unwrap_or(Origin::AliyunKms);
         let protection = req.protection_level.unwrap_or(ProtectionLevel::Software);
-        let usage = match (req.key_usage, spec.is_symmetric(), spec) {
-            (None, _, KeySpec::EcP256 | KeySpec::EcP256K) => KeyUsage::SignVerify,
-            (None, _, _) => KeyUsage::EncryptDecrypt,
-            (Some(KeyUsage::SignVerify), true, _) => {
+        let allowed = spec.allowed_usages();
+        let usage = match req.key_usage {
+            None => allowed.first().copied().unwrap_or(KeyUsage::EncryptDecrypt),
+            Some(u) if allowed.contains(&u) => u,
+            Some(u) => {
+                let names: Vec<&str> = allowed.iter().map(|a| a.as_str()).collect();
                 return Err(KmsError::invalid(
                     "KeyUsage",
-                    format!("{spec} keys support only ENCRYPT/DECRYPT, not SIGN/VERIFY"),
-                ))
+                    format!("{spec} keys support only {}, not {u}", names.join(" or ")),
+                ));
             }
-            (Some(KeyUsage::EncryptDecrypt), _, KeySpec::EcP256 | KeySpec::EcP256K) => {
-                return Err(KmsError::invalid(
-                    "KeyUsage",
-                    format!("{spec} keys support only SIGN/VERIFY, not ENCRYPT/DECRYPT"),
-                ))
-            }
-            (Some(u), _, _) => u,
         };
         if origin == Origin::External && !spec.is_symmetric() {
             return Err(KmsError::invalid(

@@ -22,6 +22,7 @@ mod byok;
 mod certificates;
 mod crypto_ops;
 mod keys;
+mod mac;
 mod maintenance;
 mod policy_ops;
 mod secrets;

@@ -295,9 +295,9 @@ impl Kms {
             None => self.default_secret_key()?,
         };
         let key = self.load_key(&key_id)?;
-        if !key.record.key_spec.is_symmetric() {
+        if key.record.key_spec.aead().is_none() {
             return Err(KmsError::UnsupportedOperation {
-                reason: format!("EncryptionKeyId {key_id} must be a symmetric key"),
+                reason: format!("EncryptionKeyId {key_id} must be a symmetric AES key"),
             });
         }
 
@@ -875,7 +875,7 @@ impl Kms {
         req: RotateSecretRequest,
     ) -> Result<RotateSecretResponse, KmsError> {
         secrets::validate_version_id("VersionId", &req.version_id)?;
-        self.rotate_secret_as(caller, &req.secret_name, &req.version_id)?;
+        self.rotate_secret_as(caller, &req.secret_name, &req.version_id, None)?;
         Ok(RotateSecretResponse {
             request_id: self.request_id(),
             arn: self.secret_arn(&req.secret_name),
@@ -883,15 +883,24 @@ impl Kms {
         })
     }
 
+    /// Rotates a secret now, or, for maintenance, at `scheduled` and only if it is still due
+    /// then (it may have been rotated or changed since the scan). False when not due.
     fn rotate_secret_as(
         &self,
         caller: &Caller,
         name: &str,
         version_id: &str,
-    ) -> Result<(), KmsError> {
+        scheduled: Option<UnixTime>,
+    ) -> Result<bool, KmsError> {
         let _guard = self.write_guard()?;
-        let now = self.clock.now();
+        let now = scheduled.unwrap_or_else(|| self.clock.now());
         let (rec, revision) = self.load_secret(name, now)?;
+        if scheduled.is_some()
+            && !(rec.planned_delete_time.is_none()
+                && rec.next_rotation_date.is_some_and(|t| t <= now))
+        {
+            return Ok(false);
+        }
         self.authorize_secret(caller, "kms:RotateSecret", &rec)?;
         in_delete_window(&rec)?;
         let handler = self.rotation_handler(&rec.secret_type)?;
@@ -918,7 +927,7 @@ impl Kms {
                 next.next_rotation_date = next.rotation_interval.map(|i| now.plus_secs(i));
             },
         )?;
-        Ok(())
+        Ok(true)
     }
 
     /// UpdateSecretRotationPolicy: turns automatic rotation on (with an interval of 7 to
@@ -1120,8 +1129,9 @@ impl Kms {
                 && self.rotation_handlers.contains_key(&rec.secret_type)
             {
                 let version_id = new_uuid(&*self.rng)?;
-                match self.rotate_secret_as(&owner, &rec.name, &version_id) {
-                    Ok(()) => report.rotated_secrets.push(rec.name),
+                match self.rotate_secret_as(&owner, &rec.name, &version_id, Some(now)) {
+                    Ok(true) => report.rotated_secrets.push(rec.name),
+                    Ok(false) => {}
                     Err(e) => report.failed_secret_rotations.push((rec.name, e.code())),
                 }
             }
