@@ -167,6 +167,36 @@ pub enum KmsError {
         /// The resource ARN.
         resource: String,
     },
+    /// The same tag key appears twice in one batch tagging call.
+    #[error("the tag key {tag_key} is given more than once")]
+    DuplicateTagKey {
+        /// The repeated tag key.
+        tag_key: String,
+    },
+    /// A tag key breaks the tag rules (batch tagging).
+    #[error("the tag key {tag_key:?} is invalid: {reason}")]
+    InvalidTagKey {
+        /// The tag key.
+        tag_key: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A tag value breaks the tag rules (batch tagging).
+    #[error("the tag value {tag_value:?} is invalid: {reason}")]
+    InvalidTagValue {
+        /// The tag value.
+        tag_value: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A resource named in a batch tagging call does not exist.
+    #[error("the resource {resource_id} of type {resource_type} is not found")]
+    InvalidResourceIdNotFound {
+        /// The resource type (`key` or `secret`).
+        resource_type: String,
+        /// The resource id as given.
+        resource_id: String,
+    },
     /// A DryRun request that would have succeeded.
     #[error("the request would have succeeded, but DryRun is set")]
     DryRunOperation,
@@ -238,6 +268,10 @@ impl KmsError {
             KmsError::InvalidKeyMaterial { .. } => "InvalidKeyMaterial",
             KmsError::InvalidCiphertext { .. } => "InvalidCiphertext",
             KmsError::NoPermission { .. } => "Forbidden.NoPermission",
+            KmsError::DuplicateTagKey { .. } => "Duplicate.TagKey",
+            KmsError::InvalidTagKey { .. } => "InvalidParameter.TagKey",
+            KmsError::InvalidTagValue { .. } => "InvalidParameter.TagValue",
+            KmsError::InvalidResourceIdNotFound { .. } => "InvalidResourceId.NotFound",
             KmsError::DryRunOperation => "DryRunOperationError",
             KmsError::Validation { .. } => "ValidationError",
             KmsError::AccessDenied { .. } => "AccessDeniedError",
@@ -252,7 +286,8 @@ impl KmsError {
             | KmsError::KeyVersionNotFound { .. }
             | KmsError::AliasNotFound { .. }
             | KmsError::ResourceNotFound { .. }
-            | KmsError::CertificateNotFound { .. } => 404,
+            | KmsError::CertificateNotFound { .. }
+            | KmsError::InvalidResourceIdNotFound { .. } => 404,
             KmsError::Disabled { .. }
             | KmsError::PendingDeletion { .. }
             | KmsError::PendingImport { .. }

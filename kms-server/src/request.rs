@@ -72,14 +72,68 @@ impl Params {
 
     /// The operation's parameters as the JSON object of strings that
     /// [`kms_core::wire::decode_request`] takes, without the protocol parameters.
+    ///
+    /// Alibaba's flattened lists become JSON lists, in index order: `ResourceId.1=a` and
+    /// `ResourceId.2=b` become `"ResourceId": ["a", "b"]`, and `Tag.1.Key=k`, `Tag.1.Value=v`
+    /// become `"Tag": [{"Key": "k", "Value": "v"}]`.
     pub fn operation_json(&self) -> serde_json::Value {
-        serde_json::Value::Object(
-            self.0
-                .iter()
-                .filter(|(n, _)| !PROTOCOL_PARAMETERS.contains(&n.as_str()))
-                .map(|(n, v)| (n.clone(), serde_json::Value::String(v.clone())))
-                .collect(),
-        )
+        use serde_json::Value;
+        let mut out = serde_json::Map::new();
+        let mut lists: std::collections::BTreeMap<&str, std::collections::BTreeMap<u32, Value>> =
+            std::collections::BTreeMap::new();
+        for (name, value) in self
+            .0
+            .iter()
+            .filter(|(n, _)| !PROTOCOL_PARAMETERS.contains(&n.as_str()))
+        {
+            match split_flattened(name) {
+                Some((base, index, field)) => {
+                    let slot = lists
+                        .entry(base)
+                        .or_default()
+                        .entry(index)
+                        .or_insert(Value::Null);
+                    match field {
+                        None => *slot = Value::String(value.clone()),
+                        Some(field) => {
+                            if !slot.is_object() {
+                                *slot = Value::Object(serde_json::Map::new());
+                            }
+                            if let Value::Object(m) = slot {
+                                m.insert(field.to_owned(), Value::String(value.clone()));
+                            }
+                        }
+                    }
+                }
+                None => {
+                    out.insert(name.clone(), Value::String(value.clone()));
+                }
+            }
+        }
+        for (base, items) in lists {
+            out.entry(base.to_owned())
+                .or_insert_with(|| Value::Array(items.into_values().collect()));
+        }
+        Value::Object(out)
+    }
+}
+
+/// `Name.N` or `Name.N.Field` (N from 1) → (Name, N, Field).
+fn split_flattened(name: &str) -> Option<(&str, u32, Option<&str>)> {
+    let mut parts = name.splitn(3, '.');
+    let base = parts.next().filter(|b| !b.is_empty())?;
+    let index: u32 = parts
+        .next()
+        .filter(|i| !i.is_empty() && i.bytes().all(|c| c.is_ascii_digit()))?
+        .parse()
+        .ok()
+        .filter(|i| *i >= 1)?;
+    match parts.next() {
+        None => Some((base, index, None)),
+        Some(field) if !field.is_empty() && !field.contains('.') => {
+            Some((base, index, Some(field)))
+        }
+        Some(_) => None,
     }
 }
 
@@ -189,6 +243,30 @@ mod tests {
         let q = parse_form("QueryString", b"KeyId=a").unwrap();
         let b = parse_form("Body", b"KeyId=b").unwrap();
         assert!(merge(&q, &b).unwrap_err().message.contains("KeyId"));
+    }
+
+    #[test]
+    fn flattened_lists_become_json_lists_in_index_order() {
+        let p = parse_form(
+            "QueryString",
+            b"ResourceType=key&ResourceId.2=b&ResourceId.1=a&Tag.1.Key=k1&Tag.1.Value=v1&Tag.2.Key=k2&TagKey.1=x",
+        )
+        .unwrap();
+        assert_eq!(
+            p.operation_json(),
+            serde_json::json!({
+                "ResourceType": "key",
+                "ResourceId": ["a", "b"],
+                "Tag": [{"Key": "k1", "Value": "v1"}, {"Key": "k2"}],
+                "TagKey": ["x"],
+            })
+        );
+        // Names that only look flattened stay as they are.
+        let q = parse_form("QueryString", b"A.0=x&B.x=y&C.1.d.e=z&.1=w").unwrap();
+        assert_eq!(
+            q.operation_json(),
+            serde_json::json!({"A.0": "x", "B.x": "y", "C.1.d.e": "z", ".1": "w"})
+        );
     }
 
     #[test]

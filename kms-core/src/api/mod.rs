@@ -1094,3 +1094,125 @@ response!(
         pub mac_valid: bool,
     }
 );
+
+/// A tag in the batch tagging calls (`Tag.N.Key`, `Tag.N.Value` on the wire).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct TagKeyValue {
+    /// Tag key.
+    pub key: String,
+    /// Tag value.
+    #[serde(default)]
+    pub value: String,
+}
+
+request!(
+    /// TagResources: the same tags on up to 50 resources, all or nothing.
+    TagResourcesRequest {
+        /// `key` or `secret`.
+        pub resource_type: String,
+        /// Key ids (or aliases/ARNs) or secret names (`ResourceId.N` on the wire).
+        #[serde(with = "json_text")]
+        pub resource_id: Vec<String>,
+        /// Up to 20 tags (`Tag.N.Key` / `Tag.N.Value` on the wire).
+        #[serde(with = "json_text")]
+        pub tag: Vec<TagKeyValue>,
+    }
+);
+
+request!(
+    /// UntagResources: removes tag keys from up to 50 resources, all or nothing.
+    UntagResourcesRequest {
+        /// `key` or `secret`.
+        pub resource_type: String,
+        /// The resources (`ResourceId.N`).
+        #[serde(with = "json_text")]
+        pub resource_id: Vec<String>,
+        /// Up to 20 tag keys (`TagKey.N`).
+        #[serde(with = "json_text")]
+        pub tag_key: Vec<String>,
+        /// Remove every tag (instead of TagKey.N).
+        #[serde(with = "lenient_bool", skip_serializing_if = "Option::is_none")]
+        pub all: Option<bool>,
+    }
+);
+
+request!(
+    /// ListTagResources: the tags of the named resources, or the resources carrying the
+    /// given tags.
+    ListTagResourcesRequest {
+        /// `key` or `secret`.
+        pub resource_type: String,
+        /// The resources (`ResourceId.N`), up to 50.
+        #[serde(with = "json_text")]
+        pub resource_id: Vec<String>,
+        /// Tags to match (`Tag.N.Key`, optional `Tag.N.Value`), up to 20.
+        #[serde(with = "json_text")]
+        pub tag: Vec<TagKeyValue>,
+        /// From a previous answer.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub next_token: Option<String>,
+        /// Page size, 1 to 100 (default 20).
+        #[serde(with = "lenient_int", skip_serializing_if = "Option::is_none")]
+        pub max_results: Option<i64>,
+    }
+);
+
+/// One (resource, tag) pair of ListTagResources.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct TagResourceEntry {
+    /// `key` or `secret`.
+    pub resource_type: String,
+    /// Key id or secret name.
+    pub resource_id: String,
+    /// Tag key.
+    pub tag_key: String,
+    /// Tag value.
+    pub tag_value: String,
+}
+
+/// `TagResources: {TagResource: [...]}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TagResourceList {
+    /// The pairs.
+    #[serde(rename = "TagResource")]
+    pub tag_resource: Vec<TagResourceEntry>,
+}
+
+response!(
+    /// ListTagResources' answer.
+    ListTagResourcesResponse {
+        /// This page's pairs, by resource then tag key.
+        pub tag_resources: TagResourceList,
+        /// Pass back for the next page; absent on the last page.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        pub next_token: Option<String>,
+    }
+);
+
+request!(
+    /// EnableDefaultKey: turns on the engine's one default CMK.
+    EnableDefaultKeyRequest {
+        /// The alias the default key gets (required).
+        pub alias_name: String,
+        /// Description.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub description: Option<String>,
+        /// Material source: `Aliyun_KMS` (default, the engine makes it) or `EXTERNAL`
+        /// (imported afterwards with GetParametersForImport / ImportKeyMaterial).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub origin: Option<Origin>,
+    }
+);
+
+response!(
+    /// DescribeDefaultKey's and EnableDefaultKey's answer.
+    DefaultKeyResponse {
+        /// `NotEnabled` until the owner enables it, then `Enabled`.
+        pub status: String,
+        /// The default key, once enabled.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        pub key_metadata: Option<KeyMetadata>,
+    }
+);

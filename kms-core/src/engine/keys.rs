@@ -77,6 +77,21 @@ impl Kms {
         caller: &Caller,
         req: CreateKeyRequest,
     ) -> Result<CreateKeyResponse, KmsError> {
+        let cached = self.create_key_with(caller, req, |_, _| Ok(()))?;
+        Ok(CreateKeyResponse {
+            request_id: self.request_id(),
+            key_metadata: self.metadata(&cached),
+        })
+    }
+
+    /// CreateKey's work; `extra` may amend the new record and add writes to the same atomic
+    /// batch (the default key's alias and marker).
+    pub(crate) fn create_key_with(
+        &self,
+        caller: &Caller,
+        req: CreateKeyRequest,
+        extra: impl FnOnce(&mut KeyRecord, &mut Batch) -> Result<(), KmsError>,
+    ) -> Result<Arc<CachedKey>, KmsError> {
         let spec = req.key_spec.unwrap_or(KeySpec::Aes256);
         let origin = req.origin.unwrap_or(Origin::AliyunKms);
         let protection = req.protection_level.unwrap_or(ProtectionLevel::Software);
@@ -160,7 +175,7 @@ impl Kms {
                 Some(self.generate_material(spec, protection)?)
             },
         };
-        let record = KeyRecord {
+        let mut record = KeyRecord {
             key_id: key_id.clone(),
             creation_date: now,
             creator: caller.account_id.clone(),
@@ -193,24 +208,23 @@ impl Kms {
         let kk = key_record_key(&key_id);
         let vk = version_record_key(&key_id, &version_id);
         let mut batch = Batch::new();
-        batch.put_if(kk.clone(), self.encode(&kk, &record)?, Precondition::Absent);
-        batch.put_if(
-            vk.clone(),
-            self.encode(&vk, &version)?,
-            Precondition::Absent,
-        );
-        if let Err(e) = self.commit(batch) {
+        let written = extra(&mut record, &mut batch).and_then(|()| {
+            batch.put_if(kk.clone(), self.encode(&kk, &record)?, Precondition::Absent);
+            batch.put_if(
+                vk.clone(),
+                self.encode(&vk, &version)?,
+                Precondition::Absent,
+            );
+            self.commit(batch)
+        });
+        if let Err(e) = written {
             // Nothing refers to the provider's new material: destroy it, not orphan it.
             if protection == ProtectionLevel::Hsm {
                 self.destroy_handle(version.material.as_ref());
             }
             return Err(e);
         }
-        let cached = self.cache_put(record, vec![version])?;
-        Ok(CreateKeyResponse {
-            request_id: self.request_id(),
-            key_metadata: self.metadata(&cached),
-        })
+        self.cache_put(record, vec![version])
     }
 
     /// DescribeKey. Works in every state.

@@ -18,9 +18,11 @@
 mod aliases;
 mod asymmetric;
 mod backend;
+mod batch_tags;
 mod byok;
 mod certificates;
 mod crypto_ops;
+mod default_key;
 mod keys;
 mod mac;
 mod maintenance;

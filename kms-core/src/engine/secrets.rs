@@ -56,7 +56,7 @@ struct NewVersion<'a> {
     stages: &'a [String],
 }
 
-fn secret_record_key(name: &str) -> Vec<u8> {
+pub(crate) fn secret_record_key(name: &str) -> Vec<u8> {
     format!("s/{name}").into_bytes()
 }
 
@@ -93,7 +93,7 @@ fn not_found(name: &str) -> KmsError {
     }
 }
 
-fn in_delete_window(rec: &SecretRecord) -> Result<(), KmsError> {
+pub(crate) fn in_delete_window(rec: &SecretRecord) -> Result<(), KmsError> {
     if rec.planned_delete_time.is_some() {
         return Err(KmsError::ResourceInDeleteWindow {
             resource: rec.name.clone(),
@@ -123,14 +123,14 @@ fn tag_list(tags: &BTreeMap<String, String>) -> TagList {
 }
 
 impl Kms {
-    fn secret_arn(&self, name: &str) -> String {
+    pub(crate) fn secret_arn(&self, name: &str) -> String {
         format!(
             "acs:kms:{}:{}:secret/{}",
             self.scope.region, self.scope.account_id, name
         )
     }
 
-    fn authorize_secret(
+    pub(crate) fn authorize_secret(
         &self,
         caller: &Caller,
         action: &'static str,
@@ -149,7 +149,11 @@ impl Kms {
     }
 
     /// The live secret and its revision; a secret past its recovery window is gone.
-    fn load_secret(&self, name: &str, now: UnixTime) -> Result<(SecretRecord, u64), KmsError> {
+    pub(crate) fn load_secret(
+        &self,
+        name: &str,
+        now: UnixTime,
+    ) -> Result<(SecretRecord, u64), KmsError> {
         secrets::validate_name(name)?;
         match self.read::<SecretRecord>(&secret_record_key(name))? {
             Some((rec, _)) if rec.is_purged(now) => Err(not_found(name)),
@@ -241,10 +245,13 @@ impl Kms {
             })
     }
 
-    /// The CMK a secret uses when CreateSecret names none: the service key
-    /// `alias/acs/secretsmanager`.
+    /// The CMK a secret uses when CreateSecret names none: the engine's default key when the
+    /// owner enabled it, else the service key `alias/acs/secretsmanager`.
     fn default_secret_key(&self) -> Result<String, KmsError> {
-        Ok(self.create_service_key("secretsmanager")?.key_id)
+        match self.default_key_id()? {
+            Some(id) => Ok(id),
+            None => Ok(self.create_service_key("secretsmanager")?.key_id),
+        }
     }
 
     /// CreateSecret: a secret with its first version (stage ACSCurrent).

@@ -1,0 +1,403 @@
+//! Batch tagging: TagResources, UntagResources, ListTagResources over keys or secrets.
+//!
+//! Every named resource is read, checked and changed in memory first; then one storage batch
+//! (each record guarded by its revision) applies all of it, or nothing.
+
+use std::collections::BTreeMap;
+
+use base64::Engine;
+
+use super::secrets::{in_delete_window, secret_record_key};
+use super::{key_record_key, Kms};
+use crate::api::*;
+use crate::auth::{Action, Caller};
+use crate::error::KmsError;
+use crate::lifecycle;
+use crate::model::KeyRecord;
+use crate::secrets::SecretRecord;
+use crate::storage::{Batch, Precondition};
+use crate::validate;
+
+/// Most resources one batch call names.
+pub const MAX_RESOURCES: usize = 50;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Key,
+    Secret,
+}
+
+impl Kind {
+    fn parse(s: &str) -> Result<Self, KmsError> {
+        match s {
+            "key" => Ok(Kind::Key),
+            "secret" => Ok(Kind::Secret),
+            "" => Err(KmsError::missing("ResourceType")),
+            other => Err(KmsError::invalid(
+                "ResourceType",
+                format!("{other:?} is not one of key, secret"),
+            )),
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Key => "key",
+            Kind::Secret => "secret",
+        }
+    }
+}
+
+fn check_ids(ids: &[String], required: bool) -> Result<(), KmsError> {
+    if required && ids.is_empty() {
+        return Err(KmsError::missing("ResourceId"));
+    }
+    if ids.len() > MAX_RESOURCES {
+        return Err(KmsError::invalid(
+            "ResourceId",
+            format!(
+                "at most {MAX_RESOURCES} resources per call, got {}",
+                ids.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn reason(e: KmsError) -> String {
+    match e {
+        KmsError::InvalidParameter { reason, .. } => reason,
+        other => other.to_string(),
+    }
+}
+
+/// Validates the tags of TagResources with the batch error codes.
+fn check_tags(tags: &[TagKeyValue]) -> Result<BTreeMap<String, String>, KmsError> {
+    if tags.is_empty() {
+        return Err(KmsError::missing("Tag"));
+    }
+    if tags.len() > validate::MAX_TAGS {
+        return Err(KmsError::invalid(
+            "Tag",
+            format!(
+                "at most {} tags per call, got {}",
+                validate::MAX_TAGS,
+                tags.len()
+            ),
+        ));
+    }
+    let mut map = BTreeMap::new();
+    for t in tags {
+        validate::tag_key("Tag", &t.key).map_err(|e| KmsError::InvalidTagKey {
+            tag_key: t.key.clone(),
+            reason: reason(e),
+        })?;
+        validate::tag_value("Tag", &t.value).map_err(|e| KmsError::InvalidTagValue {
+            tag_value: t.value.clone(),
+            reason: reason(e),
+        })?;
+        if map.insert(t.key.clone(), t.value.clone()).is_some() {
+            return Err(KmsError::DuplicateTagKey {
+                tag_key: t.key.clone(),
+            });
+        }
+    }
+    Ok(map)
+}
+
+/// A resource read for a batch change.
+enum Target {
+    Key(KeyRecord, u64),
+    Secret(SecretRecord, u64),
+}
+
+impl Kms {
+    /// Reads one resource of a batch call (write lock held) and checks the caller may
+    /// `action` it and its state allows tag changes.
+    fn batch_target(
+        &self,
+        caller: &Caller,
+        kind: Kind,
+        id: &str,
+        action: &'static str,
+    ) -> Result<Target, KmsError> {
+        let now = self.clock.now();
+        let not_found = || KmsError::InvalidResourceIdNotFound {
+            resource_type: kind.as_str().to_owned(),
+            resource_id: id.to_owned(),
+        };
+        match kind {
+            Kind::Key => {
+                let key_id = match self.resolve_key_id("ResourceId", id) {
+                    Ok(k) => k,
+                    Err(KmsError::KeyNotFound { .. } | KmsError::AliasNotFound { .. }) => {
+                        return Err(not_found())
+                    }
+                    Err(e) => return Err(e),
+                };
+                let (record, revision) = match self.load_for_update(&key_id, id, now) {
+                    Ok(r) => r,
+                    Err(KmsError::KeyNotFound { .. }) => return Err(not_found()),
+                    Err(e) => return Err(e),
+                };
+                self.authorize_record(caller, Action::new(action), &record)?;
+                lifecycle::check_not_service_key(&record)?;
+                lifecycle::check_usable(&record, lifecycle::Usage::MetadataUpdate)?;
+                Ok(Target::Key(record, revision))
+            }
+            Kind::Secret => {
+                let (rec, revision) = match self.load_secret(id, now) {
+                    Ok(r) => r,
+                    Err(KmsError::ResourceNotFound { .. }) => return Err(not_found()),
+                    Err(e) => return Err(e),
+                };
+                self.authorize_secret(caller, action, &rec)?;
+                in_delete_window(&rec)?;
+                Ok(Target::Secret(rec, revision))
+            }
+        }
+    }
+
+    /// Applies `change` to the tags of every named resource in one atomic batch.
+    fn batch_change(
+        &self,
+        caller: &Caller,
+        kind: Kind,
+        ids: &[String],
+        action: &'static str,
+        change: impl Fn(&mut BTreeMap<String, String>) -> Result<(), KmsError>,
+    ) -> Result<(), KmsError> {
+        let _guard = self.write_guard()?;
+        let now = self.clock.now();
+        let mut batch = Batch::new();
+        let mut keys = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for id in ids {
+            let target = self.batch_target(caller, kind, id, action)?;
+            match target {
+                Target::Key(mut record, revision) => {
+                    if !seen.insert(record.key_id.clone()) {
+                        continue;
+                    }
+                    change(&mut record.tags)?;
+                    let kk = key_record_key(&record.key_id);
+                    batch.put_if(
+                        kk.clone(),
+                        self.encode(&kk, &record)?,
+                        Precondition::Revision(revision),
+                    );
+                    keys.push(record);
+                }
+                Target::Secret(mut rec, revision) => {
+                    if !seen.insert(rec.name.clone()) {
+                        continue;
+                    }
+                    change(&mut rec.tags)?;
+                    rec.updated = now;
+                    let sk = secret_record_key(&rec.name);
+                    batch.put_if(
+                        sk.clone(),
+                        self.encode(&sk, &rec)?,
+                        Precondition::Revision(revision),
+                    );
+                }
+            }
+        }
+        self.commit(batch)?;
+        for record in keys {
+            self.cache_put(record, Vec::new())?;
+        }
+        Ok(())
+    }
+
+    /// TagResources: sets up to 20 tags on up to 50 keys or secrets, all or nothing.
+    ///
+    /// Errors: `Duplicate.TagKey`, `InvalidParameter.TagKey`, `InvalidParameter.TagValue`,
+    /// `InvalidResourceId.NotFound`, `Rejected.LimitExceeded` (20 tags per resource), the
+    /// state errors; on any error nothing changes.
+    pub fn tag_resources(
+        &self,
+        caller: &Caller,
+        req: TagResourcesRequest,
+    ) -> Result<EmptyResponse, KmsError> {
+        let kind = Kind::parse(&req.resource_type)?;
+        check_ids(&req.resource_id, true)?;
+        let tags = check_tags(&req.tag)?;
+        self.batch_change(caller, kind, &req.resource_id, "kms:TagResources", |t| {
+            lifecycle::merge_tags(t, &tags)
+        })?;
+        Ok(EmptyResponse {
+            request_id: self.request_id(),
+        })
+    }
+
+    /// UntagResources: removes tag keys (or, with All, every tag) from up to 50 keys or
+    /// secrets, all or nothing.
+    ///
+    /// Errors: `InvalidParameter.TagKey`, `InvalidResourceId.NotFound`, the state errors.
+    pub fn untag_resources(
+        &self,
+        caller: &Caller,
+        req: UntagResourcesRequest,
+    ) -> Result<EmptyResponse, KmsError> {
+        let kind = Kind::parse(&req.resource_type)?;
+        check_ids(&req.resource_id, true)?;
+        let all = req.all.unwrap_or(false);
+        if !all && req.tag_key.is_empty() {
+            return Err(KmsError::missing("TagKey"));
+        }
+        if req.tag_key.len() > validate::MAX_TAGS {
+            return Err(KmsError::invalid(
+                "TagKey",
+                format!("at most {} tag keys per call", validate::MAX_TAGS),
+            ));
+        }
+        for k in &req.tag_key {
+            validate::tag_key("TagKey", k).map_err(|e| KmsError::InvalidTagKey {
+                tag_key: k.clone(),
+                reason: reason(e),
+            })?;
+        }
+        self.batch_change(caller, kind, &req.resource_id, "kms:UntagResources", |t| {
+            if all {
+                t.clear();
+            } else {
+                for k in &req.tag_key {
+                    t.remove(k);
+                }
+            }
+            Ok(())
+        })?;
+        Ok(EmptyResponse {
+            request_id: self.request_id(),
+        })
+    }
+
+    /// ListTagResources: (resource, tag) pairs of the named resources, or of every resource
+    /// of the type carrying one of the given tags; paged with NextToken.
+    ///
+    /// Errors: `MissingParameter` (neither ResourceId nor Tag), `InvalidParameter`
+    /// (NextToken, MaxResults), `InvalidResourceId.NotFound`.
+    pub fn list_tag_resources(
+        &self,
+        caller: &Caller,
+        req: ListTagResourcesRequest,
+    ) -> Result<ListTagResourcesResponse, KmsError> {
+        let kind = Kind::parse(&req.resource_type)?;
+        check_ids(&req.resource_id, false)?;
+        if req.resource_id.is_empty() && req.tag.is_empty() {
+            return Err(KmsError::missing("ResourceId"));
+        }
+        if req.tag.len() > validate::MAX_TAGS {
+            return Err(KmsError::invalid(
+                "Tag",
+                format!("at most {} tags per call", validate::MAX_TAGS),
+            ));
+        }
+        let size = match req.max_results {
+            None => 20,
+            Some(n) if (1..=100).contains(&n) => usize::try_from(n).unwrap_or(20),
+            Some(n) => {
+                return Err(KmsError::invalid(
+                    "MaxResults",
+                    format!("{n} is outside 1 to 100"),
+                ))
+            }
+        };
+        let offset = match req.next_token.as_deref().filter(|t| !t.is_empty()) {
+            None => 0,
+            Some(t) => base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(t)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .and_then(|s| {
+                    s.strip_prefix("offset:")
+                        .and_then(|n| n.parse::<usize>().ok())
+                })
+                .ok_or_else(|| KmsError::invalid("NextToken", "is not a token of this call"))?,
+        };
+        let now = self.clock.now();
+        // (resource id, tags) of every resource in scope.
+        let mut resources: Vec<(String, BTreeMap<String, String>)> = Vec::new();
+        if req.resource_id.is_empty() {
+            match kind {
+                Kind::Key => {
+                    self.authorize_account(caller, Action::new("kms:ListTagResources"), None)?;
+                    for (_, r, _) in self.scan_all::<KeyRecord>(b"k/")? {
+                        if !lifecycle::is_purged(&r, now) {
+                            resources.push((r.key_id, r.tags));
+                        }
+                    }
+                }
+                Kind::Secret => {
+                    self.authorize_account(caller, Action::new("kms:ListTagResources"), None)?;
+                    for (_, r, _) in self.scan_all::<SecretRecord>(b"s/")? {
+                        if !r.is_purged(now) {
+                            resources.push((r.name, r.tags));
+                        }
+                    }
+                }
+            }
+        } else {
+            for id in &req.resource_id {
+                let not_found = || KmsError::InvalidResourceIdNotFound {
+                    resource_type: kind.as_str().to_owned(),
+                    resource_id: id.clone(),
+                };
+                match kind {
+                    Kind::Key => {
+                        let key = match self.live_key("ResourceId", id, now) {
+                            Ok(k) => k,
+                            Err(KmsError::KeyNotFound { .. } | KmsError::AliasNotFound { .. }) => {
+                                return Err(not_found())
+                            }
+                            Err(e) => return Err(e),
+                        };
+                        self.authorize(caller, Action::new("kms:ListTagResources"), Some(&key))?;
+                        resources.push((key.record.key_id.clone(), key.record.tags.clone()));
+                    }
+                    Kind::Secret => {
+                        let (rec, _) = match self.load_secret(id, now) {
+                            Ok(r) => r,
+                            Err(KmsError::ResourceNotFound { .. }) => return Err(not_found()),
+                            Err(e) => return Err(e),
+                        };
+                        self.authorize_secret(caller, "kms:ListTagResources", &rec)?;
+                        resources.push((rec.name, rec.tags));
+                    }
+                }
+            }
+        }
+        resources.sort_by(|a, b| a.0.cmp(&b.0));
+        resources.dedup_by(|a, b| a.0 == b.0);
+        let wanted = |k: &str, v: &str| {
+            req.tag.is_empty()
+                || req
+                    .tag
+                    .iter()
+                    .any(|t| t.key == k && (t.value.is_empty() || t.value == v))
+        };
+        let pairs: Vec<TagResourceEntry> = resources
+            .into_iter()
+            .flat_map(|(id, tags)| tags.into_iter().map(move |(k, v)| (id.clone(), k, v)))
+            .filter(|(_, k, v)| wanted(k, v))
+            .map(|(resource_id, tag_key, tag_value)| TagResourceEntry {
+                resource_type: kind.as_str().to_owned(),
+                resource_id,
+                tag_key,
+                tag_value,
+            })
+            .collect();
+        let end = offset.saturating_add(size);
+        let next_token = (end < pairs.len()).then(|| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("offset:{end}"))
+        });
+        Ok(ListTagResourcesResponse {
+            request_id: self.request_id(),
+            tag_resources: TagResourceList {
+                tag_resource: pairs.into_iter().skip(offset).take(size).collect(),
+            },
+            next_token,
+        })
+    }
+}
