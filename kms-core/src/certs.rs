@@ -7,7 +7,7 @@ use std::str::FromStr;
 use der::{Decode, Encode, EncodePem};
 use spki::{EncodePublicKey, SubjectPublicKeyInfoOwned};
 use x509_cert::builder::Builder;
-use x509_cert::ext::pkix::name::GeneralName;
+use x509_cert::ext::pkix::name::{DirectoryString, GeneralName};
 use x509_cert::ext::pkix::{SubjectAltName, SubjectKeyIdentifier};
 use x509_cert::name::Name;
 use x509_cert::request::RequestBuilder;
@@ -33,15 +33,23 @@ pub fn parse_subject(subject: &str) -> Result<Name, KmsError> {
             format!("is not an RFC 2253 distinguished name: {e}"),
         )
     })?;
-    let present = |r: der::Result<Option<_>>| matches!(r, Ok(Some(_)));
+    // A required attribute with an empty (or blank) value is as good as missing; X.520
+    // strings are at least one character.
+    let text = |r: der::Result<Option<DirectoryString>>| {
+        r.ok()
+            .flatten()
+            .map(|v| v.value().trim().to_owned())
+            .filter(|v| !v.is_empty())
+    };
+    let country = name.country().ok().flatten().map(|c| c.as_str().to_owned());
     let missing: Vec<&str> = [
-        ("CN", present(name.common_name().map(|o| o.map(|_| ())))),
-        ("C", present(name.country().map(|o| o.map(|_| ())))),
-        ("O", present(name.organization().map(|o| o.map(|_| ())))),
+        ("CN", text(name.common_name()).is_some()),
         (
-            "OU",
-            present(name.organization_unit().map(|o| o.map(|_| ()))),
+            "C",
+            country.as_deref().is_some_and(|c| !c.trim().is_empty()),
         ),
+        ("O", text(name.organization()).is_some()),
+        ("OU", text(name.organization_unit()).is_some()),
     ]
     .iter()
     .filter(|(_, ok)| !ok)
@@ -51,6 +59,14 @@ pub fn parse_subject(subject: &str) -> Result<Name, KmsError> {
         return Err(KmsError::invalid(
             "Subject",
             format!("must name CN, C, O and OU; missing {}", missing.join(", ")),
+        ));
+    }
+    // countryName is a two-letter code (X.520: PrintableString (SIZE (2))).
+    if let Some(c) = country.filter(|c| c.len() != 2 || !c.bytes().all(|b| b.is_ascii_alphabetic()))
+    {
+        return Err(KmsError::invalid(
+            "Subject",
+            format!("C must be a two-letter country code, got {c:?}"),
         ));
     }
     Ok(name)
@@ -175,12 +191,46 @@ fn bad_pem(param: &'static str) -> KmsError {
     KmsError::invalid(param, "is not a PEM X.509 certificate")
 }
 
+/// The PEM blocks of `text` re-wrapped as RFC 7468's strict grammar wants them (64-column
+/// lines, no blanks), for PEM that lax writers make and openssl reads: 76-column (MIME) or
+/// unwrapped lines, trailing spaces. `None` when there is no complete BEGIN..END block.
+fn lax_pem(text: &str) -> Option<String> {
+    let mut out = String::new();
+    let mut body: Option<String> = None;
+    let mut blocks = 0;
+    for line in text.lines().map(str::trim) {
+        if line.starts_with("-----BEGIN ") && line.ends_with("-----") {
+            out.push_str(line);
+            out.push('\n');
+            body = Some(String::new());
+        } else if line.starts_with("-----END ") && line.ends_with("-----") {
+            let b = body.take()?;
+            if !b.is_ascii() {
+                return None;
+            }
+            for chunk in b.as_bytes().chunks(64) {
+                out.push_str(std::str::from_utf8(chunk).ok()?);
+                out.push('\n');
+            }
+            out.push_str(line);
+            out.push('\n');
+            blocks += 1;
+        } else if let Some(b) = body.as_mut() {
+            b.extend(line.chars().filter(|c| !c.is_whitespace()));
+        }
+    }
+    (blocks > 0 && body.is_none()).then_some(out)
+}
+
 /// Parses one PEM certificate.
 ///
 /// Errors: `InvalidParameter` naming `param`.
 pub fn parse_certificate(param: &'static str, pem: &str) -> Result<Certificate, KmsError> {
     use der::DecodePem;
-    Certificate::from_pem(pem.trim().as_bytes()).map_err(|_| bad_pem(param))
+    Certificate::from_pem(pem.trim().as_bytes())
+        .ok()
+        .or_else(|| Certificate::from_pem(lax_pem(pem)?.as_bytes()).ok())
+        .ok_or_else(|| bad_pem(param))
 }
 
 /// Parses a PEM chain (one or more certificates; empty text is an empty chain).
@@ -190,7 +240,11 @@ pub fn parse_chain(pem: &str) -> Result<Vec<Certificate>, KmsError> {
     if pem.trim().is_empty() {
         return Ok(Vec::new());
     }
-    Certificate::load_pem_chain(pem.trim().as_bytes()).map_err(|_| bad_pem("CertificateChain"))
+    Certificate::load_pem_chain(pem.trim().as_bytes())
+        .ok()
+        .or_else(|| Certificate::load_pem_chain(lax_pem(pem)?.as_bytes()).ok())
+        .filter(|chain| !chain.is_empty())
+        .ok_or_else(|| bad_pem("CertificateChain"))
 }
 
 /// The DER SubjectPublicKeyInfo of a certificate.
