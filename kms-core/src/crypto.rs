@@ -43,6 +43,8 @@ pub enum AeadAlgorithm {
     Aes192Gcm = 2,
     /// AES-256-GCM (ring).
     Aes256Gcm = 3,
+    /// AES-256-GCM performed by an external key store; never by the engine.
+    ExternalAes256Gcm = 4,
 }
 
 impl AeadAlgorithm {
@@ -51,7 +53,7 @@ impl AeadAlgorithm {
         match self {
             AeadAlgorithm::Aes128Gcm => 16,
             AeadAlgorithm::Aes192Gcm => 24,
-            AeadAlgorithm::Aes256Gcm => 32,
+            AeadAlgorithm::Aes256Gcm | AeadAlgorithm::ExternalAes256Gcm => 32,
         }
     }
 
@@ -61,6 +63,7 @@ impl AeadAlgorithm {
             1 => Some(AeadAlgorithm::Aes128Gcm),
             2 => Some(AeadAlgorithm::Aes192Gcm),
             3 => Some(AeadAlgorithm::Aes256Gcm),
+            4 => Some(AeadAlgorithm::ExternalAes256Gcm),
             _ => None,
         }
     }
@@ -77,11 +80,19 @@ type Aes192Gcm = aes_gcm::AesGcm<aes_gcm::aes::Aes192, aes_gcm::aead::consts::U1
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AeadError;
 
-fn ring_alg(alg: AeadAlgorithm) -> Option<&'static ring::aead::Algorithm> {
+/// Which implementation performs an algorithm in the engine.
+enum Engine {
+    Ring(&'static ring::aead::Algorithm),
+    Aes192,
+}
+
+fn engine_for(alg: AeadAlgorithm) -> Result<Engine, AeadError> {
     match alg {
-        AeadAlgorithm::Aes128Gcm => Some(&ring::aead::AES_128_GCM),
-        AeadAlgorithm::Aes256Gcm => Some(&ring::aead::AES_256_GCM),
-        AeadAlgorithm::Aes192Gcm => None,
+        AeadAlgorithm::Aes128Gcm => Ok(Engine::Ring(&ring::aead::AES_128_GCM)),
+        AeadAlgorithm::Aes256Gcm => Ok(Engine::Ring(&ring::aead::AES_256_GCM)),
+        AeadAlgorithm::Aes192Gcm => Ok(Engine::Aes192),
+        // The engine never holds an external key's material.
+        AeadAlgorithm::ExternalAes256Gcm => Err(AeadError),
     }
 }
 
@@ -101,8 +112,8 @@ pub fn aead_seal(
         return Err(AeadError);
     }
     let body = buf.get_mut(start..).ok_or(AeadError)?;
-    match ring_alg(alg) {
-        Some(ring_alg) => {
+    match engine_for(alg)? {
+        Engine::Ring(ring_alg) => {
             let key = ring::aead::LessSafeKey::new(
                 ring::aead::UnboundKey::new(ring_alg, key).map_err(|_| AeadError)?,
             );
@@ -115,7 +126,7 @@ pub fn aead_seal(
                 .map_err(|_| AeadError)?;
             buf.extend_from_slice(tag.as_ref());
         }
-        None => {
+        Engine::Aes192 => {
             let cipher = Aes192Gcm::new_from_slice(key).map_err(|_| AeadError)?;
             let tag = cipher
                 .encrypt_in_place_detached(nonce.into(), aad, body)
@@ -138,8 +149,8 @@ pub fn aead_open(
         return Err(AeadError);
     }
     let mut buf = Zeroizing::new(ciphertext_and_tag.to_vec());
-    match ring_alg(alg) {
-        Some(ring_alg) => {
+    match engine_for(alg)? {
+        Engine::Ring(ring_alg) => {
             let key = ring::aead::LessSafeKey::new(
                 ring::aead::UnboundKey::new(ring_alg, key).map_err(|_| AeadError)?,
             );
@@ -153,7 +164,7 @@ pub fn aead_open(
                 .len();
             buf.truncate(len);
         }
-        None => {
+        Engine::Aes192 => {
             let cipher = Aes192Gcm::new_from_slice(key).map_err(|_| AeadError)?;
             cipher
                 .decrypt_in_place(nonce.into(), aad, &mut *buf)

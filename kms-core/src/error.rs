@@ -197,6 +197,21 @@ pub enum KmsError {
         /// The resource id as given.
         resource_id: String,
     },
+    /// The external key store (its proxy) cannot be reached, timed out, or answered
+    /// something malformed. Nothing changed.
+    #[error("the external key store is unavailable: {reason}")]
+    ExternalKeyStoreUnavailable {
+        /// What failed (no secrets).
+        reason: String,
+    },
+    /// The external key store reports the external key missing or unusable.
+    #[error("the external key {external_key_id} is unusable: {reason}")]
+    ExternalKeyUnusable {
+        /// The External Key ID.
+        external_key_id: String,
+        /// What the store reported.
+        reason: String,
+    },
     /// A DryRun request that would have succeeded.
     #[error("the request would have succeeded, but DryRun is set")]
     DryRunOperation,
@@ -272,6 +287,8 @@ impl KmsError {
             KmsError::InvalidTagKey { .. } => "InvalidParameter.TagKey",
             KmsError::InvalidTagValue { .. } => "InvalidParameter.TagValue",
             KmsError::InvalidResourceIdNotFound { .. } => "InvalidResourceId.NotFound",
+            KmsError::ExternalKeyStoreUnavailable { .. } => "Rejected.Unavailable",
+            KmsError::ExternalKeyUnusable { .. } => "Rejected.ExternalKeyUnusable",
             KmsError::DryRunOperation => "DryRunOperationError",
             KmsError::Validation { .. } => "ValidationError",
             KmsError::AccessDenied { .. } => "AccessDeniedError",
@@ -299,6 +316,8 @@ impl KmsError {
             KmsError::NoPermission { .. } | KmsError::AccessDenied { .. } => 403,
             KmsError::DryRunOperation => 412,
             KmsError::InternalFailure { .. } => 500,
+            KmsError::ExternalKeyStoreUnavailable { .. } => 503,
+            KmsError::ExternalKeyUnusable { .. } => 409,
             _ => 400,
         }
     }

@@ -40,6 +40,7 @@ pub mod certs;
 pub mod crypto;
 mod engine;
 pub mod error;
+pub mod external;
 pub mod ids;
 pub mod lifecycle;
 pub mod model;

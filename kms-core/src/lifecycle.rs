@@ -449,6 +449,7 @@ mod tests {
             material_fingerprint: None,
             has_material: state != PendingImport,
             dkms_instance_id: None,
+            external_key_id: None,
             aliases: Default::default(),
             tags: Default::default(),
             policy: None,

@@ -141,6 +141,8 @@ wire_enum!(
         AliyunKms => "Aliyun_KMS",
         /// The owner imports it (BYOK).
         External => "EXTERNAL",
+        /// It stays in an external key manager behind a proxy (external keys).
+        ExternalKeyStore => "EXTERNAL_KEY_STORE",
     }
 );
 
@@ -299,6 +301,9 @@ pub struct KeyRecord {
     pub has_material: bool,
     /// The KMS instance the key belongs to.
     pub dkms_instance_id: Option<String>,
+    /// For Origin EXTERNAL_KEY_STORE: the key's id in the external key manager.
+    #[serde(default)]
+    pub external_key_id: Option<String>,
     /// Alias names that point at this key.
     pub aliases: BTreeSet<String>,
     /// Tags, key to value.

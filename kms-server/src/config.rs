@@ -17,6 +17,11 @@
 //! id = "LTAI-alice"
 //! secret = "..."
 //! user = "alice"
+//!
+//! [external_key_store]     # optional: the proxy external keys use (see `crate::xks`)
+//! url = "https://xks.example.com/kms/xks/v1"
+//! token = "..."            # optional bearer token
+//! timeout_ms = 2000
 //! ```
 //!
 //! Command-line flags win over the file, the file over the defaults. The environment's
@@ -77,6 +82,30 @@ pub struct FileConfig {
     /// Access keys and the principals they act as.
     #[serde(default)]
     pub access_keys: Vec<AccessKeyEntry>,
+    /// The external key proxy, for external keys.
+    pub external_key_store: Option<ExternalKeyStoreConfig>,
+}
+
+/// The `[external_key_store]` section: where the external key proxy is.
+#[derive(Deserialize, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalKeyStoreConfig {
+    /// Base URL of the proxy API, e.g. `https://xks.example.com/kms/xks/v1`.
+    pub url: String,
+    /// Bearer token sent with every call.
+    pub token: Option<String>,
+    /// Per-call timeout in milliseconds (default 2000).
+    pub timeout_ms: Option<u64>,
+}
+
+impl fmt::Debug for ExternalKeyStoreConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExternalKeyStoreConfig")
+            .field("url", &self.url)
+            .field("token", &self.token.as_ref().map(|_| "..redacted.."))
+            .field("timeout_ms", &self.timeout_ms)
+            .finish()
+    }
 }
 
 impl fmt::Debug for FileConfig {
@@ -221,6 +250,8 @@ pub struct EngineSettings {
     pub region: String,
     /// The account that owns the keys.
     pub account_id: String,
+    /// The external key proxy, when external keys are used.
+    pub external_key_store: Option<ExternalKeyStoreConfig>,
 }
 
 impl Default for EngineSettings {
@@ -230,6 +261,7 @@ impl Default for EngineSettings {
             root_key_file: None,
             region: DEFAULT_REGION.into(),
             account_id: DEFAULT_ACCOUNT_ID.into(),
+            external_key_store: None,
         }
     }
 }
@@ -292,6 +324,7 @@ impl EngineSettings {
                 .clone()
                 .or_else(|| file.account_id.clone())
                 .unwrap_or(d.account_id),
+            external_key_store: file.external_key_store.clone(),
         }
     }
 }

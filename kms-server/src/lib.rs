@@ -10,6 +10,7 @@
 //! - [`response`]: the JSON error shape and the protocol's error codes.
 //! - [`server`]: the HTTP service, background maintenance, graceful shutdown.
 //! - [`cli`]: the command line.
+//! - [`xks`]: the external key proxy client (external keys) and its protocol.
 #![cfg_attr(
     test,
     allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)
@@ -23,5 +24,6 @@ pub mod request;
 pub mod response;
 pub mod server;
 pub mod signature;
+pub mod xks;
 
 pub use server::{open_engine, Server, ServerError};

@@ -69,13 +69,22 @@ pub fn open_engine(settings: &EngineSettings) -> Result<Kms, ServerError> {
         None => root_key_file::load_or_create(&settings.data_dir)?,
     };
     let storage = RedbStorage::open(settings.data_dir.join(STORE_FILE))?;
-    Ok(Kms::builder()
+    let mut builder = Kms::builder()
         .storage(storage)
         .authorizer(kms_policy::PolicyAuthorizer::new())
         .root_key(root_key)
         .region(settings.region.clone())
-        .account_id(settings.account_id.clone())
-        .build()?)
+        .account_id(settings.account_id.clone());
+    if let Some(xks) = &settings.external_key_store {
+        builder = builder.external_key_store(crate::xks::HttpExternalKeyStore::new(
+            xks.url.clone(),
+            xks.token.clone(),
+            xks.timeout_ms
+                .map(Duration::from_millis)
+                .unwrap_or(crate::xks::DEFAULT_TIMEOUT),
+        ));
+    }
+    Ok(builder.build()?)
 }
 
 fn create_private_dir(dir: &std::path::Path) -> Result<(), ServerError> {

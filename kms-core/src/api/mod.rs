@@ -98,6 +98,9 @@ pub struct KeyMetadata {
         default
     )]
     pub dkms_instance_id: Option<String>,
+    /// For external keys: the key's id in the external key manager.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub external_key_id: Option<String>,
 }
 
 /// Defines a request struct: PascalCase wire names, every field defaulted.
@@ -152,6 +155,11 @@ request!(
         /// KMS instance.
         #[serde(rename = "DKMSInstanceId", skip_serializing_if = "Option::is_none")]
         pub dkms_instance_id: Option<String>,
+        /// An external key's id in the external key manager: makes an external key (Origin
+        /// EXTERNAL_KEY_STORE, Aliyun_AES_256, ENCRYPT/DECRYPT) whose material never enters
+        /// the engine.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub external_key_id: Option<String>,
     }
 );
 

@@ -59,6 +59,19 @@ pub(crate) fn data_key_len(
     }
 }
 
+/// The associated data of an external key's blob: the header without its IV, then the
+/// context.
+fn external_aad(header: &[u8], context: &EncryptionContext) -> Result<Vec<u8>, KmsError> {
+    let without_iv = header
+        .len()
+        .checked_sub(NONCE_LEN)
+        .and_then(|n| header.get(..n))
+        .ok_or(KmsError::InvalidCiphertext {
+            reason: "the blob is truncated",
+        })?;
+    Ok(blob::associated_data(without_iv, context))
+}
+
 /// A blob made under a key version.
 pub(crate) struct Sealed {
     pub(crate) blob: Vec<u8>,
@@ -76,6 +89,9 @@ pub(crate) struct Opened {
 impl Kms {
     fn check_symmetric(key: &CachedKey) -> Result<crate::crypto::AeadAlgorithm, KmsError> {
         match (key.record.key_spec.aead(), key.record.key_usage) {
+            (Some(_), KeyUsage::EncryptDecrypt) if key.record.external_key_id.is_some() => {
+                Ok(crate::crypto::AeadAlgorithm::ExternalAes256Gcm)
+            }
             (Some(alg), KeyUsage::EncryptDecrypt) => Ok(alg),
             _ => Err(KmsError::UnsupportedOperation {
                 reason: format!(
@@ -106,6 +122,9 @@ impl Kms {
     ) -> Result<Sealed, KmsError> {
         let alg = Self::check_symmetric(key)?;
         let version = self.primary_version(key)?;
+        if let Some(external_id) = &key.record.external_key_id {
+            return self.seal_external(key, &version, external_id, plaintext, context);
+        }
         let mut iv = [0u8; NONCE_LEN];
         self.rng.fill(&mut iv)?;
         let mut out = blob::encode_header(
@@ -119,6 +138,49 @@ impl Kms {
         let aad = blob::associated_data(&out, context);
         out.extend_from_slice(plaintext);
         self.version_seal(key, &version, &iv, &aad, &mut out, header_len)?;
+        Ok(Sealed {
+            blob: out,
+            key_id: key.record.key_id.clone(),
+            version_id: version.version_id().to_owned(),
+        })
+    }
+
+    /// Encrypts through the external key store. The store chooses the IV, so the associated
+    /// data is the header without its IV, then the context; the IV is still authenticated by
+    /// GCM itself.
+    fn seal_external(
+        &self,
+        key: &CachedKey,
+        version: &CachedVersion,
+        external_id: &str,
+        plaintext: &[u8],
+        context: &EncryptionContext,
+    ) -> Result<Sealed, KmsError> {
+        let alg = crate::crypto::AeadAlgorithm::ExternalAes256Gcm;
+        let draft = blob::encode_header(
+            &key.record.key_id,
+            version.version_id(),
+            alg,
+            &[0; NONCE_LEN],
+            0,
+        )?;
+        let aad = external_aad(&draft, context)?;
+        let sealed = self
+            .external_store()?
+            .encrypt(external_id, &aad, plaintext)?;
+        if sealed.ciphertext_and_tag.len() != plaintext.len() + crate::crypto::TAG_LEN {
+            return Err(KmsError::ExternalKeyStoreUnavailable {
+                reason: "the external key store answered a ciphertext of the wrong length".into(),
+            });
+        }
+        let mut out = blob::encode_header(
+            &key.record.key_id,
+            version.version_id(),
+            alg,
+            &sealed.iv,
+            sealed.ciphertext_and_tag.len(),
+        )?;
+        out.extend_from_slice(&sealed.ciphertext_and_tag);
         Ok(Sealed {
             blob: out,
             key_id: key.record.key_id.clone(),

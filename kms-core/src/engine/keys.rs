@@ -63,6 +63,7 @@ impl Kms {
                 .clone()
                 .filter(|d| !d.is_empty()),
             dkms_instance_id: r.dkms_instance_id.clone(),
+            external_key_id: r.external_key_id.clone(),
         }
     }
 
@@ -93,7 +94,35 @@ impl Kms {
         extra: impl FnOnce(&mut KeyRecord, &mut Batch) -> Result<(), KmsError>,
     ) -> Result<Arc<CachedKey>, KmsError> {
         let spec = req.key_spec.unwrap_or(KeySpec::Aes256);
-        let origin = req.origin.unwrap_or(Origin::AliyunKms);
+        let external_key_id = req.external_key_id.clone().filter(|s| !s.is_empty());
+        let origin = match (&external_key_id, req.origin) {
+            (Some(_), None | Some(Origin::ExternalKeyStore)) => Origin::ExternalKeyStore,
+            (Some(_), Some(other)) => {
+                return Err(KmsError::invalid(
+                    "Origin",
+                    format!("an ExternalKeyId needs Origin EXTERNAL_KEY_STORE, not {other}"),
+                ))
+            }
+            (None, Some(Origin::ExternalKeyStore)) => {
+                return Err(KmsError::missing("ExternalKeyId"))
+            }
+            (None, origin) => origin.unwrap_or(Origin::AliyunKms),
+        };
+        if let Some(id) = &external_key_id {
+            crate::external::validate_external_key_id(id)?;
+            if spec != KeySpec::Aes256 {
+                return Err(KmsError::invalid(
+                    "KeySpec",
+                    format!("external keys are Aliyun_AES_256, not {spec}"),
+                ));
+            }
+            if req.protection_level == Some(ProtectionLevel::Hsm) {
+                return Err(KmsError::invalid(
+                    "ProtectionLevel",
+                    "an external key's material is in the external key manager, not an HSM",
+                ));
+            }
+        }
         let protection = req.protection_level.unwrap_or(ProtectionLevel::Software);
         let allowed = spec.allowed_usages();
         let usage = match req.key_usage {
@@ -160,6 +189,10 @@ impl Kms {
             req.dkms_instance_id.as_deref(),
         )?;
 
+        if let Some(id) = &external_key_id {
+            // The proxy must know the key before the engine records it.
+            self.external_store()?.check_key(id)?;
+        }
         let now = self.clock.now();
         let key_id = new_uuid(&*self.rng)?;
         let version_id = new_uuid(&*self.rng)?;
@@ -169,7 +202,7 @@ impl Kms {
             version_id: version_id.clone(),
             creation_date: now,
             seq: 0,
-            material: if external {
+            material: if external || external_key_id.is_some() {
                 None
             } else {
                 Some(self.generate_material(spec, protection)?)
@@ -201,6 +234,7 @@ impl Kms {
             material_fingerprint: None,
             has_material: !external,
             dkms_instance_id: req.dkms_instance_id,
+            external_key_id,
             aliases: Default::default(),
             tags,
             policy: req.policy,

@@ -42,6 +42,7 @@ use zeroize::Zeroizing;
 use crate::auth::{AccessRequest, Action, Authorizer, Caller, Decision, SameAccountOnly};
 use crate::crypto::{OsRandom, RandomSource};
 use crate::error::KmsError;
+use crate::external::ExternalKeyStore;
 use crate::ids::{ArnScope, KeyRef};
 use crate::lifecycle;
 use crate::model::{AliasRecord, KeyRecord, VersionRecord};
@@ -104,6 +105,7 @@ pub struct KmsBuilder {
     clock: Arc<dyn Clock>,
     rng: Arc<dyn RandomSource>,
     key_provider: Option<Arc<dyn KeyProvider>>,
+    external_store: Option<Arc<dyn ExternalKeyStore>>,
     rotation_handlers: HashMap<String, Arc<dyn SecretRotationHandler>>,
     root_key: Option<RootKey>,
     region: String,
@@ -118,6 +120,7 @@ impl Default for KmsBuilder {
             clock: Arc::new(SystemClock),
             rng: Arc::new(OsRandom),
             key_provider: None,
+            external_store: None,
             rotation_handlers: HashMap::new(),
             root_key: None,
             region: "cn-hangzhou".into(),
@@ -167,6 +170,19 @@ impl KmsBuilder {
     /// The key provider, already shared.
     pub fn shared_key_provider(mut self, provider: Arc<dyn KeyProvider>) -> Self {
         self.key_provider = Some(provider);
+        self
+    }
+
+    /// The external key store (a proxy to an external key manager) that external keys
+    /// (CreateKey with ExternalKeyId) use. Without one, external keys are refused.
+    pub fn external_key_store(mut self, store: impl ExternalKeyStore + 'static) -> Self {
+        self.external_store = Some(Arc::new(store));
+        self
+    }
+
+    /// The external key store, already shared.
+    pub fn shared_external_key_store(mut self, store: Arc<dyn ExternalKeyStore>) -> Self {
+        self.external_store = Some(store);
         self
     }
 
@@ -231,6 +247,7 @@ impl KmsBuilder {
             clock: self.clock,
             rng: self.rng,
             key_provider: self.key_provider,
+            external_store: self.external_store,
             rotation_handlers: self.rotation_handlers,
             scope: ArnScope {
                 region: self.region,
@@ -257,6 +274,7 @@ pub struct Kms {
     clock: Arc<dyn Clock>,
     rng: Arc<dyn RandomSource>,
     key_provider: Option<Arc<dyn KeyProvider>>,
+    external_store: Option<Arc<dyn ExternalKeyStore>>,
     rotation_handlers: HashMap<String, Arc<dyn SecretRotationHandler>>,
     scope: ArnScope,
     keys: RwLock<HashMap<String, Arc<CachedKey>>>,

@@ -150,6 +150,7 @@ impl Kms {
             material_fingerprint: None,
             has_material: true,
             dkms_instance_id: None,
+            external_key_id: None,
             aliases: [alias.clone()].into(),
             tags: Default::default(),
             policy: None,

@@ -1,0 +1,91 @@
+//! External keys: CMKs whose material lives in an external key manager, reached through a
+//! proxy, and never enters the engine (the seed's "外部キー").
+//!
+//! The engine asks an [`ExternalKeyStore`] to encrypt and decrypt with AES-256-GCM under an
+//! external key id, passing its own associated data (the blob header and the
+//! EncryptionContext), so the external manager's ciphertext is bound to the engine's blob.
+//! Several engine keys may name the same external key id. `kms_server::xks` implements the
+//! store over HTTP; the protocol is documented there.
+
+use zeroize::Zeroizing;
+
+use crate::error::KmsError;
+
+/// What an external encryption returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExternalCiphertext {
+    /// The 12-byte GCM IV the external manager chose.
+    pub iv: [u8; 12],
+    /// The ciphertext followed by the 16-byte tag.
+    pub ciphertext_and_tag: Vec<u8>,
+}
+
+/// An external key manager behind a proxy.
+///
+/// Implementations answer `Rejected.Unavailable` ([`KmsError::ExternalKeyStoreUnavailable`])
+/// when the proxy cannot be reached, is too slow, or answers something malformed, and
+/// `Rejected.ExternalKeyUnusable` when the proxy reports the key missing or unusable; the
+/// engine then changes nothing.
+pub trait ExternalKeyStore: Send + Sync {
+    /// Checks that the external key exists and is an enabled AES-256 encrypt/decrypt key.
+    fn check_key(&self, external_key_id: &str) -> Result<(), KmsError>;
+
+    /// AES-256-GCM encryption under the external key with `aad` as associated data.
+    fn encrypt(
+        &self,
+        external_key_id: &str,
+        aad: &[u8],
+        plaintext: &[u8],
+    ) -> Result<ExternalCiphertext, KmsError>;
+
+    /// AES-256-GCM decryption under the external key.
+    ///
+    /// Errors: `InvalidCiphertext` when the external manager reports an authentication
+    /// failure.
+    fn decrypt(
+        &self,
+        external_key_id: &str,
+        aad: &[u8],
+        ciphertext: &ExternalCiphertext,
+    ) -> Result<Zeroizing<Vec<u8>>, KmsError>;
+}
+
+impl<S: ExternalKeyStore + ?Sized> ExternalKeyStore for std::sync::Arc<S> {
+    fn check_key(&self, external_key_id: &str) -> Result<(), KmsError> {
+        (**self).check_key(external_key_id)
+    }
+    fn encrypt(
+        &self,
+        external_key_id: &str,
+        aad: &[u8],
+        plaintext: &[u8],
+    ) -> Result<ExternalCiphertext, KmsError> {
+        (**self).encrypt(external_key_id, aad, plaintext)
+    }
+    fn decrypt(
+        &self,
+        external_key_id: &str,
+        aad: &[u8],
+        ciphertext: &ExternalCiphertext,
+    ) -> Result<Zeroizing<Vec<u8>>, KmsError> {
+        (**self).decrypt(external_key_id, aad, ciphertext)
+    }
+}
+
+/// Checks an External Key ID: 1 to 128 characters of letters, digits and `_ - . : /`.
+///
+/// Errors: `InvalidParameter` naming `ExternalKeyId`.
+pub fn validate_external_key_id(id: &str) -> Result<(), KmsError> {
+    if id.is_empty()
+        || id.len() > 128
+        || !id
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"_-.:/".contains(&c))
+    {
+        return Err(KmsError::invalid(
+            "ExternalKeyId",
+            "must have 1 to 128 characters of letters, digits and _ - . : /",
+        ));
+    }
+    Ok(())
+}
