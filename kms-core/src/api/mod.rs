@@ -72,7 +72,8 @@ pub struct KeyMetadata {
     /// Expiry of imported material.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub material_expire_time: Option<UnixTime>,
-    /// The primary version id (absent before material is imported).
+    /// The primary version id. An EXTERNAL key's version exists from creation and holds
+    /// material once it is imported.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub primary_key_version: Option<String>,
     /// Enabled, Disabled or Suspended.

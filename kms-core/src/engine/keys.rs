@@ -47,8 +47,7 @@ impl Kms {
                 .delete_date
                 .filter(|_| r.state == KeyState::PendingDeletion),
             material_expire_time: r.material_expire_time,
-            // A key without material (EXTERNAL, before import) has no usable version.
-            primary_key_version: r.primary_version_id.clone().filter(|_| r.has_material),
+            primary_key_version: r.primary_version_id.clone(),
             automatic_rotation: lifecycle::automatic_rotation(r),
             rotation_interval: r.rotation_interval.map(|s| format!("{s}s")),
             next_rotation_date: r.next_rotation_date,
