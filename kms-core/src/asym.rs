@@ -11,7 +11,6 @@ use std::fmt;
 use rsa::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
 use rsa::traits::PublicKeyParts;
 use rsa::{Oaep, Pkcs1v15Encrypt, Pkcs1v15Sign, Pss, RsaPrivateKey, RsaPublicKey};
-use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::crypto::RandomSource;
@@ -23,53 +22,7 @@ pub const DIGEST_LEN: usize = 32;
 /// Salt length of RSA-PSS signatures the engine makes.
 pub const PSS_SALT_LEN: usize = 32;
 
-macro_rules! alg_enum {
-    ($(#[$meta:meta])* $name:ident, $param:literal, { $($(#[$vmeta:meta])* $variant:ident => $wire:literal),+ $(,)? }) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        pub enum $name { $($(#[$vmeta])* $variant),+ }
-
-        impl $name {
-            /// The wire name.
-            pub fn as_str(self) -> &'static str {
-                match self { $($name::$variant => $wire),+ }
-            }
-
-            /// Parses the wire name; the error names the parameter.
-            pub fn parse(param: &'static str, s: &str) -> Result<Self, KmsError> {
-                match s {
-                    $($wire => Ok($name::$variant),)+
-                    "" => Err(KmsError::missing(param)),
-                    _ => Err(KmsError::invalid(
-                        param,
-                        format!("{:?} is not one of {}", s, [$($wire),+].join(", ")),
-                    )),
-                }
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-
-        impl Serialize for $name {
-            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.serialize_str(self.as_str())
-            }
-        }
-
-        impl<'de> Deserialize<'de> for $name {
-            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-                $name::parse($param, &s).map_err(serde::de::Error::custom)
-            }
-        }
-    };
-}
-
-alg_enum!(
+wire_enum!(
     /// A signature algorithm of AsymmetricSign / AsymmetricVerify.
     SigningAlgorithm, "Algorithm", {
         /// RSASSA-PSS, SHA-256, MGF1-SHA-256, 32-byte salt.
@@ -81,7 +34,7 @@ alg_enum!(
     }
 );
 
-alg_enum!(
+wire_enum!(
     /// A public-key encryption algorithm.
     EncryptionAlgorithm, "Algorithm", {
         /// RSAES-OAEP with SHA-1 and MGF1-SHA-1.

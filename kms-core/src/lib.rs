@@ -32,6 +32,9 @@
     allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)
 )]
 
+#[macro_use]
+mod macros;
+
 pub mod api;
 pub mod asym;
 pub mod auth;

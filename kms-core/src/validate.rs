@@ -96,12 +96,52 @@ pub fn pending_window(days: Option<i64>) -> Result<i64, KmsError> {
     Ok(days)
 }
 
+/// A validated page request: page number from 1 and page size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    /// Page number, from 1.
+    pub number: usize,
+    /// Items per page.
+    pub size: usize,
+}
+
+/// One page of a list and the paging fields of the answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Paged<T> {
+    /// This page's items.
+    pub items: Vec<T>,
+    /// PageNumber.
+    pub page_number: i64,
+    /// PageSize.
+    pub page_size: i64,
+    /// TotalCount: items on every page.
+    pub total_count: i64,
+}
+
+impl Page {
+    /// This page of `items`.
+    pub fn take<T>(self, items: Vec<T>) -> Paged<T> {
+        let wide = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        let total_count = wide(items.len());
+        Paged {
+            items: items
+                .into_iter()
+                .skip((self.number - 1).saturating_mul(self.size))
+                .take(self.size)
+                .collect(),
+            page_number: wide(self.number),
+            page_size: wide(self.size),
+            total_count,
+        }
+    }
+}
+
 /// Page number and size with their defaults (1 and `default_size`).
 pub fn paging(
     page_number: Option<i64>,
     page_size: Option<i64>,
     default_size: i64,
-) -> Result<(usize, usize), KmsError> {
+) -> Result<Page, KmsError> {
     let number = page_number.unwrap_or(1);
     if number < 1 {
         return Err(KmsError::invalid(
@@ -119,7 +159,7 @@ pub fn paging(
     let number =
         usize::try_from(number).map_err(|_| KmsError::invalid("PageNumber", "too large"))?;
     let size = usize::try_from(size).map_err(|_| KmsError::invalid("PageSize", "too large"))?;
-    Ok((number, size))
+    Ok(Page { number, size })
 }
 
 fn tag_text(name: &'static str, what: &str, text: &str) -> Result<(), KmsError> {
@@ -231,8 +271,30 @@ mod tests {
 
     #[test]
     fn paging_defaults_and_bounds() {
-        assert_eq!(paging(None, None, 10).unwrap(), (1, 10));
-        assert_eq!(paging(Some(2), Some(100), 10).unwrap(), (2, 100));
+        assert_eq!(
+            paging(None, None, 10).unwrap(),
+            Page {
+                number: 1,
+                size: 10
+            }
+        );
+        assert_eq!(
+            paging(Some(2), Some(100), 10).unwrap(),
+            Page {
+                number: 2,
+                size: 100
+            }
+        );
+        let p = paging(Some(2), Some(2), 10)
+            .unwrap()
+            .take(vec![1, 2, 3, 4, 5]);
+        assert_eq!(p.items, vec![3, 4]);
+        assert_eq!((p.page_number, p.page_size, p.total_count), (2, 2, 5));
+        assert!(paging(Some(9), Some(2), 10)
+            .unwrap()
+            .take(vec![1])
+            .items
+            .is_empty());
         assert!(paging(Some(0), None, 10).is_err());
         assert!(paging(None, Some(0), 10).is_err());
         assert!(paging(None, Some(101), 10).is_err());

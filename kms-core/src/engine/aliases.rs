@@ -77,12 +77,8 @@ impl Kms {
         };
         let kk = key_record_key(&key_id);
         let mut batch = Batch::new();
-        batch.put_if(ak.clone(), self.encode(&ak, &alias)?, Precondition::Absent);
-        batch.put_if(
-            kk.clone(),
-            self.encode(&kk, &next)?,
-            Precondition::Revision(revision),
-        );
+        self.stage_put(&mut batch, ak, &alias, Precondition::Absent)?;
+        self.stage_put(&mut batch, kk, &next, Precondition::Revision(revision))?;
         self.commit(batch)?;
         self.cache_put(next, Vec::new())?;
         self.alias_cache_put(&req.alias_name, &key_id)?;
@@ -127,24 +123,27 @@ impl Kms {
         };
         let kk = key_record_key(&new_key_id);
         let mut batch = Batch::new();
-        batch.put_if(
-            ak.clone(),
-            self.encode(&ak, &new_alias)?,
+        self.stage_put(
+            &mut batch,
+            ak,
+            &new_alias,
             Precondition::Revision(alias_entry.revision),
-        );
-        batch.put_if(
-            kk.clone(),
-            self.encode(&kk, &next_target)?,
+        )?;
+        self.stage_put(
+            &mut batch,
+            kk,
+            &next_target,
             Precondition::Revision(target_rev),
-        );
+        )?;
         let mut old_next = None;
         if let Some((old_rec, old_entry)) = old {
             let n = lifecycle::remove_alias(&old_rec, &req.alias_name);
-            batch.put_if(
-                old_kk.clone(),
-                self.encode(&old_kk, &n)?,
+            self.stage_put(
+                &mut batch,
+                old_kk,
+                &n,
                 Precondition::Revision(old_entry.revision),
-            );
+            )?;
             old_next = Some(n);
         }
         self.commit(batch)?;
@@ -183,11 +182,7 @@ impl Kms {
         let mut next = None;
         if let Some((rec, entry)) = key {
             let n = lifecycle::remove_alias(&rec, &req.alias_name);
-            batch.put_if(
-                kk.clone(),
-                self.encode(&kk, &n)?,
-                Precondition::Revision(entry.revision),
-            );
+            self.stage_put(&mut batch, kk, &n, Precondition::Revision(entry.revision))?;
             next = Some(n);
         }
         self.commit(batch)?;
@@ -208,7 +203,7 @@ impl Kms {
         caller: &Caller,
         req: ListAliasesRequest,
     ) -> Result<ListAliasesResponse, KmsError> {
-        let (page, size) = validate::paging(req.page_number, req.page_size, 10)?;
+        let page = validate::paging(req.page_number, req.page_size, 10)?;
         self.authorize(caller, Action::new("kms:ListAliases"), None)?;
         let now = self.clock.now();
         let mut aliases = Vec::new();
@@ -220,7 +215,7 @@ impl Kms {
                 Err(e) => return Err(e),
             }
         }
-        Ok(self.alias_page(aliases, page, size))
+        Ok(self.alias_page(aliases, page))
     }
 
     /// ListAliasesByKeyId: the aliases of one key, by name. Works in every key state.
@@ -231,7 +226,7 @@ impl Kms {
         caller: &Caller,
         req: ListAliasesByKeyIdRequest,
     ) -> Result<ListAliasesResponse, KmsError> {
-        let (page, size) = validate::paging(req.page_number, req.page_size, 10)?;
+        let page = validate::paging(req.page_number, req.page_size, 10)?;
         let key = self.live_key("KeyId", &req.key_id, self.clock.now())?;
         self.authorize(caller, Action::new("kms:ListAliasesByKeyId"), Some(&key))?;
         let aliases = key
@@ -243,32 +238,27 @@ impl Kms {
                 key_id: key.record.key_id.clone(),
             })
             .collect();
-        Ok(self.alias_page(aliases, page, size))
+        Ok(self.alias_page(aliases, page))
     }
 
-    fn alias_page(
-        &self,
-        aliases: Vec<AliasRecord>,
-        page: usize,
-        size: usize,
-    ) -> ListAliasesResponse {
-        let total = aliases.len();
-        let alias = aliases
-            .into_iter()
-            .skip((page - 1).saturating_mul(size))
-            .take(size)
-            .map(|a| AliasEntry {
-                alias_arn: self.scope.alias_arn(&a.alias_name),
-                alias_name: a.alias_name,
-                key_id: a.key_id,
-            })
-            .collect();
+    fn alias_page(&self, aliases: Vec<AliasRecord>, page: validate::Page) -> ListAliasesResponse {
+        let paged = page.take(aliases);
         ListAliasesResponse {
             request_id: self.request_id(),
-            aliases: AliasList { alias },
-            page_number: i64::try_from(page).unwrap_or(i64::MAX),
-            page_size: i64::try_from(size).unwrap_or(i64::MAX),
-            total_count: i64::try_from(total).unwrap_or(i64::MAX),
+            aliases: AliasList {
+                alias: paged
+                    .items
+                    .into_iter()
+                    .map(|a| AliasEntry {
+                        alias_arn: self.scope.alias_arn(&a.alias_name),
+                        alias_name: a.alias_name,
+                        key_id: a.key_id,
+                    })
+                    .collect(),
+            },
+            page_number: paged.page_number,
+            page_size: paged.page_size,
+            total_count: paged.total_count,
         }
     }
 }

@@ -120,7 +120,7 @@ impl Kms {
         caller: &Caller,
         req: AsymmetricSignRequest,
     ) -> Result<AsymmetricSignResponse, KmsError> {
-        let alg = SigningAlgorithm::parse("Algorithm", &req.algorithm)?;
+        let alg = SigningAlgorithm::parse(&req.algorithm)?;
         let t = self.asym_target(
             caller,
             Action::new("kms:AsymmetricSign"),
@@ -145,7 +145,7 @@ impl Kms {
         caller: &Caller,
         req: AsymmetricVerifyRequest,
     ) -> Result<AsymmetricVerifyResponse, KmsError> {
-        let alg = SigningAlgorithm::parse("Algorithm", &req.algorithm)?;
+        let alg = SigningAlgorithm::parse(&req.algorithm)?;
         let t = self.asym_target(
             caller,
             Action::new("kms:AsymmetricVerify"),
@@ -341,7 +341,7 @@ impl Kms {
 }
 
 fn oaep_algorithm_named(param: &'static str, s: &str) -> Result<EncryptionAlgorithm, KmsError> {
-    match EncryptionAlgorithm::parse(param, s)? {
+    match EncryptionAlgorithm::parse_as(param, s)? {
         EncryptionAlgorithm::RsaesPkcs1V15 => Err(KmsError::invalid(
             param,
             "must be RSAES_OAEP_SHA_256 or RSAES_OAEP_SHA_1",

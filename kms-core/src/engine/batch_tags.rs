@@ -181,11 +181,7 @@ impl Kms {
                     }
                     change(&mut record.tags)?;
                     let kk = key_record_key(&record.key_id);
-                    batch.put_if(
-                        kk.clone(),
-                        self.encode(&kk, &record)?,
-                        Precondition::Revision(revision),
-                    );
+                    self.stage_put(&mut batch, kk, &record, Precondition::Revision(revision))?;
                     keys.push(record);
                 }
                 Target::Secret(mut rec, revision) => {
@@ -195,11 +191,7 @@ impl Kms {
                     change(&mut rec.tags)?;
                     rec.updated = now;
                     let sk = secret_record_key(&rec.name);
-                    batch.put_if(
-                        sk.clone(),
-                        self.encode(&sk, &rec)?,
-                        Precondition::Revision(revision),
-                    );
+                    self.stage_put(&mut batch, sk, &rec, Precondition::Revision(revision))?;
                 }
             }
         }

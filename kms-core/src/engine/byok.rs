@@ -84,7 +84,8 @@ impl Kms {
         caller: &Caller,
         req: GetParametersForImportRequest,
     ) -> Result<GetParametersForImportResponse, KmsError> {
-        let algorithm = EncryptionAlgorithm::parse("WrappingAlgorithm", &req.wrapping_algorithm)?;
+        let algorithm =
+            EncryptionAlgorithm::parse_as("WrappingAlgorithm", &req.wrapping_algorithm)?;
         match req.wrapping_key_spec.as_str() {
             "RSA_2048" => {}
             "" => return Err(KmsError::missing("WrappingKeySpec")),
@@ -116,7 +117,7 @@ impl Kms {
         };
         let tk = token_record_key(&token);
         let mut batch = Batch::new();
-        batch.put_if(tk.clone(), self.encode(&tk, &record)?, Precondition::Absent);
+        self.stage_put(&mut batch, tk, &record, Precondition::Absent)?;
         self.commit(batch)?;
         Ok(GetParametersForImportResponse {
             request_id: self.request_id(),
@@ -196,14 +197,7 @@ impl Kms {
         let material = KeyMaterial::new(material);
         let next = lifecycle::import_material(&record, material.fingerprint(), expire)?;
 
-        let primary = record
-            .primary_version_id
-            .clone()
-            .ok_or_else(|| KmsError::internal("an EXTERNAL key without a version"))?;
-        let vk = version_record_key(&key_id, &primary);
-        let (mut version, version_entry) = self
-            .read::<VersionRecord>(&vk)?
-            .ok_or_else(|| KmsError::internal("the key's primary version record is missing"))?;
+        let (vk, mut version, version_entry) = self.read_primary_version(&record)?;
         let stored = match record.protection_level {
             ProtectionLevel::Software => material,
             ProtectionLevel::Hsm => KeyMaterial::new(Zeroizing::new(
@@ -214,16 +208,13 @@ impl Kms {
         let kk = key_record_key(&key_id);
         let mut batch = Batch::new();
         batch.delete_if(tk, Precondition::Revision(token_entry.revision));
-        batch.put_if(
-            vk.clone(),
-            self.encode(&vk, &version)?,
+        self.stage_put(
+            &mut batch,
+            vk,
+            &version,
             Precondition::Revision(version_entry.revision),
-        );
-        batch.put_if(
-            kk.clone(),
-            self.encode(&kk, &next)?,
-            Precondition::Revision(revision),
-        );
+        )?;
+        self.stage_put(&mut batch, kk, &next, Precondition::Revision(revision))?;
         if let Err(e) = self.commit(batch) {
             if record.protection_level == ProtectionLevel::Hsm {
                 self.destroy_handle(Some(&stored));
@@ -268,33 +259,40 @@ impl Kms {
         revision: u64,
     ) -> Result<(), KmsError> {
         let next = lifecycle::delete_material(record);
-        let primary = record
-            .primary_version_id
-            .as_deref()
-            .ok_or_else(|| KmsError::internal("an EXTERNAL key without a version"))?;
-        let vk = version_record_key(&record.key_id, primary);
-        let (mut version, version_entry) = self
-            .read::<VersionRecord>(&vk)?
-            .ok_or_else(|| KmsError::internal("the key's primary version record is missing"))?;
+        let (vk, mut version, version_entry) = self.read_primary_version(record)?;
         let previous = version.material.take();
         let kk = key_record_key(&record.key_id);
         let mut batch = Batch::new();
-        batch.put_if(
-            vk.clone(),
-            self.encode(&vk, &version)?,
+        self.stage_put(
+            &mut batch,
+            vk,
+            &version,
             Precondition::Revision(version_entry.revision),
-        );
-        batch.put_if(
-            kk.clone(),
-            self.encode(&kk, &next)?,
-            Precondition::Revision(revision),
-        );
+        )?;
+        self.stage_put(&mut batch, kk, &next, Precondition::Revision(revision))?;
         self.commit(batch)?;
         self.cache_put(next, vec![version])?;
         if record.protection_level == ProtectionLevel::Hsm {
             self.destroy_handle(previous.as_ref());
         }
         Ok(())
+    }
+
+    /// The primary version record of an EXTERNAL key, with its record key and entry, for
+    /// changing its material (write lock held).
+    fn read_primary_version(
+        &self,
+        record: &KeyRecord,
+    ) -> Result<(Vec<u8>, VersionRecord, crate::storage::Entry), KmsError> {
+        let primary = record
+            .primary_version_id
+            .as_deref()
+            .ok_or_else(|| KmsError::internal("an EXTERNAL key without a version"))?;
+        let vk = version_record_key(&record.key_id, primary);
+        let (version, entry) = self
+            .read::<VersionRecord>(&vk)?
+            .ok_or_else(|| KmsError::internal("the key's primary version record is missing"))?;
+        Ok((vk, version, entry))
     }
 
     /// Asks the key provider to destroy material whose records are gone. Best effort: the

@@ -160,11 +160,7 @@ impl Kms {
         if next != rec {
             let rk = record_key(&rec.id);
             let mut batch = Batch::new();
-            batch.put_if(
-                rk.clone(),
-                self.encode(&rk, &next)?,
-                Precondition::Revision(revision),
-            );
+            self.stage_put(&mut batch, rk, &next, Precondition::Revision(revision))?;
             self.commit(batch)?;
         }
         Ok(next)
@@ -216,7 +212,7 @@ impl Kms {
         };
         let rk = record_key(&id);
         let mut batch = Batch::new();
-        batch.put_if(rk.clone(), self.encode(&rk, &rec)?, Precondition::Absent);
+        self.stage_put(&mut batch, rk, &rec, Precondition::Absent)?;
         self.commit(batch)?;
         Ok(CreateCertificateResponse {
             request_id: self.request_id(),
@@ -442,7 +438,7 @@ impl Kms {
         caller: &Caller,
         req: CertificatePrivateKeySignRequest,
     ) -> Result<CertificatePrivateKeySignResponse, KmsError> {
-        let alg = SigningAlgorithm::parse("Algorithm", &req.algorithm)?;
+        let alg = SigningAlgorithm::parse(&req.algorithm)?;
         let digest = message_digest(&req.message, req.message_type.as_deref())?;
         let (rec, key) =
             self.active_key(caller, "kms:CertificatePrivateKeySign", &req.certificate_id)?;
@@ -463,7 +459,7 @@ impl Kms {
         caller: &Caller,
         req: CertificatePublicKeyVerifyRequest,
     ) -> Result<CertificatePublicKeyVerifyResponse, KmsError> {
-        let alg = SigningAlgorithm::parse("Algorithm", &req.algorithm)?;
+        let alg = SigningAlgorithm::parse(&req.algorithm)?;
         let digest = message_digest(&req.message, req.message_type.as_deref())?;
         let (rec, _) = self.load_certificate(
             caller,
@@ -579,7 +575,7 @@ impl Kms {
 }
 
 fn oaep(s: &str) -> Result<EncryptionAlgorithm, KmsError> {
-    match EncryptionAlgorithm::parse("Algorithm", s)? {
+    match EncryptionAlgorithm::parse(s)? {
         EncryptionAlgorithm::RsaesPkcs1V15 => Err(KmsError::invalid(
             "Algorithm",
             "must be RSAES_OAEP_SHA_256 or RSAES_OAEP_SHA_1",

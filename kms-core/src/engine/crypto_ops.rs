@@ -102,7 +102,7 @@ impl Kms {
         }
     }
 
-    fn primary_version(&self, key: &CachedKey) -> Result<Arc<CachedVersion>, KmsError> {
+    pub(crate) fn primary_version(&self, key: &CachedKey) -> Result<Arc<CachedVersion>, KmsError> {
         let primary =
             key.record
                 .primary_version_id
@@ -188,6 +188,31 @@ impl Kms {
         })
     }
 
+    /// Decrypts an external key's blob through the external key store, with the associated
+    /// data [`Kms::seal_external`] used.
+    fn open_external(
+        &self,
+        external_id: &str,
+        parsed: &blob::Blob<'_>,
+        context: &EncryptionContext,
+    ) -> Result<Zeroizing<Vec<u8>>, KmsError> {
+        let aad = external_aad(parsed.header, context)?;
+        let plaintext = self.external_store()?.decrypt(
+            external_id,
+            &aad,
+            &crate::external::ExternalCiphertext {
+                iv: parsed.iv,
+                ciphertext_and_tag: parsed.ciphertext_and_tag.to_vec(),
+            },
+        )?;
+        if plaintext.len() + crate::crypto::TAG_LEN != parsed.ciphertext_and_tag.len() {
+            return Err(KmsError::ExternalKeyStoreUnavailable {
+                reason: "the external key store answered a plaintext of the wrong length".into(),
+            });
+        }
+        Ok(plaintext)
+    }
+
     /// Opens a blob: finds its key and version, checks state and authorization for `action`,
     /// and authenticates header and context.
     pub(crate) fn open_blob(
@@ -223,9 +248,15 @@ impl Kms {
             }
             Err(e) => return Err(e),
         };
-        let aad = blob::associated_data(parsed.header, context);
-        let plaintext =
-            self.version_open(&key, &version, &parsed.iv, &aad, parsed.ciphertext_and_tag)?;
+        let plaintext = match &key.record.external_key_id {
+            Some(external_id) => {
+                self.open_external(external_id, &parsed, context)?
+            }
+            None => {
+                let aad = blob::associated_data(parsed.header, context);
+                self.version_open(&key, &version, &parsed.iv, &aad, parsed.ciphertext_and_tag)?
+            }
+        };
         Ok(Opened {
             plaintext,
             key_id: key.record.key_id.clone(),

@@ -107,11 +107,7 @@ impl Kms {
                     alias_name: alias.clone(),
                     key_id: record.key_id.clone(),
                 };
-                batch.put_if(
-                    ak.clone(),
-                    self.encode(&ak, &alias_record)?,
-                    Precondition::Absent,
-                );
+                self.stage_put(batch, ak.clone(), &alias_record, Precondition::Absent)?;
                 let marker = DefaultKeyMarker {
                     key_id: record.key_id.clone(),
                 };
@@ -119,7 +115,7 @@ impl Kms {
                     Some(e) => Precondition::Revision(e.revision),
                     None => Precondition::Absent,
                 };
-                batch.put_if(MARKER, self.encode(MARKER, &marker)?, guard);
+                self.stage_put(batch, MARKER.to_vec(), &marker, guard)?;
                 Ok(())
             },
         )?;

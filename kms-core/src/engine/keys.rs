@@ -242,12 +242,8 @@ impl Kms {
         let vk = version_record_key(&key_id, &version_id);
         let mut batch = Batch::new();
         let written = extra(&mut record, &mut batch).and_then(|()| {
-            batch.put_if(kk.clone(), self.encode(&kk, &record)?, Precondition::Absent);
-            batch.put_if(
-                vk.clone(),
-                self.encode(&vk, &version)?,
-                Precondition::Absent,
-            );
+            self.stage_put(&mut batch, kk, &record, Precondition::Absent)?;
+            self.stage_put(&mut batch, vk, &version, Precondition::Absent)?;
             self.commit(batch)
         });
         if let Err(e) = written {
@@ -285,7 +281,7 @@ impl Kms {
         caller: &Caller,
         req: ListKeysRequest,
     ) -> Result<ListKeysResponse, KmsError> {
-        let (page, size) = validate::paging(req.page_number, req.page_size, 10)?;
+        let page = validate::paging(req.page_number, req.page_size, 10)?;
         let filters = parse_filters(&req.filters)?;
         self.authorize(caller, Action::new("kms:ListKeys"), None)?;
         let now = self.clock.now();
@@ -295,22 +291,22 @@ impl Kms {
             .map(|(_, r, _)| r)
             .filter(|r| !lifecycle::is_purged(r, now) && filters.iter().all(|f| f.matches(r)))
             .collect();
-        let total = matching.len();
-        let keys = matching
-            .into_iter()
-            .skip((page - 1).saturating_mul(size))
-            .take(size)
-            .map(|r| KeyListEntry {
-                key_arn: self.scope.key_arn(&r.key_id),
-                key_id: r.key_id,
-            })
-            .collect();
+        let paged = page.take(matching);
         Ok(ListKeysResponse {
             request_id: self.request_id(),
-            keys: KeyList { key: keys },
-            page_number: i64::try_from(page).unwrap_or(i64::MAX),
-            page_size: i64::try_from(size).unwrap_or(i64::MAX),
-            total_count: i64::try_from(total).unwrap_or(i64::MAX),
+            keys: KeyList {
+                key: paged
+                    .items
+                    .into_iter()
+                    .map(|r| KeyListEntry {
+                        key_arn: self.scope.key_arn(&r.key_id),
+                        key_id: r.key_id,
+                    })
+                    .collect(),
+            },
+            page_number: paged.page_number,
+            page_size: paged.page_size,
+            total_count: paged.total_count,
         })
     }
 
@@ -473,7 +469,7 @@ impl Kms {
         caller: &Caller,
         req: ListKeyVersionsRequest,
     ) -> Result<ListKeyVersionsResponse, KmsError> {
-        let (page, size) = validate::paging(req.page_number, req.page_size, 10)?;
+        let page = validate::paging(req.page_number, req.page_size, 10)?;
         let key = self.live_key("KeyId", &req.key_id, self.clock.now())?;
         self.authorize(caller, Action::new("kms:ListKeyVersions"), Some(&key))?;
         let mut versions: Vec<VersionRecord> = self
@@ -482,25 +478,23 @@ impl Kms {
             .map(|(_, v, _)| v)
             .collect();
         versions.sort_by_key(|v| v.seq);
-        let total = versions.len();
-        let page_items = versions
-            .into_iter()
-            .skip((page - 1).saturating_mul(size))
-            .take(size)
-            .map(|v| KeyVersion {
-                key_id: v.key_id.clone(),
-                key_version_id: v.version_id.clone(),
-                creation_date: v.creation_date,
-            })
-            .collect();
+        let paged = page.take(versions);
         Ok(ListKeyVersionsResponse {
             request_id: self.request_id(),
             key_versions: KeyVersionList {
-                key_version: page_items,
+                key_version: paged
+                    .items
+                    .into_iter()
+                    .map(|v| KeyVersion {
+                        key_id: v.key_id,
+                        key_version_id: v.version_id,
+                        creation_date: v.creation_date,
+                    })
+                    .collect(),
             },
-            page_number: i64::try_from(page).unwrap_or(i64::MAX),
-            page_size: i64::try_from(size).unwrap_or(i64::MAX),
-            total_count: i64::try_from(total).unwrap_or(i64::MAX),
+            page_number: paged.page_number,
+            page_size: paged.page_size,
+            total_count: paged.total_count,
         })
     }
 
@@ -580,16 +574,8 @@ impl Kms {
         let kk = key_record_key(&record.key_id);
         let vk = version_record_key(&record.key_id, &version_id);
         let mut batch = Batch::new();
-        batch.put_if(
-            kk.clone(),
-            self.encode(&kk, &next)?,
-            Precondition::Revision(revision),
-        );
-        batch.put_if(
-            vk.clone(),
-            self.encode(&vk, &version)?,
-            Precondition::Absent,
-        );
+        self.stage_put(&mut batch, kk, &next, Precondition::Revision(revision))?;
+        self.stage_put(&mut batch, vk, &version, Precondition::Absent)?;
         if let Err(e) = self.commit(batch) {
             if record.protection_level == ProtectionLevel::Hsm {
                 self.destroy_handle(version.material.as_ref());

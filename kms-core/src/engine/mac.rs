@@ -51,14 +51,7 @@ impl Kms {
         check_message(&req.message)?;
         let key = self.usable_key(caller, Action::new("kms:GenerateMac"), "KeyId", &req.key_id)?;
         check_mac_key(&key)?;
-        let primary =
-            key.record
-                .primary_version_id
-                .as_deref()
-                .ok_or_else(|| KmsError::PendingImport {
-                    key_id: key.record.key_id.clone(),
-                })?;
-        let version = self.load_version(&key, primary)?;
+        let version = self.primary_version(&key)?;
         let mac = self.version_mac(&key, &version, &req.message)?;
         Ok(GenerateMacResponse {
             request_id: self.request_id(),

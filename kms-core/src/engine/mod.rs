@@ -361,6 +361,19 @@ impl Kms {
         })
     }
 
+    /// Adds a sealed put of `value` under `record_key` to `batch`.
+    pub(crate) fn stage_put<T: Serialize>(
+        &self,
+        batch: &mut crate::storage::Batch,
+        record_key: Vec<u8>,
+        value: &T,
+        precondition: crate::storage::Precondition,
+    ) -> Result<(), KmsError> {
+        let sealed = self.encode(&record_key, value)?;
+        batch.put_if(record_key, sealed, precondition);
+        Ok(())
+    }
+
     pub(crate) fn read<T: DeserializeOwned>(
         &self,
         record_key: &[u8],
@@ -677,13 +690,13 @@ impl Kms {
         if next == record {
             return self.cache_put(next, Vec::new());
         }
-        let rk = key_record_key(&key_id);
         let mut batch = crate::storage::Batch::new();
-        batch.put_if(
-            rk.clone(),
-            self.encode(&rk, &next)?,
+        self.stage_put(
+            &mut batch,
+            key_record_key(&key_id),
+            &next,
             crate::storage::Precondition::Revision(revision),
-        );
+        )?;
         self.commit(batch)?;
         self.cache_put(next, Vec::new())
     }

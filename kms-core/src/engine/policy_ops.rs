@@ -163,17 +163,9 @@ impl Kms {
             key_id: key_id.clone(),
         };
         let mut batch = Batch::new();
-        batch.put_if(kk.clone(), self.encode(&kk, &record)?, Precondition::Absent);
-        batch.put_if(
-            vk.clone(),
-            self.encode(&vk, &version)?,
-            Precondition::Absent,
-        );
-        batch.put_if(
-            ak.clone(),
-            self.encode(&ak, &alias_record)?,
-            Precondition::Absent,
-        );
+        self.stage_put(&mut batch, kk, &record, Precondition::Absent)?;
+        self.stage_put(&mut batch, vk, &version, Precondition::Absent)?;
+        self.stage_put(&mut batch, ak, &alias_record, Precondition::Absent)?;
         self.commit(batch)?;
         let cached = self.cache_put(record, vec![version])?;
         self.alias_cache_put(&alias, &key_id)?;

@@ -456,15 +456,11 @@ impl Kms {
         let sk = secret_record_key(&rec.name);
         let vk = value_record_key(&rec.name, version.version_id);
         let mut batch = Batch::new();
-        batch.put_if(vk.clone(), self.encode(&vk, &value)?, Precondition::Absent);
+        self.stage_put(&mut batch, vk, &value, Precondition::Absent)?;
         for old in &dropped {
             batch.delete(value_record_key(&rec.name, old));
         }
-        batch.put_if(
-            sk.clone(),
-            self.encode(&sk, &next)?,
-            Precondition::Revision(revision),
-        );
+        self.stage_put(&mut batch, sk, &next, Precondition::Revision(revision))?;
         self.commit(batch)?;
         Ok(next)
     }
@@ -555,11 +551,7 @@ impl Kms {
         if next != rec {
             let sk = secret_record_key(name);
             let mut batch = Batch::new();
-            batch.put_if(
-                sk.clone(),
-                self.encode(&sk, &next)?,
-                Precondition::Revision(revision),
-            );
+            self.stage_put(&mut batch, sk, &next, Precondition::Revision(revision))?;
             self.commit(batch)?;
         }
         Ok(next)
@@ -604,7 +596,7 @@ impl Kms {
         caller: &Caller,
         req: ListSecretVersionIdsRequest,
     ) -> Result<ListSecretVersionIdsResponse, KmsError> {
-        let (page, size) = validate::paging(req.page_number, req.page_size, 20)?;
+        let page = validate::paging(req.page_number, req.page_size, 20)?;
         let (rec, _) = self.load_secret(&req.secret_name, self.clock.now())?;
         self.authorize_secret(caller, "kms:ListSecretVersionIds", &rec)?;
         let include = req.include_deprecated.unwrap_or(false);
@@ -621,20 +613,16 @@ impl Kms {
             })
             .filter(|e| include || !e.version_stages.version_stage.is_empty())
             .collect();
-        let total = entries.len();
+        let paged = page.take(entries);
         Ok(ListSecretVersionIdsResponse {
             request_id: self.request_id(),
             secret_name: rec.name.clone(),
             version_ids: SecretVersionList {
-                version_id: entries
-                    .into_iter()
-                    .skip((page - 1).saturating_mul(size))
-                    .take(size)
-                    .collect(),
+                version_id: paged.items,
             },
-            page_number: i64::try_from(page).unwrap_or(i64::MAX),
-            page_size: i64::try_from(size).unwrap_or(i64::MAX),
-            total_count: i64::try_from(total).unwrap_or(i64::MAX),
+            page_number: paged.page_number,
+            page_size: paged.page_size,
+            total_count: paged.total_count,
         })
     }
 
@@ -708,7 +696,7 @@ impl Kms {
         caller: &Caller,
         req: ListSecretsRequest,
     ) -> Result<ListSecretsResponse, KmsError> {
-        let (page, size) = validate::paging(req.page_number, req.page_size, 10)?;
+        let page = validate::paging(req.page_number, req.page_size, 10)?;
         for f in &req.filters {
             if !matches!(
                 f.key.as_str(),
@@ -747,15 +735,14 @@ impl Kms {
             .map(|(_, r, _)| r)
             .filter(|r| !r.is_purged(now) && matches(r))
             .collect();
-        let total = found.len();
         let fetch_tags = req.fetch_tags.unwrap_or(false);
+        let paged = page.take(found);
         Ok(ListSecretsResponse {
             request_id: self.request_id(),
             secret_list: SecretList {
-                secret: found
+                secret: paged
+                    .items
                     .into_iter()
-                    .skip((page - 1).saturating_mul(size))
-                    .take(size)
                     .map(|r| SecretListEntry {
                         tags: fetch_tags.then(|| tag_list(&r.tags)),
                         secret_name: r.name,
@@ -766,9 +753,9 @@ impl Kms {
                     })
                     .collect(),
             },
-            page_number: i64::try_from(page).unwrap_or(i64::MAX),
-            page_size: i64::try_from(size).unwrap_or(i64::MAX),
-            total_count: i64::try_from(total).unwrap_or(i64::MAX),
+            page_number: paged.page_number,
+            page_size: paged.page_size,
+            total_count: paged.total_count,
         })
     }
 
@@ -825,11 +812,7 @@ impl Kms {
             updated: now,
             ..rec.clone()
         };
-        batch.put_if(
-            sk.clone(),
-            self.encode(&sk, &next)?,
-            Precondition::Revision(revision),
-        );
+        self.stage_put(&mut batch, sk, &next, Precondition::Revision(revision))?;
         self.commit(batch)?;
         Ok(DeleteSecretResponse {
             request_id: self.request_id(),
