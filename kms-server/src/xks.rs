@@ -130,9 +130,12 @@ impl HttpExternalKeyStore {
         if let Some(token) = &self.token {
             request = request.header("Authorization", &format!("Bearer {}", token.as_str()));
         }
-        let mut response = request
-            .send_json(&body)
-            .map_err(|e| unavailable(format!("the proxy at {} did not answer: {e}", self.base_url)))?;
+        let mut response = request.send_json(&body).map_err(|e| {
+            unavailable(format!(
+                "the proxy at {} did not answer: {e}",
+                self.base_url
+            ))
+        })?;
         let status = response.status().as_u16();
         let text = Zeroizing::new(
             response
@@ -143,12 +146,12 @@ impl HttpExternalKeyStore {
                 .map_err(|e| unavailable(format!("reading the proxy's answer failed: {e}")))?,
         );
         if status == 200 {
-            return serde_json::from_str(&text)
-                .map_err(|_| unavailable(format!("the proxy answered malformed JSON to {operation}")));
+            return serde_json::from_str(&text).map_err(|_| {
+                unavailable(format!("the proxy answered malformed JSON to {operation}"))
+            });
         }
-        let err: ErrorAnswer = serde_json::from_str(&text).map_err(|_| {
-            unavailable(format!("the proxy answered HTTP {status} to {operation}"))
-        })?;
+        let err: ErrorAnswer = serde_json::from_str(&text)
+            .map_err(|_| unavailable(format!("the proxy answered HTTP {status} to {operation}")))?;
         Err(match err.error_name.as_str() {
             "KeyNotFoundException" | "InvalidStateException" | "InvalidKeyUsageException" => {
                 KmsError::ExternalKeyUnusable {
@@ -178,7 +181,8 @@ impl ExternalKeyStore for HttpExternalKeyStore {
         if m.key_spec != "AES_256" {
             return Err(unusable(format!("its spec is {}, not AES_256", m.key_spec)));
         }
-        if !(m.key_usage.iter().any(|u| u == "ENCRYPT") && m.key_usage.iter().any(|u| u == "DECRYPT"))
+        if !(m.key_usage.iter().any(|u| u == "ENCRYPT")
+            && m.key_usage.iter().any(|u| u == "DECRYPT"))
         {
             return Err(unusable("it is not an ENCRYPT/DECRYPT key".into()));
         }
@@ -222,13 +226,11 @@ impl ExternalKeyStore for HttpExternalKeyStore {
         aad: &[u8],
         ciphertext: &ExternalCiphertext,
     ) -> Result<Zeroizing<Vec<u8>>, KmsError> {
-        let split = ciphertext
-            .ciphertext_and_tag
-            .len()
-            .checked_sub(16)
-            .ok_or(KmsError::InvalidCiphertext {
+        let split = ciphertext.ciphertext_and_tag.len().checked_sub(16).ok_or(
+            KmsError::InvalidCiphertext {
                 reason: "the blob is truncated",
-            })?;
+            },
+        )?;
         let (body, tag) = ciphertext.ciphertext_and_tag.split_at(split);
         let request = json!({
             "requestMetadata": {"kmsOperation": "Decrypt"},
