@@ -249,9 +249,7 @@ impl Kms {
             Err(e) => return Err(e),
         };
         let plaintext = match &key.record.external_key_id {
-            Some(external_id) => {
-                self.open_external(external_id, &parsed, context)?
-            }
+            Some(external_id) => self.open_external(external_id, &parsed, context)?,
             None => {
                 let aad = blob::associated_data(parsed.header, context);
                 self.version_open(&key, &version, &parsed.iv, &aad, parsed.ciphertext_and_tag)?
