@@ -25,7 +25,7 @@ impl Kms {
     /// The alias record and its entry (write lock held). An alias whose key is past its
     /// DeleteDate is gone with the key (ListAliases no longer shows it): that key is purged
     /// now, and the alias is not found.
-    fn read_live_alias(
+    pub(super) fn read_live_alias(
         &self,
         name: &str,
         now: crate::time::UnixTime,

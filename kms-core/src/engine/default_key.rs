@@ -73,6 +73,16 @@ impl Kms {
             return Err(KmsError::missing("AliasName"));
         }
         validate_alias_name("AliasName", &req.alias_name)?;
+        let origin = match req.origin {
+            None | Some(Origin::AliyunKms) => Origin::AliyunKms,
+            Some(Origin::External) => Origin::External,
+            Some(other) => {
+                return Err(KmsError::invalid(
+                    "Origin",
+                    format!("must be Aliyun_KMS or EXTERNAL, not {other}"),
+                ))
+            }
+        };
         if is_reserved_alias(&req.alias_name) {
             return Err(KmsError::invalid(
                 "AliasName",
@@ -87,17 +97,22 @@ impl Kms {
             });
         }
         let ak = alias_record_key(&req.alias_name);
-        if self.storage.get(&ak)?.is_some() {
-            return Err(KmsError::AliasAlreadyExists {
-                alias: req.alias_name,
-            });
+        // An alias of a key past its DeleteDate is gone with the key, as for CreateAlias.
+        match self.read_live_alias(&req.alias_name, self.clock.now()) {
+            Ok(_) => {
+                return Err(KmsError::AliasAlreadyExists {
+                    alias: req.alias_name,
+                })
+            }
+            Err(KmsError::AliasNotFound { .. }) => {}
+            Err(e) => return Err(e),
         }
         let alias = req.alias_name.clone();
         let cached = self.create_key_with(
             caller,
             CreateKeyRequest {
                 key_spec: Some(KeySpec::Aes256),
-                origin: Some(req.origin.unwrap_or(Origin::AliyunKms)),
+                origin: Some(origin),
                 description: req.description.clone(),
                 ..Default::default()
             },
