@@ -25,6 +25,7 @@ fn mac(env: &Env, key: &str, message: &[u8]) -> Result<GenerateMacResponse, kms_
         GenerateMacRequest {
             key_id: key.into(),
             message: message.to_vec(),
+            ..Default::default()
         },
     )
 }
@@ -37,7 +38,7 @@ fn verify(env: &Env, key: &str, message: &[u8], m: &[u8]) -> VerifyMacResponse {
                 key_id: key.into(),
                 message: message.to_vec(),
                 mac: m.to_vec(),
-                key_version_id: None,
+                ..Default::default()
             },
         )
         .unwrap()
@@ -87,7 +88,7 @@ fn generate_mac_matches_rfc_4231_through_imported_material() {
         let got = mac(&env, &id, &unhex(data)).unwrap();
         assert_eq!(got.mac, unhex(want), "RFC 4231 vector {i}");
         let v = verify(&env, &id, &unhex(data), &unhex(want));
-        assert!(v.mac_valid, "vector {i}");
+        assert!(v.value, "vector {i}");
         assert_eq!(
             v.key_version_id.as_deref(),
             Some(got.key_version_id.as_str())
@@ -143,12 +144,12 @@ fn verify_mac_is_false_for_a_wrong_mac_or_message_not_an_error() {
     let (key, _) = env.key(KeySpec::HmacSha256, None);
     let good = mac(&env, &key, b"message").unwrap().mac;
     assert_eq!(good.len(), 32);
-    assert!(verify(&env, &key, b"message", &good).mac_valid);
+    assert!(verify(&env, &key, b"message", &good).value);
     let mut bad = good.clone();
     bad[0] ^= 1;
-    assert!(!verify(&env, &key, b"message", &bad).mac_valid);
-    assert!(!verify(&env, &key, b"other", &good).mac_valid);
-    assert!(!verify(&env, &key, b"message", &good[..16]).mac_valid);
+    assert!(!verify(&env, &key, b"message", &bad).value);
+    assert!(!verify(&env, &key, b"other", &good).value);
+    assert!(!verify(&env, &key, b"message", &good[..16]).value);
 }
 
 #[test]
@@ -170,7 +171,7 @@ fn macs_from_before_a_rotation_still_verify_and_new_macs_use_the_new_version() {
     assert_ne!(new.key_version_id, old.key_version_id);
     assert_ne!(new.mac, old.mac);
     let v = verify(&env, &m.key_id, b"data", &old.mac);
-    assert!(v.mac_valid);
+    assert!(v.value);
     assert_eq!(v.key_version_id, Some(old.key_version_id.clone()));
     // Checked against a named version, only that version counts.
     let pinned = env
@@ -182,10 +183,11 @@ fn macs_from_before_a_rotation_still_verify_and_new_macs_use_the_new_version() {
                 message: b"data".to_vec(),
                 mac: old.mac.clone(),
                 key_version_id: Some(new.key_version_id.clone()),
+                ..Default::default()
             },
         )
         .unwrap();
-    assert!(!pinned.mac_valid);
+    assert!(!pinned.value);
     let v2 = env.new_version(&m.key_id).unwrap();
     assert_eq!(mac(&env, &m.key_id, b"data").unwrap().key_version_id, v2);
 }
@@ -221,7 +223,7 @@ fn hmac_keys_work_in_an_hsm_provider() {
     let env = Env::with_hsm();
     let (key, _) = env.key_at(KeySpec::HmacSha256, None, ProtectionLevel::Hsm);
     let m = mac(&env, &key, b"in the module").unwrap();
-    assert!(verify(&env, &key, b"in the module", &m.mac).mac_valid);
+    assert!(verify(&env, &key, b"in the module", &m.mac).value);
     let d = env.describe(&key);
     assert_eq!(d.protection_level, ProtectionLevel::Hsm);
     assert_eq!(d.origin, Origin::AliyunKms);
@@ -238,7 +240,77 @@ fn mac_requests_decode_from_wire_strings() {
         request_id: "r".into(),
         key_id: "k".into(),
         key_version_id: "v".into(),
+        algorithm: "HMAC_SHA_256".into(),
         mac: vec![1, 2, 3],
     };
-    assert_eq!(serde_json::to_value(resp).unwrap()["Mac"], "AQID");
+    let wire = serde_json::to_value(resp).unwrap();
+    assert_eq!(wire["Mac"], "AQID");
+    assert_eq!(wire["Algorithm"], "HMAC_SHA_256");
+    // The official SDK's VerifyMacResponseBody reads Value and Algorithm.
+    let resp = VerifyMacResponse {
+        request_id: "r".into(),
+        key_id: "k".into(),
+        key_version_id: None,
+        algorithm: "HMAC_SHA_256".into(),
+        value: true,
+    };
+    let wire = serde_json::to_value(resp).unwrap();
+    assert_eq!(wire["Value"], true);
+    assert_eq!(wire["Algorithm"], "HMAC_SHA_256");
+    assert!(wire.get("MacValid").is_none());
+    let req: VerifyMacRequest = kms_core::wire::decode_request(serde_json::json!({
+        "KeyId": "k", "Message": "aGVsbG8=", "Mac": "AQID",
+        "Algorithm": "HMAC_SHA_256", "DryRun": "false"
+    }))
+    .unwrap();
+    assert_eq!(req.algorithm.as_deref(), Some("HMAC_SHA_256"));
+    assert_eq!(req.dry_run, Some(false));
+}
+
+#[test]
+fn mac_algorithm_and_dry_run_are_checked() {
+    let env = Env::new();
+    let (key, _) = env.key(KeySpec::HmacSha256, None);
+    let gen = |alg: Option<&str>, dry: Option<bool>| {
+        env.kms.generate_mac(
+            &env.me,
+            GenerateMacRequest {
+                key_id: key.clone(),
+                message: b"m".to_vec(),
+                algorithm: alg.map(str::to_owned),
+                dry_run: dry,
+            },
+        )
+    };
+    let m = gen(Some("HMAC_SHA_256"), None).unwrap();
+    assert_eq!(m.algorithm, "HMAC_SHA_256");
+    assert_eq!(gen(None, None).unwrap().mac, m.mac);
+    for other in ["HMAC_SHA_512", "HMAC_SM3", "hmac_sha_256", "SHA256"] {
+        expect_param_err(gen(Some(other), None), "InvalidParameter", "Algorithm");
+    }
+    expect_err(gen(None, Some(true)), "DryRunOperationError");
+    let verify = |alg: Option<&str>, dry: Option<bool>| {
+        env.kms.verify_mac(
+            &env.me,
+            VerifyMacRequest {
+                key_id: key.clone(),
+                message: b"m".to_vec(),
+                mac: m.mac.clone(),
+                algorithm: alg.map(str::to_owned),
+                dry_run: dry,
+                ..Default::default()
+            },
+        )
+    };
+    let v = verify(Some("HMAC_SHA_256"), None).unwrap();
+    assert!(v.value);
+    assert_eq!(v.algorithm, "HMAC_SHA_256");
+    expect_param_err(
+        verify(Some("HMAC_SHA_384"), None),
+        "InvalidParameter",
+        "Algorithm",
+    );
+    expect_err(verify(None, Some(true)), "DryRunOperationError");
+    env.disable(&key);
+    expect_err(verify(None, Some(true)), "ValidationError");
 }

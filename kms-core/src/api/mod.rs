@@ -1058,6 +1058,12 @@ request!(
         /// The message, at most 4096 bytes (Base64 on the wire).
         #[serde(with = "base64_bytes")]
         pub message: Vec<u8>,
+        /// `HMAC_SHA_256`, the one algorithm of HMAC_SHA256 keys (the default when absent).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub algorithm: Option<String>,
+        /// Check only; fail with DryRunOperationError if the call would succeed.
+        #[serde(with = "lenient_bool", skip_serializing_if = "Option::is_none")]
+        pub dry_run: Option<bool>,
     }
 );
 
@@ -1068,6 +1074,8 @@ response!(
         pub key_id: String,
         /// The version that computed the MAC.
         pub key_version_id: String,
+        /// The algorithm: `HMAC_SHA_256`.
+        pub algorithm: String,
         /// HMAC-SHA256 of the message (Base64 on the wire).
         #[serde(with = "base64_bytes")]
         pub mac: Vec<u8>,
@@ -1085,9 +1093,15 @@ request!(
         /// The MAC to check (Base64 on the wire).
         #[serde(with = "base64_bytes")]
         pub mac: Vec<u8>,
+        /// `HMAC_SHA_256` (the default when absent).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub algorithm: Option<String>,
         /// The version to check against; every version when absent (newest first).
         #[serde(skip_serializing_if = "Option::is_none")]
         pub key_version_id: Option<String>,
+        /// Check only; fail with DryRunOperationError if the call would succeed.
+        #[serde(with = "lenient_bool", skip_serializing_if = "Option::is_none")]
+        pub dry_run: Option<bool>,
     }
 );
 
@@ -1099,8 +1113,11 @@ response!(
         /// The version whose MAC matched (or the one asked for).
         #[serde(skip_serializing_if = "Option::is_none", default)]
         pub key_version_id: Option<String>,
-        /// True when the MAC is valid (constant-time comparison).
-        pub mac_valid: bool,
+        /// The algorithm: `HMAC_SHA_256`.
+        pub algorithm: String,
+        /// True when the MAC is valid (constant-time comparison); `Value` on the wire, as
+        /// the SDKs read it.
+        pub value: bool,
     }
 );
 

@@ -1,5 +1,6 @@
 //! HMAC keys: GenerateMac and VerifyMac.
 
+use super::crypto_ops::dry_run;
 use super::{version_prefix, CachedKey, Kms};
 use crate::api::*;
 use crate::auth::{Action, Caller};
@@ -9,6 +10,20 @@ use crate::model::{KeyUsage, VersionRecord};
 
 /// Largest message GenerateMac and VerifyMac take, in bytes.
 pub const MAX_MAC_MESSAGE: usize = 4096;
+
+/// The MAC algorithm of HMAC_SHA256 keys, as the `Algorithm` parameter names it.
+pub const MAC_ALGORITHM: &str = "HMAC_SHA_256";
+
+/// Checks the optional `Algorithm` parameter.
+fn check_algorithm(algorithm: Option<&str>) -> Result<(), KmsError> {
+    match algorithm {
+        None | Some("") | Some(MAC_ALGORITHM) => Ok(()),
+        Some(other) => Err(KmsError::invalid(
+            "Algorithm",
+            format!("{other:?} is not one of {MAC_ALGORITHM}"),
+        )),
+    }
+}
 
 fn check_message(message: &[u8]) -> Result<(), KmsError> {
     if message.is_empty() {
@@ -48,16 +63,21 @@ impl Kms {
         caller: &Caller,
         req: GenerateMacRequest,
     ) -> Result<GenerateMacResponse, KmsError> {
-        check_message(&req.message)?;
-        let key = self.usable_key(caller, Action::new("kms:GenerateMac"), "KeyId", &req.key_id)?;
-        check_mac_key(&key)?;
-        let version = self.primary_version(&key)?;
-        let mac = self.version_mac(&key, &version, &req.message)?;
-        Ok(GenerateMacResponse {
-            request_id: self.request_id(),
-            key_id: key.record.key_id.clone(),
-            key_version_id: version.version_id().to_owned(),
-            mac,
+        dry_run(req.dry_run, || {
+            check_message(&req.message)?;
+            check_algorithm(req.algorithm.as_deref())?;
+            let key =
+                self.usable_key(caller, Action::new("kms:GenerateMac"), "KeyId", &req.key_id)?;
+            check_mac_key(&key)?;
+            let version = self.primary_version(&key)?;
+            let mac = self.version_mac(&key, &version, &req.message)?;
+            Ok(GenerateMacResponse {
+                request_id: self.request_id(),
+                key_id: key.record.key_id.clone(),
+                key_version_id: version.version_id().to_owned(),
+                algorithm: MAC_ALGORITHM.into(),
+                mac,
+            })
         })
     }
 
@@ -71,7 +91,16 @@ impl Kms {
         caller: &Caller,
         req: VerifyMacRequest,
     ) -> Result<VerifyMacResponse, KmsError> {
+        dry_run(req.dry_run, || self.verify_mac_checked(caller, &req))
+    }
+
+    fn verify_mac_checked(
+        &self,
+        caller: &Caller,
+        req: &VerifyMacRequest,
+    ) -> Result<VerifyMacResponse, KmsError> {
         check_message(&req.message)?;
+        check_algorithm(req.algorithm.as_deref())?;
         if req.mac.is_empty() {
             return Err(KmsError::missing("Mac"));
         }
@@ -105,9 +134,11 @@ impl Kms {
         Ok(VerifyMacResponse {
             request_id: self.request_id(),
             key_id: key.record.key_id.clone(),
-            mac_valid: matched.is_some(),
+            algorithm: MAC_ALGORITHM.into(),
+            value: matched.is_some(),
             key_version_id: matched.or_else(|| {
                 req.key_version_id
+                    .as_deref()
                     .filter(|v| !v.is_empty())
                     .map(|v| v.to_ascii_lowercase())
             }),

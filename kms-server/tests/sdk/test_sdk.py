@@ -9,6 +9,7 @@ Prints one line per check and a closing `N passed, M failed`; exits non-zero on 
 
 import base64
 import hashlib
+import hmac
 import json
 import os
 import sys
@@ -35,12 +36,15 @@ from aliyunsdkkms.request.v20160120 import (
     GenerateDataKeyRequest,
     ListAliasesRequest,
     ListResourceTagsRequest,
+    ListTagResourcesRequest,
     ScheduleKeyDeletionRequest,
     TagResourceRequest,
+    TagResourcesRequest,
+    UntagResourcesRequest,
 )
 
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, utils
+from cryptography.hazmat.primitives.asymmetric import ec, padding, utils
 
 ENDPOINT = os.environ["KMS_ENDPOINT"]
 AK = os.environ["KMS_ACCESS_KEY_ID"]
@@ -227,6 +231,153 @@ def _():
     V3["secret"] = name
 
 
+def v3_pairs(resource_type, resource_ids=None, tags=None):
+    """Every (ResourceId, TagKey, TagValue) ListTagResources answers, following NextToken."""
+    out, token, pages = [], None, 0
+    while True:
+        body = v3.list_tag_resources(
+            m.ListTagResourcesRequest(
+                resource_type=resource_type,
+                resource_id=resource_ids,
+                tag=[m.ListTagResourcesRequestTag(key=k, value=v) for k, v in (tags or [])] or None,
+                next_token=token,
+            )
+        ).body
+        pages += 1
+        out += [(t.resource_id, t.tag_key, t.tag_value) for t in body.tag_resources.tag_resource or []]
+        token = body.next_token
+        if not token:
+            return out, pages
+
+
+@check("v3 TagResources + ListTagResources (NextToken) + UntagResources on keys")
+def _():
+    keys = [v3.create_key(m.CreateKeyRequest(description=f"batch {i}")).body.key_metadata.key_id for i in range(3)]
+    tags = [m.TagResourcesRequestTag(key=f"k{i}", value=f"v{i}") for i in range(8)]
+    v3.tag_resources(m.TagResourcesRequest(resource_type="key", resource_id=keys, tag=tags))
+    got, pages = v3_pairs("key", keys)
+    want = sorted((k, f"k{i}", f"v{i}") for k in keys for i in range(8))
+    expect(got == want, got)
+    expect(pages == 2, f"24 pairs in pages of 20 should take 2 pages, took {pages}")
+    only, _ = v3_pairs("key", tags=[("k3", "v3")])
+    expect(sorted(only) == sorted((k, "k3", "v3") for k in keys), only)
+    v3.untag_resources(m.UntagResourcesRequest(resource_type="key", resource_id=keys[:2], tag_key=["k0", "k1"]))
+    got, _ = v3_pairs("key", keys[:1])
+    expect(got == sorted((keys[0], f"k{i}", f"v{i}") for i in range(2, 8)), got)
+    v3.untag_resources(m.UntagResourcesRequest(resource_type="key", resource_id=[keys[2]], all=True))
+    got, _ = v3_pairs("key", [keys[2]])
+    expect(got == [], got)
+    code = v3_error_code(
+        lambda: v3.tag_resources(
+            m.TagResourcesRequest(
+                resource_type="key",
+                resource_id=keys,
+                tag=[m.TagResourcesRequestTag(key="d", value="1"), m.TagResourcesRequestTag(key="d", value="2")],
+            )
+        )
+    )
+    expect(code == "Duplicate.TagKey", code)
+    code = v3_error_code(
+        lambda: v3.tag_resources(
+            m.TagResourcesRequest(
+                resource_type="key",
+                resource_id=[keys[0], str(uuid.uuid4())],
+                tag=[m.TagResourcesRequestTag(key="new", value="x")],
+            )
+        )
+    )
+    expect(code == "InvalidResourceId.NotFound", code)
+    got, _ = v3_pairs("key", keys[:1])
+    expect(("new" not in {k for _, k, _ in got}), f"a refused batch changed a key: {got}")
+    V3["batch_keys"] = keys
+
+
+@check("v3 TagResources + ListTagResources + UntagResources on a secret")
+def _():
+    name = V3["secret"]
+    v3.tag_resources(
+        m.TagResourcesRequest(
+            resource_type="secret",
+            resource_id=[name],
+            tag=[m.TagResourcesRequestTag(key="owner", value="dba"), m.TagResourcesRequestTag(key="env", value="ci")],
+        )
+    )
+    got, _ = v3_pairs("secret", [name])
+    expect(got == [(name, "env", "ci"), (name, "owner", "dba")], got)
+    v3.untag_resources(m.UntagResourcesRequest(resource_type="secret", resource_id=[name], tag_key=["env"]))
+    got, _ = v3_pairs("secret", [name])
+    expect(got == [(name, "owner", "dba")], got)
+
+
+def wrap_for_import(public_key_b64, material):
+    public = serialization.load_der_public_key(base64.b64decode(public_key_b64))
+    return base64.b64encode(
+        public.encrypt(
+            material,
+            padding.OAEP(mgf=padding.MGF1(algorithm=hashes.SHA256()), algorithm=hashes.SHA256(), label=None),
+        )
+    ).decode()
+
+
+@check("v3 HMAC_SHA256 key: GenerateMac + VerifyMac (+ Python hmac cross-check)")
+def _():
+    meta = v3.create_key(
+        m.CreateKeyRequest(key_spec="HMAC_SHA256", key_usage="GENERATE/VERIFY_MAC", origin="EXTERNAL")
+    ).body.key_metadata
+    expect(meta.key_state == "PendingImport", meta.key_state)
+    material = os.urandom(32)
+    params = v3.get_parameters_for_import(
+        m.GetParametersForImportRequest(
+            key_id=meta.key_id, wrapping_algorithm="RSAES_OAEP_SHA_256", wrapping_key_spec="RSA_2048"
+        )
+    ).body
+    v3.import_key_material(
+        m.ImportKeyMaterialRequest(
+            key_id=meta.key_id,
+            encrypted_key_material=wrap_for_import(params.public_key, material),
+            import_token=params.import_token,
+            key_material_expire_unix=0,
+        )
+    )
+    expect(v3_state(meta.key_id) == "Enabled", "import did not enable the key")
+    message = "MAC me, 世界".encode()
+    msg64 = base64.b64encode(message).decode()
+    body = v3.generate_mac(m.GenerateMacRequest(key_id=meta.key_id, algorithm="HMAC_SHA_256", message=msg64)).body
+    expect(body.key_id == meta.key_id, body.key_id)
+    expect(body.algorithm == "HMAC_SHA_256", f"Algorithm {body.algorithm!r}")
+    expect(base64.b64decode(body.mac) == hmac.new(material, message, hashlib.sha256).digest(), "MAC differs")
+    ok = v3.verify_mac(
+        m.VerifyMacRequest(key_id=meta.key_id, algorithm="HMAC_SHA_256", message=msg64, mac=body.mac)
+    ).body
+    expect(ok.value is True, f"VerifyMac answered Value={ok.value!r}")
+    expect(ok.algorithm == "HMAC_SHA_256", f"Algorithm {ok.algorithm!r}")
+    expect(ok.key_id == meta.key_id, ok.key_id)
+    bad = base64.b64encode(hmac.new(material, b"other", hashlib.sha256).digest()).decode()
+    no = v3.verify_mac(m.VerifyMacRequest(key_id=meta.key_id, algorithm="HMAC_SHA_256", message=msg64, mac=bad)).body
+    expect(no.value is False, f"VerifyMac of a wrong MAC answered Value={no.value!r}")
+    # A fresh engine-made HMAC key, through its alias.
+    fresh = v3.create_key(m.CreateKeyRequest(key_spec="HMAC_SHA256", key_usage="GENERATE/VERIFY_MAC")).body
+    alias = f"alias/sdk-mac-{RUN}"
+    v3.create_alias(m.CreateAliasRequest(alias_name=alias, key_id=fresh.key_metadata.key_id))
+    mac = v3.generate_mac(m.GenerateMacRequest(key_id=alias, algorithm="HMAC_SHA_256", message=msg64)).body.mac
+    ok = v3.verify_mac(m.VerifyMacRequest(key_id=alias, algorithm="HMAC_SHA_256", message=msg64, mac=mac)).body
+    expect(ok.value is True and ok.key_id == fresh.key_metadata.key_id, (ok.value, ok.key_id))
+    code = v3_error_code(
+        lambda: v3.generate_mac(m.GenerateMacRequest(key_id=alias, algorithm="HMAC_SHA_512", message=msg64))
+    )
+    expect(code == "InvalidParameter", code)
+    code = v3_error_code(
+        lambda: v3.generate_mac(m.GenerateMacRequest(key_id=V3["key"], algorithm="HMAC_SHA_256", message=msg64))
+    )
+    expect(code == "Rejected.UnsupportedOperation", code)
+    code = v3_error_code(
+        lambda: v3.generate_mac(
+            m.GenerateMacRequest(key_id=alias, algorithm="HMAC_SHA_256", message=msg64, dry_run="true")
+        )
+    )
+    expect(code == "DryRunOperationError", code)
+
+
 @check("v3 ListKeys paging")
 def _():
     body = v3.list_keys(m.ListKeysRequest(page_number=1, page_size=2)).body
@@ -399,6 +550,42 @@ def _():
     r = GetSecretValueRequest.GetSecretValueRequest()
     r.set_SecretName(V3["secret"])
     expect(v1(r)["SecretData"] == "p@ss word & more = 100%", "secret data")
+
+
+@check("v1 TagResources + ListTagResources + UntagResources")
+def _():
+    keys = V3["batch_keys"]
+    r = TagResourcesRequest.TagResourcesRequest()
+    r.set_ResourceType("key")
+    r.set_ResourceIds(keys[:2])
+    r.set_Tags([{"Key": "via", "Value": "v1"}, {"Key": "n", "Value": "1"}])
+    v1(r)
+    r = ListTagResourcesRequest.ListTagResourcesRequest()
+    r.set_ResourceType("key")
+    r.set_Tags([{"Key": "via", "Value": "v1"}])
+    got = sorted((t["ResourceId"], t["TagKey"], t["TagValue"]) for t in v1(r)["TagResources"]["TagResource"])
+    expect(got == sorted((k, "via", "v1") for k in keys[:2]), got)
+    r = UntagResourcesRequest.UntagResourcesRequest()
+    r.set_ResourceType("key")
+    r.set_ResourceIds(keys[:1])
+    r.set_TagKeys(["via"])
+    v1(r)
+    r = UntagResourcesRequest.UntagResourcesRequest()
+    r.set_ResourceType("key")
+    r.set_ResourceIds(keys[1:2])
+    r.set_All(True)
+    v1(r)
+    r = ListTagResourcesRequest.ListTagResourcesRequest()
+    r.set_ResourceType("key")
+    r.set_ResourceIds(keys[:2])
+    got = sorted((t["ResourceId"], t["TagKey"], t["TagValue"]) for t in v1(r)["TagResources"]["TagResource"])
+    expect(got == sorted([(keys[0], "n", "1")] + [(keys[0], f"k{i}", f"v{i}") for i in range(2, 8)]), got)
+    r = TagResourcesRequest.TagResourcesRequest()
+    r.set_ResourceType("secret")
+    r.set_ResourceIds([V3["secret"]])
+    r.set_Tags([{"Key": "aliyun-reserved", "Value": "x"}])
+    code = v1_error_code(r)
+    expect(code == "InvalidParameter.TagKey", code)
 
 
 @check("v1 wrong secret is SignatureDoesNotMatch")
