@@ -1865,3 +1865,79 @@ fn kms_serve_uses_the_configured_external_key_store() {
         "{log}"
     );
 }
+
+#[test]
+fn secrets_under_an_external_key_need_the_proxy_and_change_nothing_without_it() {
+    let mut f = fx();
+    let key = f.external_key("xk-1");
+    let create = |f: &Fx, name: &str| {
+        f.kms.create_secret(
+            &f.me,
+            CreateSecretRequest {
+                secret_name: name.into(),
+                secret_data: "secret-under-xks".into(),
+                version_id: "v1".into(),
+                encryption_key_id: Some(key.clone()),
+                ..Default::default()
+            },
+        )
+    };
+    let get = |f: &Fx, name: &str| {
+        f.kms
+            .get_secret_value(
+                &f.me,
+                GetSecretValueRequest {
+                    secret_name: name.into(),
+                    ..Default::default()
+                },
+            )
+            .map(|r| r.secret_data.expose().to_owned())
+    };
+    let versions = |f: &Fx, name: &str| {
+        f.kms
+            .list_secret_version_ids(
+                &f.me,
+                ListSecretVersionIdsRequest {
+                    secret_name: name.into(),
+                    ..Default::default()
+                },
+            )
+            .unwrap()
+            .total_count
+    };
+    create(&f, "db").unwrap();
+    assert_eq!(get(&f, "db").unwrap(), "secret-under-xks");
+    assert!(!f.stored_anywhere(b"secret-under-xks"));
+
+    f.proxy.down();
+    expect_err(get(&f, "db"), "Rejected.Unavailable");
+    expect_err(create(&f, "other"), "Rejected.Unavailable");
+    expect_err(
+        f.kms.put_secret_value(
+            &f.me,
+            PutSecretValueRequest {
+                secret_name: "db".into(),
+                version_id: "v2".into(),
+                secret_data: "new".into(),
+                ..Default::default()
+            },
+        ),
+        "Rejected.Unavailable",
+    );
+    expect_err(
+        f.kms.describe_secret(
+            &f.me,
+            DescribeSecretRequest {
+                secret_name: "other".into(),
+                ..Default::default()
+            },
+        ),
+        "Forbidden.ResourceNotFound",
+    );
+    assert_eq!(versions(&f, "db"), 1);
+
+    f.proxy.up();
+    assert_eq!(get(&f, "db").unwrap(), "secret-under-xks");
+    create(&f, "other").unwrap();
+    assert_eq!(get(&f, "other").unwrap(), "secret-under-xks");
+}
