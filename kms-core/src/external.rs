@@ -72,12 +72,15 @@ impl<S: ExternalKeyStore + ?Sized> ExternalKeyStore for std::sync::Arc<S> {
     }
 }
 
-/// Checks an External Key ID: 1 to 128 characters of letters, digits and `_ - . : /`.
+/// Checks an External Key ID: 1 to 128 characters of letters, digits and `_ - . : /`, with
+/// no empty or dots-only `/`-separated segment.
 ///
 /// Errors: `InvalidParameter` naming `ExternalKeyId`.
 pub fn validate_external_key_id(id: &str) -> Result<(), KmsError> {
     if id.is_empty()
         || id.len() > 128
+        // A path segment of dots would address another endpoint of the proxy.
+        || id.split('/').any(|seg| seg.is_empty() || seg.bytes().all(|c| c == b'.'))
         || !id
             .bytes()
             .all(|c| c.is_ascii_alphanumeric() || b"_-.:/".contains(&c))
@@ -88,4 +91,23 @@ pub fn validate_external_key_id(id: &str) -> Result<(), KmsError> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn external_key_ids_cannot_climb_the_proxy_path() {
+        for ok in ["k1", "arn:xks:key/1", "a.b", "..a"] {
+            assert!(validate_external_key_id(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", ".", "..", "a/..", "a//b", "/a", "a b", &"k".repeat(129)] {
+            assert_eq!(
+                validate_external_key_id(bad).unwrap_err().code(),
+                "InvalidParameter",
+                "{bad}"
+            );
+        }
+    }
 }
