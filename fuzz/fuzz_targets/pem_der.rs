@@ -1,0 +1,38 @@
+//! Certificates, chains, subjects (text) and SubjectPublicKeyInfo (DER) from untrusted input.
+#![no_main]
+#![allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
+
+use kms_core::asym::PublicKey;
+use kms_core::certs;
+use libfuzzer_sys::fuzz_target;
+
+fn inspect(cert: &x509_cert::Certificate) {
+    let _ = certs::describe(cert);
+    let _ = certs::to_pem(cert);
+    if let Ok(spki) = certs::public_key_der(cert) {
+        if let Ok(key) = PublicKey::from_spki_der("Certificate", &spki) {
+            let _ = key.to_pem();
+        }
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(key) = PublicKey::from_spki_der("PublicKey", data) {
+        // What parses re-encodes, and the encoding parses to the same key.
+        let der = key.to_spki_der().expect("a parsed key re-encodes");
+        let again = PublicKey::from_spki_der("PublicKey", &der).expect("its encoding parses");
+        assert_eq!(again.to_spki_der().ok(), Some(der));
+        let _ = key.to_pem();
+    }
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(cert) = certs::parse_certificate("Certificate", text) {
+        inspect(&cert);
+    }
+    if let Ok(chain) = certs::parse_chain(text) {
+        chain.iter().for_each(inspect);
+    }
+    let _ = certs::parse_subject(text);
+    let _ = certs::check_sans(&text.split(',').map(str::to_owned).collect::<Vec<_>>());
+});

@@ -1,0 +1,36 @@
+//! Key policy documents: parse arbitrary UTF-8, and evaluate whatever parses.
+#![no_main]
+#![allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
+
+use kms_core::auth::Caller;
+use kms_policy::document::RequestContext;
+use kms_policy::PolicyDocument;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|text: &str| {
+    let Ok(doc) = PolicyDocument::parse(text) else {
+        return;
+    };
+    let callers = [
+        Caller::account_root("1234"),
+        Caller::ram_user("1234", "alice"),
+        Caller::ram_role("5678", "app"),
+    ];
+    for caller in &callers {
+        let arn = caller.arn();
+        for action in ["kms:Encrypt", "kms:CreateKey", "kms:Fly", ""] {
+            for resource in [
+                "acs:kms:cn-hangzhou:1234:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+                "*",
+                "",
+            ] {
+                let _ = doc.evaluate(&RequestContext {
+                    caller,
+                    principal_arn: &arn,
+                    action,
+                    resource,
+                });
+            }
+        }
+    }
+});
