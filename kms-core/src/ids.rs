@@ -23,17 +23,32 @@ pub fn new_uuid(rng: &dyn RandomSource) -> Result<String, KmsError> {
 }
 
 /// Formats 128 bits as a lower-case UUID, setting the version (4) and variant bits.
+///
+/// Every response carries one (its RequestId), so this appends the digits directly rather
+/// than through `format!`, which cost about a tenth of an Encrypt.
 pub fn format_uuid_v4(hi: u64, lo: u64) -> String {
     let hi = (hi & !0xF000) | 0x4000;
     let lo = (lo & !(0xC0 << 56)) | (0x80 << 56);
-    format!(
-        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
-        hi >> 32,
-        (hi >> 16) & 0xFFFF,
-        hi & 0xFFFF,
-        lo >> 48,
-        lo & 0xFFFF_FFFF_FFFF
-    )
+    let mut out = String::with_capacity(36);
+    push_hex(&mut out, hi >> 32, 8);
+    out.push('-');
+    push_hex(&mut out, hi >> 16, 4);
+    out.push('-');
+    push_hex(&mut out, hi, 4);
+    out.push('-');
+    push_hex(&mut out, lo >> 48, 4);
+    out.push('-');
+    push_hex(&mut out, lo, 12);
+    out
+}
+
+/// Appends the low `digits` hex digits of `value`, most significant first, in lower case.
+fn push_hex(out: &mut String, value: u64, digits: u32) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for i in (0..digits).rev() {
+        let nibble = usize::try_from((value >> (4 * i)) & 0xF).unwrap_or(0);
+        out.push(char::from(HEX.get(nibble).copied().unwrap_or(b'0')));
+    }
 }
 
 /// True when `s` has the UUID shape `8-4-4-4-12` of lower-case hex digits.
@@ -174,6 +189,19 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(a.as_bytes()[14], b'4');
         assert!(matches!(a.as_bytes()[19], b'8' | b'9' | b'a' | b'b'));
+    }
+
+    #[test]
+    fn format_uuid_v4_groups_the_digits_8_4_4_4_12_with_version_and_variant() {
+        assert_eq!(
+            format_uuid_v4(0x0123_4567_89ab_cdef, 0xfedc_ba98_7654_3210),
+            "01234567-89ab-4def-bedc-ba9876543210"
+        );
+        assert_eq!(format_uuid_v4(0, 0), "00000000-0000-4000-8000-000000000000");
+        assert_eq!(
+            format_uuid_v4(u64::MAX, u64::MAX),
+            "ffffffff-ffff-4fff-bfff-ffffffffffff"
+        );
     }
 
     #[test]

@@ -1,0 +1,566 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    missing_docs
+)]
+//! Criterion benchmarks of the engine, each path beside the raw primitive it wraps, so the
+//! overhead reads as a ratio (`engine` / `raw` in the same group).
+//!
+//! Run with `cargo bench -p kms-benches`; one group with `cargo bench -p kms-benches --
+//! encrypt_1k`. The group and function names are stable so results compare across runs.
+//! `KMS_BENCH_1M=0` leaves out the 1M-key case of `scale` (about a minute to populate).
+
+use std::cell::{Cell, OnceCell, RefCell};
+use std::hint::black_box;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, BenchmarkId, Criterion, SamplingMode, Throughput};
+use kms_core::api::*;
+use kms_core::model::{KeySpec, KeyUsage};
+use kms_core::{Batch, Caller, Kms, RootKey, Storage};
+use kms_storage::{MemoryStorage, RedbStorage};
+use p256::pkcs8::DecodePrivateKey;
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
+use ring::rand::{SecureRandom, SystemRandom};
+use ring::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
+use signature::hazmat::PrehashSigner;
+use zeroize::Zeroizing;
+
+const ACCOUNT: &str = "1234";
+const PLAINTEXT_LEN: usize = 1024;
+
+fn caller() -> Caller {
+    Caller::account_root(ACCOUNT)
+}
+
+fn context() -> EncryptionContext {
+    [("tenant".to_owned(), "acme".to_owned())].into()
+}
+
+fn engine_on(storage: impl Storage + 'static) -> Kms {
+    Kms::builder()
+        .storage(storage)
+        .root_key(RootKey::generate().unwrap())
+        .account_id(ACCOUNT)
+        .build()
+        .unwrap()
+}
+
+fn create_key(kms: &Kms, spec: KeySpec, usage: KeyUsage) -> KeyMetadata {
+    kms.create_key(
+        &caller(),
+        CreateKeyRequest {
+            key_spec: Some(spec),
+            key_usage: Some(usage),
+            ..Default::default()
+        },
+    )
+    .unwrap()
+    .key_metadata
+}
+
+fn aes_key(kms: &Kms) -> String {
+    create_key(kms, KeySpec::Aes256, KeyUsage::EncryptDecrypt).key_id
+}
+
+/// Kms::encrypt of `plaintext` under `key_id` with the benchmark's EncryptionContext; the
+/// request is built in the loop, as a caller must.
+fn engine_encrypt(kms: &Kms, me: &Caller, key_id: &str, plaintext: &[u8]) -> EncryptResponse {
+    kms.encrypt(
+        me,
+        EncryptRequest {
+            key_id: key_id.to_owned(),
+            plaintext: Zeroizing::new(plaintext.to_vec()),
+            encryption_context: context(),
+            ..Default::default()
+        },
+    )
+    .unwrap()
+}
+
+/// The raw primitive beside the engine: an AES-256-GCM key as ring holds it.
+fn raw_aes_key(rng: &SystemRandom) -> LessSafeKey {
+    let mut bytes = Zeroizing::new([0u8; 32]);
+    rng.fill(&mut *bytes).unwrap();
+    LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &*bytes).unwrap())
+}
+
+/// ring AES-256-GCM seal of `plaintext` with a fresh random nonce: `nonce | ct | tag`.
+fn raw_seal(key: &LessSafeKey, rng: &SystemRandom, plaintext: &[u8]) -> Vec<u8> {
+    let mut nonce = [0u8; NONCE_LEN];
+    rng.fill(&mut nonce).unwrap();
+    let mut out = Vec::with_capacity(NONCE_LEN + plaintext.len() + AES_256_GCM.tag_len());
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(plaintext);
+    let tag = key
+        .seal_in_place_separate_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::empty(),
+            &mut out[NONCE_LEN..],
+        )
+        .unwrap();
+    out.extend_from_slice(tag.as_ref());
+    out
+}
+
+/// ring AES-256-GCM open of `nonce | ct | tag`, as bare as the primitive allows: the plaintext
+/// is a plain `Vec` (the engine's is zeroized on drop; that cost is part of its overhead).
+fn raw_open(key: &LessSafeKey, sealed: &[u8]) -> Vec<u8> {
+    let (nonce, body) = sealed.split_at(NONCE_LEN);
+    let mut buf = body.to_vec();
+    let len = key
+        .open_in_place(
+            Nonce::try_assume_unique_for_key(nonce).unwrap(),
+            Aad::empty(),
+            &mut buf[..],
+        )
+        .unwrap()
+        .len();
+    buf.truncate(len);
+    buf
+}
+
+// ---- engine beside raw -------------------------------------------------------------------
+
+fn encrypt_1k(c: &mut Criterion) {
+    let kms = engine_on(MemoryStorage::new());
+    let me = caller();
+    let key_id = aes_key(&kms);
+    let plaintext = vec![0x5a; PLAINTEXT_LEN];
+    let rng = SystemRandom::new();
+    let raw_key = raw_aes_key(&rng);
+
+    let mut g = c.benchmark_group("encrypt_1k");
+    g.bench_function("engine", |b| {
+        b.iter(|| engine_encrypt(&kms, &me, &key_id, black_box(&plaintext)))
+    });
+    g.bench_function("raw", |b| {
+        b.iter(|| raw_seal(&raw_key, &rng, black_box(&plaintext)))
+    });
+    g.finish();
+}
+
+fn decrypt_1k(c: &mut Criterion) {
+    let kms = engine_on(MemoryStorage::new());
+    let me = caller();
+    let key_id = aes_key(&kms);
+    let plaintext = vec![0x5a; PLAINTEXT_LEN];
+    let blob = engine_encrypt(&kms, &me, &key_id, &plaintext).ciphertext_blob;
+    let rng = SystemRandom::new();
+    let raw_key = raw_aes_key(&rng);
+    let sealed = raw_seal(&raw_key, &rng, &plaintext);
+
+    let mut g = c.benchmark_group("decrypt_1k");
+    g.bench_function("engine", |b| {
+        b.iter(|| {
+            let out = kms
+                .decrypt(
+                    &me,
+                    DecryptRequest {
+                        ciphertext_blob: black_box(&blob).clone(),
+                        encryption_context: context(),
+                        ..Default::default()
+                    },
+                )
+                .unwrap();
+            assert_eq!(out.plaintext.len(), PLAINTEXT_LEN);
+            out
+        })
+    });
+    g.bench_function("raw", |b| {
+        b.iter(|| {
+            let out = raw_open(&raw_key, black_box(&sealed));
+            assert_eq!(out.len(), PLAINTEXT_LEN);
+            out
+        })
+    });
+    g.finish();
+}
+
+fn generate_data_key(c: &mut Criterion) {
+    let kms = engine_on(MemoryStorage::new());
+    let me = caller();
+    let key_id = aes_key(&kms);
+    let rng = SystemRandom::new();
+    let raw_key = raw_aes_key(&rng);
+
+    let mut g = c.benchmark_group("generate_data_key");
+    g.bench_function("engine", |b| {
+        b.iter(|| {
+            kms.generate_data_key(
+                &me,
+                GenerateDataKeyRequest {
+                    key_id: key_id.clone(),
+                    encryption_context: context(),
+                    ..Default::default()
+                },
+            )
+            .unwrap()
+        })
+    });
+    g.bench_function("raw", |b| {
+        b.iter(|| {
+            let mut data_key = Zeroizing::new([0u8; 32]);
+            rng.fill(&mut *data_key).unwrap();
+            (raw_seal(&raw_key, &rng, &*data_key), data_key)
+        })
+    });
+    g.finish();
+}
+
+fn sign_p256(c: &mut Criterion) {
+    let kms = engine_on(MemoryStorage::new());
+    let me = caller();
+    let key = create_key(&kms, KeySpec::EcP256, KeyUsage::SignVerify);
+    let version = key.primary_key_version.clone().unwrap();
+    let digest = [0x42u8; 32];
+    let rng = SystemRandom::new();
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng).unwrap();
+    let raw_key =
+        EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref(), &rng).unwrap();
+    let p256_key = p256::ecdsa::SigningKey::from_pkcs8_der(pkcs8.as_ref()).unwrap();
+
+    let mut g = c.benchmark_group("sign_p256");
+    g.bench_function("engine", |b| {
+        b.iter(|| {
+            kms.asymmetric_sign(
+                &me,
+                AsymmetricSignRequest {
+                    key_id: key.key_id.clone(),
+                    key_version_id: version.clone(),
+                    algorithm: "ECDSA_SHA_256".into(),
+                    digest: black_box(digest).to_vec(),
+                },
+            )
+            .unwrap()
+        })
+    });
+    // ring signs a message, not a prehash: the 32-byte digest is the message here, so raw
+    // also hashes it once (SHA-256 of 32 bytes, well under a microsecond).
+    g.bench_function("raw", |b| {
+        b.iter(|| raw_key.sign(&rng, black_box(&digest)).unwrap())
+    });
+    // The primitive the engine actually wraps: RustCrypto p256 signing the digest as a
+    // prehash (RFC 6979 nonces), DER-encoded as AsymmetricSign returns it.
+    g.bench_function("p256_prehash", |b| {
+        b.iter(|| {
+            let sig: p256::ecdsa::Signature = p256_key.sign_prehash(black_box(&digest)).unwrap();
+            sig.to_der()
+        })
+    });
+    g.finish();
+}
+
+// ---- concurrency -------------------------------------------------------------------------
+
+/// Runs `iters` calls of `op` split over `threads` scoped threads; the wall time of all.
+fn spread(iters: u64, threads: u64, op: impl Fn() + Sync) -> Duration {
+    let op = &op;
+    let start = Instant::now();
+    thread::scope(|s| {
+        for t in 0..threads {
+            let share = iters / threads + u64::from(t < iters % threads);
+            s.spawn(move || {
+                for _ in 0..share {
+                    op();
+                }
+            });
+        }
+    });
+    start.elapsed()
+}
+
+fn encrypt_1k_threads(c: &mut Criterion) {
+    let kms = Arc::new(engine_on(MemoryStorage::new()));
+    let key_id = aes_key(&kms);
+    let plaintext = vec![0x5a; PLAINTEXT_LEN];
+    let rng = SystemRandom::new();
+    let raw_key = raw_aes_key(&rng);
+
+    let mut g = c.benchmark_group("encrypt_1k_threads");
+    g.throughput(Throughput::Elements(1));
+    for threads in [1u64, 2] {
+        g.bench_with_input(BenchmarkId::new("engine", threads), &threads, |b, &t| {
+            b.iter_custom(|iters| {
+                let shared = Arc::clone(&kms);
+                let me = caller();
+                spread(iters, t, || {
+                    black_box(engine_encrypt(&shared, &me, &key_id, &plaintext));
+                })
+            })
+        });
+        // What the machine allows: the raw primitive on the same number of threads.
+        g.bench_with_input(BenchmarkId::new("raw", threads), &threads, |b, &t| {
+            b.iter_custom(|iters| {
+                spread(iters, t, || {
+                    black_box(raw_seal(&raw_key, &rng, &plaintext));
+                })
+            })
+        });
+    }
+    g.finish();
+}
+
+// ---- lifecycle ---------------------------------------------------------------------------
+
+/// Times `op` alone; `undo` (untimed) restores the state the next `op` needs.
+fn timed_alternating(iters: u64, mut op: impl FnMut(), mut undo: impl FnMut()) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        let start = Instant::now();
+        op();
+        total += start.elapsed();
+        undo();
+    }
+    total
+}
+
+fn lifecycle(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let stores: [(&str, Kms); 2] = [
+        (
+            "redb",
+            engine_on(RedbStorage::open(dir.path().join("lifecycle.redb")).unwrap()),
+        ),
+        ("memory", engine_on(MemoryStorage::new())),
+    ];
+    let me = caller();
+
+    let mut g = c.benchmark_group("lifecycle");
+    // A durable commit is milliseconds: flat sampling keeps the run short.
+    g.sampling_mode(SamplingMode::Flat);
+    for (name, kms) in &stores {
+        g.bench_function(BenchmarkId::new("create_key", name), |b| {
+            b.iter(|| kms.create_key(&me, CreateKeyRequest::default()).unwrap())
+        });
+        let key_id = aes_key(kms);
+        let req = || KeyIdRequest {
+            key_id: key_id.clone(),
+        };
+        let disable = || {
+            kms.disable_key(&me, req()).unwrap();
+        };
+        let enable = || {
+            kms.enable_key(&me, req()).unwrap();
+        };
+        g.bench_function(BenchmarkId::new("disable", name), |b| {
+            b.iter_custom(|iters| timed_alternating(iters, disable, enable))
+        });
+        g.bench_function(BenchmarkId::new("enable", name), |b| {
+            b.iter_custom(|iters| {
+                disable();
+                let t = timed_alternating(iters, enable, disable);
+                enable();
+                t
+            })
+        });
+    }
+    g.finish();
+}
+
+// ---- scale -------------------------------------------------------------------------------
+
+/// Keys the hot Encrypt loop cycles through, spread evenly over the store.
+const SAMPLE: usize = 1024;
+/// Keys created by one populating engine (bounds the memory its key cache holds).
+const CREATE_CHUNK: usize = 100_000;
+/// Records per write transaction when copying into redb.
+const COPY_PAGE: usize = 20_000;
+
+/// Set (to a directory) in the child process that populates a store; see [`populate`].
+const POPULATE_DIR: &str = "KMS_BENCH_POPULATE_DIR";
+/// The number of keys the child creates.
+const POPULATE_KEYS: &str = "KMS_BENCH_POPULATE_KEYS";
+const STORE_FILE: &str = "scale.redb";
+const SAMPLE_FILE: &str = "sample.txt";
+
+/// A redb store holding `n` keys, made through the public API.
+struct Populated {
+    dir: tempfile::TempDir,
+    root: RootKey,
+    sample: Vec<String>,
+}
+
+impl Populated {
+    fn path(&self) -> PathBuf {
+        self.dir.path().join(STORE_FILE)
+    }
+}
+
+/// A store of `n` keys in a temporary directory, populated by a child process (this binary
+/// run again with [`POPULATE_DIR`] set), so that the 2.5 GB heap of populating 1M keys is
+/// not left fragmented under the engine being measured, as it would not be in a process that
+/// opens an existing store.
+fn populate(n: usize) -> Populated {
+    let dir = tempfile::Builder::new()
+        .prefix("kms-bench-scale")
+        .tempdir()
+        .unwrap();
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .env(POPULATE_DIR, dir.path())
+        .env(POPULATE_KEYS, n.to_string())
+        .status()
+        .unwrap();
+    assert!(status.success(), "populating {n} keys failed: {status}");
+    let root =
+        kms_storage::root_key_file::load(&dir.path().join(kms_storage::root_key_file::FILE_NAME))
+            .unwrap();
+    let sample = std::fs::read_to_string(dir.path().join(SAMPLE_FILE))
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    Populated { dir, root, sample }
+}
+
+/// The child's side of [`populate`]: creates `n` keys through the engine on a MemoryStorage
+/// (no fsync per CreateKey), then copies the sealed records unchanged into a RedbStorage in
+/// large transactions. Records are sealed with their record key as associated data, not with
+/// anything of the backend, so the copy opens under the same root key exactly as if the
+/// engine had written it there.
+fn populate_into(dir: &Path, n: usize) {
+    let started = Instant::now();
+    let root = kms_storage::root_key_file::load_or_create(dir).unwrap();
+    let memory = Arc::new(MemoryStorage::new());
+    let me = caller();
+    let stride = (n / SAMPLE).max(1);
+    let mut sample = Vec::with_capacity(SAMPLE);
+    let mut created = 0;
+    while created < n {
+        let kms = Kms::builder()
+            .shared_storage(memory.clone())
+            .root_key(root.clone())
+            .account_id(ACCOUNT)
+            .build()
+            .unwrap();
+        for _ in 0..CREATE_CHUNK.min(n - created) {
+            let id = kms
+                .create_key(&me, CreateKeyRequest::default())
+                .unwrap()
+                .key_metadata
+                .key_id;
+            if created % stride == 0 && sample.len() < SAMPLE {
+                sample.push(id);
+            }
+            created += 1;
+        }
+    }
+    let redb = RedbStorage::open(dir.join(STORE_FILE)).unwrap();
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let page = memory.scan(b"", after.as_deref(), COPY_PAGE).unwrap();
+        let Some((last, _)) = page.last() else { break };
+        after = Some(last.clone());
+        let mut batch = Batch::new();
+        for (key, entry) in page {
+            batch.put(key, entry.value);
+        }
+        redb.commit(batch).unwrap();
+    }
+    std::fs::write(dir.join(SAMPLE_FILE), sample.join("\n")).unwrap();
+    eprintln!("scale: populated {n} keys in {:.1?}", started.elapsed());
+}
+
+fn open_engine(path: &Path, root: &RootKey) -> Kms {
+    Kms::builder()
+        .storage(RedbStorage::open(path).unwrap())
+        .root_key(root.clone())
+        .account_id(ACCOUNT)
+        .build()
+        .unwrap()
+}
+
+/// 1k, 100k and 1M keys; `KMS_BENCH_1M=0` leaves out the 1M case (about a minute to
+/// populate and 2.5 GB of memory while populating).
+fn key_counts() -> Vec<usize> {
+    let mut counts = vec![1_000, 100_000];
+    if std::env::var_os("KMS_BENCH_1M").is_none_or(|v| v != "0") {
+        counts.push(1_000_000);
+    }
+    counts
+}
+
+fn scale(c: &mut Criterion) {
+    let me = caller();
+    let plaintext = vec![0x5a; PLAINTEXT_LEN];
+    let mut g = c.benchmark_group("scale");
+    for n in key_counts() {
+        // Populated lazily, so a filter that skips this group skips the populating too.
+        let store: OnceCell<Populated> = OnceCell::new();
+        let store = || store.get_or_init(|| populate(n));
+        let engine: RefCell<Option<Kms>> = RefCell::new(None);
+        let next = Cell::new(0usize);
+
+        // Encrypt on the durable store, cycling through SAMPLE keys already in the cache.
+        g.bench_with_input(BenchmarkId::new("encrypt", n), &n, |b, _| {
+            let s = store();
+            let mut engine = engine.borrow_mut();
+            let kms = engine.get_or_insert_with(|| {
+                let kms = open_engine(&s.path(), &s.root);
+                for id in &s.sample {
+                    engine_encrypt(&kms, &me, id, &plaintext);
+                }
+                kms
+            });
+            b.iter(|| {
+                let i = next.get();
+                next.set((i + 1) % s.sample.len());
+                engine_encrypt(kms, &me, &s.sample[i], &plaintext)
+            })
+        });
+        // The file is locked while an engine holds it open.
+        drop(engine.take());
+
+        // RedbStorage::open + Kms::build (which reserves a block of seals: one durable
+        // write) + the first Encrypt (which loads its key from storage).
+        g.sampling_mode(SamplingMode::Flat);
+        g.bench_with_input(BenchmarkId::new("open", n), &n, |b, _| {
+            let s = store();
+            let path = s.path();
+            let key_id = &s.sample[s.sample.len() / 2];
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let start = Instant::now();
+                    let kms = open_engine(&path, &s.root);
+                    black_box(engine_encrypt(&kms, &me, key_id, &plaintext));
+                    total += start.elapsed();
+                    drop(kms);
+                }
+                total
+            })
+        });
+        g.sampling_mode(SamplingMode::Auto);
+    }
+    g.finish();
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .sample_size(30)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = encrypt_1k, decrypt_1k, generate_data_key, sign_p256, encrypt_1k_threads,
+        lifecycle, scale
+}
+
+fn main() {
+    if let Some(dir) = std::env::var_os(POPULATE_DIR) {
+        let n = std::env::var(POPULATE_KEYS).unwrap().parse().unwrap();
+        populate_into(Path::new(&dir), n);
+        return;
+    }
+    // What criterion_main! expands to.
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
