@@ -101,13 +101,16 @@ pub struct AccessRequest<'a> {
     pub caller: &'a Caller,
     /// What they want to do.
     pub action: Action,
-    /// The resource ARN, or `*` for account-level operations (CreateKey, ListKeys...).
+    /// The resource ARN. For account-level operations (CreateKey, ListKeys...), whose
+    /// `creator` is `None`, the collection ARN RAM policies name
+    /// (`acs:kms:<region>:<account>:key`, `...:secret`...; see
+    /// [`crate::ids::ArnScope::collection_arn`]) or `*`.
     pub resource: &'a str,
     /// The account that owns the resource (the engine's account).
     pub resource_account: &'a str,
     /// The key's (or secret's) policy document, if it has one.
     pub policy: Option<&'a str>,
-    /// The account that created the resource, when there is one.
+    /// The account that created the resource; `None` for account-level operations.
     pub creator: Option<&'a str>,
     /// The KMS instance of the resource, or of the key being created.
     pub instance_id: Option<&'a str>,

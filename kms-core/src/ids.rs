@@ -114,6 +114,22 @@ impl ArnScope {
         format!("acs:kms:{}:{}:key/{}", self.region, self.account_id, key_id)
     }
 
+    /// The resource an account-level action is authorized on, as RAM policies name it: the
+    /// collection ARN `acs:kms:{region}:{account}:key` for CreateKey and ListKeys, `...:alias`
+    /// for ListAliases, `...:secret` for CreateSecret and ListSecrets, `...:certificate` for
+    /// CreateCertificate and ListCertificates, and `*` for the rest (DescribeRegions,
+    /// GetRandomPassword...).
+    pub fn collection_arn(&self, action: &str) -> String {
+        let kind = match action {
+            "kms:CreateKey" | "kms:ListKeys" => "key",
+            "kms:ListAliases" => "alias",
+            "kms:CreateSecret" | "kms:ListSecrets" => "secret",
+            "kms:CreateCertificate" | "kms:ListCertificates" => "certificate",
+            _ => return "*".to_owned(),
+        };
+        format!("acs:kms:{}:{}:{kind}", self.region, self.account_id)
+    }
+
     /// `acs:kms:{region}:{account}:alias/{name without alias/}`.
     pub fn alias_arn(&self, alias_name: &str) -> String {
         let suffix = alias_name.strip_prefix("alias/").unwrap_or(alias_name);

@@ -1879,6 +1879,7 @@ fn values_and_metadata_are_not_in_storage_in_plain() {
                 secret_name: name.into(),
                 policy_name: "default".into(),
                 policy: r#"{"Version":"1","Statement":[],"Marker":"policy-marker-77aa"}"#.into(),
+                bypass_policy_lockout_safety_check: None,
             },
         )
         .unwrap();
@@ -2765,6 +2766,7 @@ fn same_account_only_refuses_another_accounts_caller() {
                     secret_name: name(),
                     policy_name: "default".into(),
                     policy: "{}".into(),
+                    bypass_policy_lockout_safety_check: None,
                 },
             )),
         ),
@@ -2834,6 +2836,7 @@ fn secret_policies_are_stored_and_returned() {
                 secret_name: "db".into(),
                 policy_name: policy_name.into(),
                 policy: policy.into(),
+                bypass_policy_lockout_safety_check: None,
             },
         )
     };

@@ -10,6 +10,10 @@
 //! ```
 //!
 //! Explicit Deny wins over Allow, and anything not allowed is denied.
+//!
+//! Two kinds of document share this grammar: key and secret policies (resource policies, whose
+//! statements name a `Principal`) and RAM identity policies (attached to a RAM user or role,
+//! without `Principal`). [`crate::PolicyAuthorizer`] combines them as RAM does.
 
 use kms_core::auth::Caller;
 use kms_core::KmsError;
@@ -85,7 +89,7 @@ pub struct Statement {
     pub sid: Option<String>,
     /// Allow or Deny.
     pub effect: Effect,
-    /// Principal patterns (ARNs; `*` for anyone).
+    /// Principal patterns (ARNs; `*` for anyone); empty in an identity policy.
     pub principals: Vec<Pattern>,
     /// Action patterns (case-insensitive).
     pub actions: Vec<Pattern>,
@@ -304,7 +308,7 @@ const STATEMENT_FIELDS: [&str; 6] = [
     "Condition",
 ];
 
-fn parse_statement(path: &str, v: &Value) -> Result<Statement, KmsError> {
+fn parse_statement(path: &str, v: &Value, kind: PolicyKind) -> Result<Statement, KmsError> {
     let map: &Map<String, Value> = v
         .as_object()
         .ok_or_else(|| err(path, "must be an object"))?;
@@ -325,22 +329,84 @@ fn parse_statement(path: &str, v: &Value) -> Result<Statement, KmsError> {
         Some(Value::String(s)) => Some(s.clone()),
         Some(_) => return Err(err(&format!("{path}.Sid"), "must be a string")),
     };
+    let principals = match kind {
+        PolicyKind::Resource => {
+            parse_principals(&format!("{path}.Principal"), map.get("Principal"))?
+        }
+        PolicyKind::Identity => {
+            if map.contains_key("Principal") {
+                return Err(err(
+                    &format!("{path}.Principal"),
+                    "is not allowed in a RAM identity policy: it applies to the principal it \
+                     is attached to",
+                ));
+            }
+            Vec::new()
+        }
+    };
     Ok(Statement {
         sid,
         effect,
-        principals: parse_principals(&format!("{path}.Principal"), map.get("Principal"))?,
+        principals,
         actions: parse_actions(&format!("{path}.Action"), map.get("Action"))?,
         resources: parse_resources(&format!("{path}.Resource"), map.get("Resource"))?,
         conditions: parse_conditions(&format!("{path}.Condition"), map.get("Condition"))?,
     })
 }
 
+/// Which kind of document is parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyKind {
+    /// A key or secret policy: every statement names its principals.
+    Resource,
+    /// A RAM identity policy, attached to a user or role: statements have no Principal.
+    Identity,
+}
+
+/// What a resource policy says about one request, telling apart a grant to the caller itself
+/// from a grant to the caller's account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResourceVerdict {
+    /// A Deny statement matched the caller (directly or through its account).
+    ExplicitDeny,
+    /// An Allow statement names the caller (its ARN, a pattern of users or roles, or `*`).
+    AllowPrincipal,
+    /// An Allow statement names only the caller's account (`acs:ram::<account>:root` or
+    /// `acs:ram::<account>:*`): the account root is allowed, and the account's RAM users and
+    /// roles are allowed as far as their identity policies allow.
+    AllowAccount,
+    /// No statement matched.
+    NoMatch,
+}
+
+/// When a principal pattern names an account (`acs:ram::<account>:root` or
+/// `acs:ram::<account>:*`), the account part.
+fn account_principal(pattern: &str) -> Option<&str> {
+    let rest = pattern.strip_prefix("acs:ram::")?;
+    let (account, who) = rest.split_once(':')?;
+    (who == "root" || who == "*").then_some(account)
+}
+
 impl PolicyDocument {
-    /// Parses and validates a document.
+    /// Parses and validates a key or secret policy.
     ///
     /// Errors: `InvalidParameter` naming `Policy`, the statement and the field
     /// (e.g. `Statement[1].Action[0]: "kms:Fly" is not a known action`).
     pub fn parse(text: &str) -> Result<Self, KmsError> {
+        Self::parse_as(text, PolicyKind::Resource)
+    }
+
+    /// Parses and validates a RAM identity policy (statements without Principal).
+    ///
+    /// Errors: as [`PolicyDocument::parse`].
+    pub fn parse_identity(text: &str) -> Result<Self, KmsError> {
+        Self::parse_as(text, PolicyKind::Identity)
+    }
+
+    /// Parses and validates a document of either kind.
+    ///
+    /// Errors: as [`PolicyDocument::parse`].
+    pub fn parse_as(text: &str, kind: PolicyKind) -> Result<Self, KmsError> {
         if text.len() > MAX_POLICY_BYTES {
             return Err(err(
                 "document",
@@ -377,7 +443,7 @@ impl PolicyDocument {
         let statements = statements
             .iter()
             .enumerate()
-            .map(|(i, s)| parse_statement(&format!("Statement[{i}]"), s))
+            .map(|(i, s)| parse_statement(&format!("Statement[{i}]"), s, kind))
             .collect::<Result<_, _>>()?;
         Ok(PolicyDocument { statements })
     }
@@ -399,12 +465,59 @@ impl PolicyDocument {
             Verdict::NoMatch
         }
     }
+
+    /// What a resource policy says about a request, telling a grant to the caller apart
+    /// from a grant to its account; explicit Deny over Allow over no match.
+    ///
+    /// A Deny naming an account (`acs:ram::<account>:*` or `...:root`) denies every principal
+    /// of that account.
+    pub fn evaluate_resource(&self, ctx: &RequestContext<'_>) -> ResourceVerdict {
+        let mut verdict = ResourceVerdict::NoMatch;
+        for s in &self.statements {
+            if !s.matches_request(ctx) {
+                continue;
+            }
+            let mut direct = false;
+            let mut account = false;
+            for p in &s.principals {
+                match account_principal(p.as_str()) {
+                    Some(acct) => {
+                        if Pattern::new(acct).matches(&ctx.caller.account_id) {
+                            account = true;
+                        }
+                    }
+                    None => {
+                        if p.matches(ctx.principal_arn) {
+                            direct = true;
+                        }
+                    }
+                }
+            }
+            match s.effect {
+                Effect::Deny if direct || account => return ResourceVerdict::ExplicitDeny,
+                Effect::Deny => {}
+                Effect::Allow if direct => verdict = ResourceVerdict::AllowPrincipal,
+                Effect::Allow if account && verdict == ResourceVerdict::NoMatch => {
+                    verdict = ResourceVerdict::AllowAccount
+                }
+                Effect::Allow => {}
+            }
+        }
+        verdict
+    }
 }
 
 impl Statement {
+    /// Whether the statement applies: its action, principal (any, in an identity policy),
+    /// resource and conditions all match.
     fn applies(&self, ctx: &RequestContext<'_>) -> bool {
+        (self.principals.is_empty() || self.principals.iter().any(|p| p.matches(ctx.principal_arn)))
+            && self.matches_request(ctx)
+    }
+
+    /// Action, resource and conditions, without the principal.
+    fn matches_request(&self, ctx: &RequestContext<'_>) -> bool {
         self.actions.iter().any(|a| a.matches(ctx.action))
-            && self.principals.iter().any(|p| p.matches(ctx.principal_arn))
             && self.resources.iter().any(|r| r.matches(ctx.resource))
             && self.conditions.iter().all(|c| c.holds(ctx))
     }

@@ -19,4 +19,4 @@ pub mod pattern;
 
 pub use authorizer::PolicyAuthorizer;
 pub use builder::PolicyBuilder;
-pub use document::{Effect, PolicyDocument, Verdict};
+pub use document::{Effect, PolicyDocument, PolicyKind, ResourceVerdict, Verdict};

@@ -34,7 +34,7 @@ fn account_request<'a>(
     AccessRequest {
         caller,
         action: Action::new(action),
-        resource: "*",
+        resource: "acs:kms:cn-hangzhou:1234:key",
         resource_account: "1234",
         policy: None,
         creator: None,
@@ -105,10 +105,16 @@ fn decisions_stay_right_past_the_cache_limit() {
 #[test]
 fn account_level_requests_belong_to_the_owning_account() {
     let a = PolicyAuthorizer::new();
+    let all =
+        r#"{"Version":"1","Statement":[{"Effect":"Allow","Action":["kms:*"],"Resource":["*"]}]}"#;
+    a.attach_identity_policy("acs:ram::1234:user/alice", all)
+        .unwrap();
+    a.attach_identity_policy("acs:ram::5678:user/partner", all)
+        .unwrap();
+    // The root, and RAM identities whose identity policy allows it.
     for caller in [
         Caller::account_root("1234"),
         Caller::ram_user("1234", "alice"),
-        Caller::ram_role("1234", "app"),
     ] {
         for action in ["kms:CreateKey", "kms:ListKeys", "kms:ListAliases"] {
             assert_eq!(
@@ -117,7 +123,9 @@ fn account_level_requests_belong_to_the_owning_account() {
             );
         }
     }
+    // A RAM role without an identity policy, and any other account, even with one.
     for caller in [
+        Caller::ram_role("1234", "app"),
         Caller::account_root("5678"),
         Caller::ram_user("5678", "partner"),
     ] {
@@ -142,7 +150,7 @@ fn create_key_in_a_shared_instance_is_open_to_owner_and_sharing_accounts_only() 
         ("4321", Decision::Allow),
         ("9999", Decision::Deny),
     ] {
-        let caller = Caller::ram_user(account, "u");
+        let caller = Caller::account_root(account);
         assert_eq!(
             a.authorize(&account_request(&caller, "kms:CreateKey", Some("kst-1"))),
             expected,
@@ -166,10 +174,12 @@ fn a_key_of_one_sharing_account_is_not_shared_with_the_others() {
             ..request(caller, "kms:Encrypt", None)
         })
     };
-    assert_eq!(key(&Caller::ram_user("5678", "u")), Decision::Allow);
-    assert_eq!(key(&Caller::ram_user("1234", "u")), Decision::Allow);
-    assert_eq!(key(&Caller::ram_user("4321", "u")), Decision::Deny);
-    assert_eq!(key(&Caller::ram_user("9999", "u")), Decision::Deny);
+    assert_eq!(key(&Caller::account_root("5678")), Decision::Allow);
+    assert_eq!(key(&Caller::account_root("1234")), Decision::Allow);
+    assert_eq!(key(&Caller::account_root("4321")), Decision::Deny);
+    assert_eq!(key(&Caller::account_root("9999")), Decision::Deny);
+    // The accounts' RAM users need an identity policy on top.
+    assert_eq!(key(&Caller::ram_user("5678", "u")), Decision::Deny);
 }
 
 #[test]
@@ -201,7 +211,7 @@ fn the_authorizer_is_safe_to_share_across_threads() {
             let text = text.clone();
             std::thread::spawn(move || {
                 let alice = Caller::ram_user("1234", "alice");
-                let other = Caller::ram_user(format!("{}", 6000 + i), "x");
+                let other = Caller::account_root(format!("{}", 6000 + i));
                 for _ in 0..200 {
                     assert_eq!(
                         a.authorize(&request(&alice, "kms:Encrypt", Some(&text))),

@@ -37,8 +37,8 @@ fn list_key_versions(kms: &Kms, caller: &Caller, key: &str) -> Result<(), kms_co
 // ---- the default policy ---------------------------------------------------------------------
 
 #[test]
-fn default_policy_gives_every_principal_of_the_owner_account_full_control() {
-    let env = Env::new();
+fn default_policy_gives_the_owner_account_full_control_through_identity_policies() {
+    let env = Env::new().with_full_identity_policies();
     let key = env.key(&alice(), None);
     for c in [root(), alice(), bob(), app(), via(bob(), "oss")] {
         let blob = encrypt(&env.kms, &c, &key).unwrap();
@@ -95,7 +95,7 @@ fn default_policy_denies_every_other_account() {
 
 #[test]
 fn other_accounts_cannot_create_or_list_keys_or_aliases() {
-    let env = Env::new();
+    let env = Env::new().with_full_identity_policies();
     env.key(&root(), None);
     for c in [partner(), partner_root()] {
         assert_denied(env.try_key(&c, None, None), "kms:CreateKey", &c);
@@ -148,7 +148,7 @@ fn get_key_policy_shows_the_default_policy_of_a_key_without_one() {
 
 #[test]
 fn setting_the_shown_default_policy_keeps_the_same_access() {
-    let env = Env::new();
+    let env = Env::new().with_full_identity_policies();
     let key = env.key(&root(), None);
     let default = get_policy(&env.kms, &root(), &key).unwrap();
     set_policy(&env.kms, &root(), &key, &default).unwrap();
@@ -280,7 +280,7 @@ fn policy_actions_match_case_insensitively() {
 
 #[test]
 fn account_wildcard_principal_allows_the_whole_account_only() {
-    let env = Env::new();
+    let env = Env::new().with_full_identity_policies();
     let key = env.key(
         &root(),
         Some(&policy(json!([allow(
@@ -305,7 +305,7 @@ fn account_wildcard_principal_allows_the_whole_account_only() {
 
 #[test]
 fn star_principal_allows_other_accounts_too() {
-    let env = Env::new();
+    let env = Env::new().with_full_identity_policies();
     let key = env.key(
         &root(),
         Some(&policy(json!([{"Effect": "Allow", "Principal": "*",
@@ -338,7 +338,7 @@ fn resource_patterns_apply_to_the_key_arn() {
 
 #[test]
 fn explicit_deny_beats_allow_through_the_engine() {
-    let env = Env::new();
+    let env = Env::new().with_full_identity_policies();
     let text = policy(json!([
         allow(&["acs:ram::1234:*"], &["kms:*"]),
         {"Effect": "Deny", "Principal": {"RAM": ["acs:ram::1234:user/alice"]},
@@ -360,7 +360,7 @@ fn explicit_deny_beats_allow_through_the_engine() {
 
 #[test]
 fn an_explicit_deny_of_everything_for_an_account_beats_a_star_allow() {
-    let env = Env::new();
+    let env = Env::new().with_full_identity_policies();
     let text = policy(json!([
         {"Effect": "Deny", "Principal": {"RAM": ["acs:ram::5678:*"]}, "Action": ["kms:*"], "Resource": ["*"]},
         {"Effect": "Allow", "Principal": "*", "Action": ["kms:*"], "Resource": ["*"]},
@@ -519,6 +519,7 @@ fn policy_name_must_be_default() {
                 key_id: key.clone(),
                 policy_name: name.into(),
                 policy: text.clone(),
+                bypass_policy_lockout_safety_check: None,
             },
         )
     };
@@ -571,18 +572,20 @@ fn get_key_policy_returns_the_stored_document_verbatim() {
 
 #[test]
 fn set_key_policy_takes_effect_at_once_and_survives_a_restart() {
-    let env = Env::new();
+    let env = Env::new().with_full_identity_policies();
     let key = env.key(&root(), None);
     encrypt(&env.kms, &bob(), &key).unwrap();
+    // Names alice and the partner only: the account (and so bob's identity policy) no longer
+    // counts.
     let text = policy(json!([
-        allow(&["acs:ram::1234:root"], &["kms:*"]),
+        allow(&["acs:ram::1234:user/alice"], &["kms:*"]),
         allow(&["acs:ram::5678:user/partner"], &["kms:Encrypt"]),
     ]));
     set_policy(&env.kms, &root(), &key, &text).unwrap();
     assert_denied(encrypt(&env.kms, &bob(), &key), "kms:Encrypt", &bob());
     encrypt(&env.kms, &partner(), &key).unwrap();
     let restarted = env.reopen();
-    assert_eq!(get_policy(&restarted, &root(), &key).unwrap(), text);
+    assert_eq!(get_policy(&restarted, &alice(), &key).unwrap(), text);
     assert_denied(encrypt(&restarted, &bob(), &key), "kms:Encrypt", &bob());
     encrypt(&restarted, &partner(), &key).unwrap();
 }

@@ -29,7 +29,7 @@ fn pairs(list: &[(&str, i64)]) -> Vec<(String, i64)> {
 
 #[test]
 fn a_crypto_call_through_a_service_is_visible_at_once_to_the_minute() {
-    let env = Env::new();
+    let env = Env::new().with_full_identity_policies();
     let key = env.key(&root(), None);
     env.clock.advance(37);
     encrypt(&env.kms, &via(alice(), "oss"), &key).unwrap();
@@ -49,7 +49,7 @@ fn a_crypto_call_through_a_service_is_visible_at_once_to_the_minute() {
 
 #[test]
 fn every_crypto_operation_through_a_service_records_it() {
-    let env = Env::new();
+    let env = Env::new().with_full_identity_policies();
     let source = env.key(&root(), None);
     let dest = env.key(&root(), None);
     let blob = encrypt(&env.kms, &root(), &source).unwrap();
@@ -72,7 +72,7 @@ fn every_crypto_operation_through_a_service_records_it() {
 
 #[test]
 fn calls_without_a_service_record_nothing() {
-    let env = Env::new();
+    let env = Env::new().with_full_identity_policies();
     let key = env.key(&root(), None);
     let blob = encrypt(&env.kms, &alice(), &key).unwrap();
     decrypt(&env.kms, &app(), &blob).unwrap();
@@ -86,7 +86,7 @@ fn calls_without_a_service_record_nothing() {
 
 #[test]
 fn denied_calls_through_a_service_record_nothing() {
-    let env = Env::new();
+    let env = Env::new().with_full_identity_policies();
     let key = env.key(&root(), None);
     let outsider = via(partner(), "oss");
     assert_denied(encrypt(&env.kms, &outsider, &key), "kms:Encrypt", &outsider);
@@ -107,7 +107,7 @@ fn denied_calls_through_a_service_record_nothing() {
 
 #[test]
 fn associations_survive_maintenance_and_a_restart() {
-    let env = Env::new();
+    let env = Env::new().with_full_identity_policies();
     let key = env.key(&root(), None);
     let service_key = env.kms.create_service_key("oss").unwrap().key_id;
     encrypt(&env.kms, &via(alice(), "oss"), &key).unwrap();
@@ -150,7 +150,11 @@ fn associations_survive_maintenance_and_a_restart() {
 
 #[test]
 fn listing_associations_needs_describe_key() {
+    // alice may use keys through her identity policy; bob has none.
     let env = Env::new();
+    env.authz
+        .attach_identity_policy(&alice().arn(), FULL_ACCESS)
+        .unwrap();
     let key = env.key(&root(), None);
     encrypt(&env.kms, &via(alice(), "oss"), &key).unwrap();
     assert_denied(
@@ -173,7 +177,7 @@ fn listing_associations_needs_describe_key() {
 
 #[test]
 fn associations_can_be_checked_on_a_key_pending_deletion() {
-    let env = Env::new();
+    let env = Env::new().with_full_identity_policies();
     let key = env.key(&root(), None);
     encrypt(&env.kms, &via(alice(), "oss"), &key).unwrap();
     env.kms.run_maintenance(env.clock.now()).unwrap();
@@ -186,7 +190,7 @@ fn associations_can_be_checked_on_a_key_pending_deletion() {
 
 #[test]
 fn purging_a_key_removes_its_associations() {
-    let env = Env::new();
+    let env = Env::new().with_full_identity_policies();
     let key = env.key(&root(), None);
     let kept = env.key(&root(), None);
     encrypt(&env.kms, &via(alice(), "oss"), &key).unwrap();
@@ -205,7 +209,7 @@ fn purging_a_key_removes_its_associations() {
 
 #[test]
 fn associations_noted_but_not_yet_written_are_dropped_with_a_purged_key() {
-    let env = Env::new();
+    let env = Env::new().with_full_identity_policies();
     let key = env.key(&root(), None);
     encrypt(&env.kms, &via(alice(), "oss"), &key).unwrap();
     schedule_deletion(&env.kms, &root(), &key).unwrap();
@@ -218,7 +222,7 @@ fn associations_noted_but_not_yet_written_are_dropped_with_a_purged_key() {
 
 #[test]
 fn the_last_use_is_a_whole_minute() {
-    let env = Env::new();
+    let env = Env::new().with_full_identity_policies();
     let key = env.key(&root(), None);
     for offset in [0, 1, 59, 60, 61, 3599] {
         env.clock.set(UnixTime(START.secs() + offset));

@@ -177,6 +177,69 @@ impl Stmt {
             && self.resources.iter().any(|r| reference_match(r, resource))
             && condition
     }
+
+    /// The statement with every principal replaced by `*`: does it apply to the request?
+    fn applies_to_request(&self, caller: &Caller, action: &str, resource: &str) -> bool {
+        Stmt {
+            principals: vec!["*"],
+            ..self.clone()
+        }
+        .applies(caller, action, resource)
+    }
+}
+
+/// How a resource-policy principal covers a caller, by RAM's rules: (covers, only with the
+/// consent of the caller's account). `acs:ram::<account>:root` and `acs:ram::<account>:*`
+/// name the account: they cover its root outright and its users and roles only when their
+/// identity policies consent; any other principal is a pattern of caller ARNs.
+fn reference_cover(principal: &str, caller: &Caller) -> (bool, bool) {
+    let account = principal
+        .strip_prefix("acs:ram::")
+        .and_then(|r| r.strip_suffix(":root").or_else(|| r.strip_suffix(":*")))
+        .filter(|a| !a.contains(':'));
+    match account {
+        Some(a) => (
+            reference_match(a, &caller.account_id),
+            caller.principal != kms_core::auth::Principal::Root,
+        ),
+        None => (reference_match(principal, &caller.arn()), false),
+    }
+}
+
+/// RAM's decision for a key of account 1234 under `statements`, for a caller whose identity
+/// policy allows everything (`consents`) or that has none.
+fn reference_decision(
+    statements: &[Stmt],
+    caller: &Caller,
+    action: &str,
+    resource: &str,
+    consents: bool,
+) -> bool {
+    let is_root = caller.principal == kms_core::auth::Principal::Root;
+    let own_account_consents = is_root || consents;
+    let same_account = caller.account_id == "1234";
+    let mut allowed = false;
+    for s in statements
+        .iter()
+        .filter(|s| s.applies_to_request(caller, action, resource))
+    {
+        for p in &s.principals {
+            let (covers, needs_consent) = reference_cover(p, caller);
+            if !covers {
+                continue;
+            }
+            if s.effect == "Deny" {
+                return false;
+            }
+            let ok = if needs_consent {
+                own_account_consents
+            } else {
+                same_account || own_account_consents
+            };
+            allowed |= ok;
+        }
+    }
+    allowed
 }
 
 fn some_of(alphabet: &'static [&'static str]) -> impl Strategy<Value = Vec<&'static str>> {
@@ -210,6 +273,10 @@ fn document(statements: &[Stmt]) -> String {
     let list: Vec<_> = statements.iter().map(Stmt::to_json).collect();
     json!({"Version": "1", "Statement": list}).to_string()
 }
+
+/// A RAM identity policy allowing every KMS action on every resource.
+const FULL_ACCESS: &str =
+    r#"{"Version":"1","Statement":[{"Effect":"Allow","Action":["kms:*"],"Resource":["*"]}]}"#;
 
 fn callers() -> Vec<Caller> {
     let base = [
@@ -291,6 +358,12 @@ proptest! {
         let text = document(&statements);
         let doc = PolicyDocument::parse(&text).unwrap();
         let authorizer = PolicyAuthorizer::new();
+        let consenting = PolicyAuthorizer::new();
+        for caller in callers() {
+            if caller.principal != kms_core::auth::Principal::Root {
+                consenting.attach_identity_policy(&caller.arn(), FULL_ACCESS).ok();
+            }
+        }
         for caller in callers() {
             for action in REQUEST_ACTIONS {
                 for resource in [KEY_ARN, OTHER_KEY_ARN] {
@@ -308,8 +381,8 @@ proptest! {
                     };
                     prop_assert_eq!(evaluate(&doc, &caller, action, resource), expected,
                         "{} {} {}", caller, action, resource);
-                    // The authorizer allows exactly what the document allows.
-                    let decision = authorizer.authorize(&AccessRequest {
+                    // The authorizer decides as RAM does, with and without identity policies.
+                    let request = AccessRequest {
                         caller: &caller,
                         action: Action::new(action),
                         resource,
@@ -317,8 +390,17 @@ proptest! {
                         policy: Some(&text),
                         creator: Some("1234"),
                         instance_id: None,
-                    });
-                    prop_assert_eq!(decision == Decision::Allow, expected == Verdict::Allow);
+                    };
+                    prop_assert_eq!(
+                        authorizer.authorize(&request) == Decision::Allow,
+                        reference_decision(&statements, &caller, action, resource, false),
+                        "{} {} {} without an identity policy", caller, action, resource
+                    );
+                    prop_assert_eq!(
+                        consenting.authorize(&request) == Decision::Allow,
+                        reference_decision(&statements, &caller, action, resource, true),
+                        "{} {} {} with a full identity policy", caller, action, resource
+                    );
                 }
             }
         }
@@ -364,9 +446,12 @@ proptest! {
         let shown = authorizer.default_policy(&request);
         let doc = PolicyDocument::parse(&shown).unwrap();
         let decision = authorizer.authorize(&request);
+        // The shown document allows the caller's account; without identity policies only an
+        // account root gets through.
+        let is_root = caller.principal == kms_core::auth::Principal::Root;
         prop_assert_eq!(
             decision == Decision::Allow,
-            evaluate(&doc, &caller, action, KEY_ARN) == Verdict::Allow,
+            is_root && evaluate(&doc, &caller, action, KEY_ARN) == Verdict::Allow,
             "{} on a key by {} in {:?}: {}", caller, creator, instance, shown
         );
         // The shown document, set as the key's policy, decides the same.

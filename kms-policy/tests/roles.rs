@@ -146,6 +146,11 @@ struct Setup {
 
 fn setup() -> Setup {
     let env = Env::new();
+    // Cross-account access needs the partner account's consent too: its user's identity
+    // policy allows KMS (identity_policies.rs tests the refusal without it).
+    env.authz
+        .attach_identity_policy(&partner().arn(), FULL_ACCESS)
+        .unwrap();
     let policy = role_policy();
     let key = env.key(&root(), Some(&policy));
     let blob = encrypt(&env.kms, &root(), &key).unwrap();

@@ -153,6 +153,10 @@ request!(
         /// Key policy document.
         #[serde(skip_serializing_if = "Option::is_none")]
         pub policy: Option<String>,
+        /// Store the policy even when the account owner could no longer change it afterwards
+        /// (skips the lockout safety check; named after AWS's parameter of the same name).
+        #[serde(with = "lenient_bool", skip_serializing_if = "Option::is_none")]
+        pub bypass_policy_lockout_safety_check: Option<bool>,
         /// KMS instance.
         #[serde(rename = "DKMSInstanceId", skip_serializing_if = "Option::is_none")]
         pub dkms_instance_id: Option<String>,
@@ -1022,6 +1026,10 @@ request!(
         pub policy_name: String,
         /// The policy document (JSON, at most 32768 bytes).
         pub policy: String,
+        /// Store the policy even when the account owner could no longer change it afterwards
+        /// (skips the lockout safety check; named after AWS's parameter of the same name).
+        #[serde(with = "lenient_bool", skip_serializing_if = "Option::is_none")]
+        pub bypass_policy_lockout_safety_check: Option<bool>,
     }
 );
 

@@ -86,6 +86,10 @@ request!(
         /// Secret policy document.
         #[serde(skip_serializing_if = "Option::is_none")]
         pub policy: Option<String>,
+        /// Store the policy even when the account owner could no longer change it afterwards
+        /// (skips the lockout safety check; named after AWS's parameter of the same name).
+        #[serde(with = "lenient_bool", skip_serializing_if = "Option::is_none")]
+        pub bypass_policy_lockout_safety_check: Option<bool>,
     }
 );
 
@@ -492,5 +496,9 @@ request!(
         pub policy_name: String,
         /// The policy document.
         pub policy: String,
+        /// Store the policy even when the account owner could no longer change it afterwards
+        /// (skips the lockout safety check; named after AWS's parameter of the same name).
+        #[serde(with = "lenient_bool", skip_serializing_if = "Option::is_none")]
+        pub bypass_policy_lockout_safety_check: Option<bool>,
     }
 );

@@ -195,6 +195,16 @@ impl Kms {
         let now = self.clock.now();
         let key_id = new_uuid(&*self.rng)?;
         let version_id = new_uuid(&*self.rng)?;
+        if let Some(p) = &req.policy {
+            self.check_policy_lockout(
+                p,
+                Action::new("kms:SetKeyPolicy"),
+                &self.scope.key_arn(&key_id),
+                Some(&caller.account_id),
+                req.dkms_instance_id.as_deref(),
+                req.bypass_policy_lockout_safety_check,
+            )?;
+        }
         let external = origin == Origin::External;
         let version = VersionRecord {
             key_id: key_id.clone(),

@@ -590,15 +590,57 @@ impl Kms {
         action: Action,
         instance_id: Option<&str>,
     ) -> Result<(), KmsError> {
+        let resource = self.scope.collection_arn(action.as_str());
         self.decide(&AccessRequest {
             caller,
             action,
-            resource: "*",
+            resource: &resource,
             resource_account: &self.scope.account_id,
             policy: None,
             creator: None,
             instance_id,
         })
+    }
+
+    /// The lockout safety check: refuses a policy document after which the account owner
+    /// (`acs:ram::<account>:root`) could no longer call `action` (SetKeyPolicy or
+    /// SetSecretPolicy) on the resource, unless the caller bypasses the check.
+    ///
+    /// The check asks the configured authorizer itself, so it holds for any authorizer.
+    pub(crate) fn check_policy_lockout(
+        &self,
+        policy: &str,
+        action: Action,
+        resource: &str,
+        creator: Option<&str>,
+        instance_id: Option<&str>,
+        bypass: Option<bool>,
+    ) -> Result<(), KmsError> {
+        if bypass == Some(true) {
+            return Ok(());
+        }
+        let owner = Caller::account_root(self.scope.account_id.clone());
+        let decision = self.authorizer.authorize(&AccessRequest {
+            caller: &owner,
+            action,
+            resource,
+            resource_account: &self.scope.account_id,
+            policy: Some(policy),
+            creator,
+            instance_id,
+        });
+        match decision {
+            Decision::Allow => Ok(()),
+            Decision::Deny => Err(KmsError::invalid(
+                "Policy",
+                format!(
+                    "after this policy the account owner ({}) could no longer call {action} \
+                     on {resource}; fix the policy, or pass BypassPolicyLockoutSafetyCheck=true \
+                     to store it anyway",
+                    owner.arn()
+                ),
+            )),
+        }
     }
 
     /// Asks the authorizer about a key record (as read for a mutation).

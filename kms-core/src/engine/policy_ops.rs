@@ -92,6 +92,14 @@ impl Kms {
             &req.key_id,
             |r, _| {
                 lifecycle::check_usable(r, Usage::MetadataUpdate)?;
+                self.check_policy_lockout(
+                    &req.policy,
+                    Action::new("kms:SetKeyPolicy"),
+                    &self.scope.key_arn(&r.key_id),
+                    Some(&r.creator),
+                    r.dkms_instance_id.as_deref(),
+                    req.bypass_policy_lockout_safety_check,
+                )?;
                 Ok(KeyRecord {
                     policy: Some(req.policy.clone()),
                     ..r.clone()
@@ -101,6 +109,37 @@ impl Kms {
         Ok(EmptyResponse {
             request_id: self.request_id(),
         })
+    }
+
+    /// Host API, break-glass: gives a key its default policy back, whatever its current
+    /// policy says and whoever is calling (no authorization: only the host that holds the store
+    /// and its root key can call it, e.g. `kms reset-policy`). Works in every state but purged.
+    ///
+    /// Returns the key's id, and whether it had a policy of its own.
+    ///
+    /// Errors: `Forbidden.KeyNotFound`, `Forbidden.AliasNotFound`.
+    pub fn reset_key_policy(&self, key: &str) -> Result<(String, bool), KmsError> {
+        let key_id = self.resolve_key_id("KeyId", key)?;
+        let _guard = self.write_guard()?;
+        let now = self.clock.now();
+        let (record, revision) = self.load_for_update(&key_id, key, now)?;
+        if record.policy.is_none() {
+            return Ok((key_id, false));
+        }
+        let next = KeyRecord {
+            policy: None,
+            ..record
+        };
+        let mut batch = Batch::new();
+        self.stage_put(
+            &mut batch,
+            key_record_key(&key_id),
+            &next,
+            Precondition::Revision(revision),
+        )?;
+        self.commit(batch)?;
+        self.cache_put(next, Vec::new())?;
+        Ok((key_id, true))
     }
 
     /// Host API: the service key of an integrated service (`alias/acs/<product>`), created on

@@ -295,6 +295,14 @@ impl Kms {
         lifecycle::merge_tags(&mut BTreeMap::new(), &tags)?;
         if let Some(p) = &req.policy {
             self.authorizer.validate_policy(p)?;
+            self.check_policy_lockout(
+                p,
+                Action::new("kms:SetSecretPolicy"),
+                &self.secret_arn(&req.secret_name),
+                Some(&self.scope.account_id),
+                None,
+                req.bypass_policy_lockout_safety_check,
+            )?;
         }
         self.authorize_account(caller, Action::new("kms:CreateSecret"), None)?;
         let key_id = match req.encryption_key_id.as_deref().filter(|s| !s.is_empty()) {
@@ -1083,6 +1091,14 @@ impl Kms {
             &req.secret_name,
             false,
             |r, now| {
+                self.check_policy_lockout(
+                    &req.policy,
+                    Action::new("kms:SetSecretPolicy"),
+                    &self.secret_arn(&r.name),
+                    Some(&self.scope.account_id),
+                    None,
+                    req.bypass_policy_lockout_safety_check,
+                )?;
                 Ok(SecretRecord {
                     policy: Some(req.policy.clone()),
                     updated: now,
@@ -1093,6 +1109,36 @@ impl Kms {
         Ok(EmptyResponse {
             request_id: self.request_id(),
         })
+    }
+
+    /// Host API, break-glass: gives a secret its default policy back, whatever its current
+    /// policy says (no authorization: only the host that holds the store can call it, e.g.
+    /// `kms reset-policy`). Works in the recovery window too.
+    ///
+    /// Returns whether the secret had a policy of its own.
+    ///
+    /// Errors: `Forbidden.ResourceNotFound`.
+    pub fn reset_secret_policy(&self, name: &str) -> Result<bool, KmsError> {
+        let _guard = self.write_guard()?;
+        let now = self.clock.now();
+        let (rec, revision) = self.load_secret(name, now)?;
+        if rec.policy.is_none() {
+            return Ok(false);
+        }
+        let next = SecretRecord {
+            policy: None,
+            updated: now,
+            ..rec
+        };
+        let mut batch = Batch::new();
+        self.stage_put(
+            &mut batch,
+            secret_record_key(name),
+            &next,
+            Precondition::Revision(revision),
+        )?;
+        self.commit(batch)?;
+        Ok(true)
     }
 
     /// Maintenance: purges secrets past their recovery window and rotates due secrets.

@@ -63,6 +63,10 @@ pub fn via(caller: Caller, service: &str) -> Caller {
     }
 }
 
+/// A RAM identity policy allowing every KMS action on every resource.
+pub const FULL_ACCESS: &str =
+    r#"{"Version":"1","Statement":[{"Effect":"Allow","Action":["kms:*"],"Resource":["*"]}]}"#;
+
 /// An engine with its storage, clock, root key and authorizer kept for inspection and reopening.
 pub struct Env {
     pub kms: Kms,
@@ -79,8 +83,26 @@ impl Default for Env {
 }
 
 impl Env {
-    /// A fresh engine of account 1234 with a `PolicyAuthorizer` that has no instances.
+    /// A fresh engine of account 1234 with a `PolicyAuthorizer` that has no instances and no
+    /// identity policies: RAM users and roles can do what resource policies grant them by
+    /// name, and nothing else.
     pub fn new() -> Self {
+        Self::without_identity_policies()
+    }
+
+    /// Gives every RAM user and role of the helpers above an identity policy allowing `kms:*`
+    /// on everything, so that grants to their accounts reach them too.
+    pub fn with_full_identity_policies(self) -> Self {
+        for caller in [alice(), bob(), app(), partner(), stranger()] {
+            self.authz
+                .attach_identity_policy(&caller.arn(), FULL_ACCESS)
+                .unwrap();
+        }
+        self
+    }
+
+    /// A fresh engine whose RAM users and roles have no identity policy.
+    pub fn without_identity_policies() -> Self {
         let storage = Arc::new(MemoryStorage::new());
         let clock = Arc::new(ManualClock::new(START));
         let root_key = RootKey::generate().unwrap();
@@ -119,6 +141,9 @@ impl Env {
             caller,
             CreateKeyRequest {
                 policy: policy.map(str::to_owned),
+                // These tests store documents that leave the owner out on purpose; the
+                // lockout check has tests of its own (lockout.rs).
+                bypass_policy_lockout_safety_check: policy.map(|_| true),
                 dkms_instance_id: instance.map(str::to_owned),
                 ..Default::default()
             },
@@ -238,6 +263,8 @@ pub fn set_policy(kms: &Kms, caller: &Caller, key_id: &str, policy: &str) -> Res
             key_id: key_id.into(),
             policy_name: "default".into(),
             policy: policy.into(),
+            // As in `try_key`: the lockout check is tested on its own.
+            bypass_policy_lockout_safety_check: Some(true),
         },
     )
     .map(|_| ())
