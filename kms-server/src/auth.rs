@@ -9,22 +9,15 @@
 //! (`SignatureNonceUsed` when it was seen before), so that unsigned traffic cannot use up
 //! nonces.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-
 use kms_core::{Caller, UnixTime};
-use ring::digest;
 
 use crate::config::AccessKeys;
+use crate::replay::ReplayGuard;
 use crate::request::Params;
 use crate::response::ApiError;
 use crate::signature;
 
-/// How far a request's time may be from the server's: 15 minutes either way.
-pub const TIMESTAMP_WINDOW_SECS: i64 = 15 * 60;
-
-/// Default bound on the nonces remembered within the window.
-pub const DEFAULT_NONCE_CAPACITY: usize = 1_000_000;
+pub use crate::replay::{DEFAULT_NONCE_CAPACITY, TIMESTAMP_WINDOW_SECS};
 
 /// Longest accepted nonce.
 const MAX_NONCE_LEN: usize = 256;
@@ -79,7 +72,7 @@ pub struct Identity {
 /// Verifies signatures against the configured access keys and refuses replays.
 pub struct Authenticator {
     keys: AccessKeys,
-    nonces: Mutex<NonceCache>,
+    replay: ReplayGuard,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -91,19 +84,35 @@ impl std::fmt::Debug for Authenticator {
 }
 
 impl Authenticator {
-    /// An authenticator over `keys`, remembering at most `nonce_capacity` nonces.
+    /// An authenticator over `keys`, remembering at most `nonce_capacity` nonces per access
+    /// key, in memory only.
     pub fn new(keys: AccessKeys, nonce_capacity: usize) -> Self {
-        Authenticator {
-            keys,
-            nonces: Mutex::new(NonceCache::new(nonce_capacity)),
-        }
+        let replay = ReplayGuard::in_memory(keys.ids(), nonce_capacity);
+        Authenticator { keys, replay }
+    }
+
+    /// An authenticator over `keys` with the given replay refusal (see
+    /// [`ReplayGuard::open`] for the one that survives restarts).
+    pub fn with_replay_guard(keys: AccessKeys, replay: ReplayGuard) -> Self {
+        Authenticator { keys, replay }
+    }
+
+    /// The replay refusal.
+    pub fn replay_guard(&self) -> &ReplayGuard {
+        &self.replay
+    }
+
+    /// The configured access keys.
+    pub fn access_keys(&self) -> &AccessKeys {
+        &self.keys
     }
 
     /// Authenticates a request at server time `now`.
     ///
     /// Errors: `IncompleteSignature`, `InvalidAccessKeyId.NotFound`, `InvalidTimeStamp.Format`,
-    /// `InvalidTimeStamp.Expired`, `SignatureDoesNotMatch`, `SignatureNonceUsed`, and
-    /// `ServiceUnavailable` when the nonce cache is full.
+    /// `InvalidTimeStamp.Expired` (also for a request signed before an unclean restart),
+    /// `SignatureDoesNotMatch`, `SignatureNonceUsed`, and `Throttling.User` (429) when the
+    /// access key has more signed requests in the window than its nonce capacity.
     pub fn authenticate(
         &self,
         request: &SignedRequest<'_>,
@@ -265,16 +274,8 @@ impl Authenticator {
                 "the signature nonce must be 1 to {MAX_NONCE_LEN} characters"
             )));
         }
-        let mut cache = self
-            .nonces
-            .lock()
-            .map_err(|_| ApiError::new(500, "InternalFailure", "the nonce cache lock failed"))?;
-        cache.insert(
-            access_key_id,
-            nonce,
-            timestamp.plus_secs(TIMESTAMP_WINDOW_SECS),
-            now,
-        )
+        self.replay
+            .check(access_key_id, nonce, timestamp.secs(), now.secs())
     }
 }
 
@@ -298,116 +299,10 @@ fn check_time(name: &str, text: &str, now: UnixTime) -> Result<UnixTime, ApiErro
     Ok(t)
 }
 
-/// The nonces seen within the window, bounded in number.
-///
-/// Entries are keyed by a 128-bit digest of (access key, nonce), so memory per entry is fixed
-/// whatever the nonce's length, and each expires when a request carrying it could no longer
-/// pass the timestamp check. Expired entries are swept at most once a second, and whenever
-/// the cache is full.
-#[derive(Debug)]
-pub struct NonceCache {
-    seen: HashMap<[u8; 16], i64>,
-    capacity: usize,
-    last_sweep: i64,
-}
-
-impl NonceCache {
-    /// An empty cache holding at most `capacity` nonces.
-    pub fn new(capacity: usize) -> Self {
-        NonceCache {
-            seen: HashMap::new(),
-            capacity: capacity.max(1),
-            last_sweep: i64::MIN,
-        }
-    }
-
-    /// Records a nonce valid until `expires`.
-    ///
-    /// Errors: `SignatureNonceUsed` when it is already recorded and not expired;
-    /// `ServiceUnavailable` when the cache is full of unexpired nonces.
-    pub fn insert(
-        &mut self,
-        access_key_id: &str,
-        nonce: &str,
-        expires: UnixTime,
-        now: UnixTime,
-    ) -> Result<(), ApiError> {
-        if now.secs() > self.last_sweep || self.seen.len() >= self.capacity {
-            self.seen.retain(|_, exp| *exp >= now.secs());
-            self.last_sweep = now.secs();
-        }
-        let id = nonce_id(access_key_id, nonce);
-        if let Some(exp) = self.seen.get(&id) {
-            if *exp >= now.secs() {
-                return Err(ApiError::nonce_used());
-            }
-        }
-        if self.seen.len() >= self.capacity {
-            return Err(ApiError::replay_cache_full());
-        }
-        self.seen.insert(id, expires.secs());
-        Ok(())
-    }
-
-    /// Number of nonces held.
-    pub fn len(&self) -> usize {
-        self.seen.len()
-    }
-
-    /// Whether none are held.
-    pub fn is_empty(&self) -> bool {
-        self.seen.is_empty()
-    }
-}
-
-fn nonce_id(access_key_id: &str, nonce: &str) -> [u8; 16] {
-    let mut ctx = digest::Context::new(&digest::SHA256);
-    ctx.update(&(access_key_id.len() as u64).to_be_bytes());
-    ctx.update(access_key_id.as_bytes());
-    ctx.update(nonce.as_bytes());
-    let full = ctx.finish();
-    let mut id = [0u8; 16];
-    for (dst, src) in id.iter_mut().zip(full.as_ref()) {
-        *dst = *src;
-    }
-    id
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
-
-    #[test]
-    fn nonce_is_refused_until_it_expires() {
-        let mut c = NonceCache::new(10);
-        let now = UnixTime(1_000);
-        c.insert("ak", "n1", UnixTime(1_900), now).unwrap();
-        assert_eq!(
-            c.insert("ak", "n1", UnixTime(1_900), now).unwrap_err().code,
-            "SignatureNonceUsed"
-        );
-        // Another key's nonce of the same text is distinct.
-        c.insert("ak2", "n1", UnixTime(1_900), now).unwrap();
-        // After expiry it is forgotten.
-        c.insert("ak", "n1", UnixTime(3_000), UnixTime(1_901))
-            .unwrap();
-    }
-
-    #[test]
-    fn cache_is_bounded_and_sweeps_expired() {
-        let mut c = NonceCache::new(2);
-        c.insert("ak", "a", UnixTime(100), UnixTime(0)).unwrap();
-        c.insert("ak", "b", UnixTime(200), UnixTime(0)).unwrap();
-        assert_eq!(
-            c.insert("ak", "c", UnixTime(300), UnixTime(0))
-                .unwrap_err()
-                .code,
-            "ServiceUnavailable"
-        );
-        c.insert("ak", "c", UnixTime(300), UnixTime(101)).unwrap();
-        assert_eq!(c.len(), 2);
-    }
 
     #[test]
     fn time_window_is_fifteen_minutes_either_way() {

@@ -54,6 +54,10 @@ pub struct GlobalArgs {
     /// Logs as JSON lines instead of text.
     #[arg(long, global = true)]
     pub log_json: bool,
+    /// Audit trail: appends one hash-chained JSON line per request, maintenance action and
+    /// one-off command (config: audit_log).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub audit_log: Option<PathBuf>,
 }
 
 /// The commands.
@@ -71,6 +75,43 @@ pub enum Command {
         /// [default: 60].
         #[arg(long, value_name = "SECS")]
         maintenance_interval: Option<u64>,
+        /// Serve HTTPS with this certificate chain (PEM); reloaded on SIGHUP.
+        #[arg(long, value_name = "FILE", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The certificate's private key (PEM: PKCS#8, SEC1 or PKCS#1).
+        #[arg(long, value_name = "FILE", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// Require client certificates signed by a CA in this PEM file (mTLS).
+        #[arg(long, value_name = "FILE", requires = "tls_cert")]
+        tls_client_ca: Option<PathBuf>,
+        /// Allow plain HTTP on a non-loopback address (plaintexts and data keys then cross the
+        /// network in clear).
+        #[arg(long)]
+        insecure_http: bool,
+    },
+    /// Writes a development TLS set: ca.pem (a local CA), cert.pem and key.pem (a server
+    /// certificate for localhost, 127.0.0.1 and ::1), client-cert.pem and client-key.pem
+    /// (for trying mTLS). The CA's key is not kept.
+    DevCert {
+        /// Directory to write to (created, mode 0700).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Replace existing files.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Break-glass: gives a key or secret its default policy back, whatever its policy says
+    /// (the account owner regains full control). Runs on the data directory, so only whoever
+    /// holds the store and its root key can do it; recorded in the audit trail.
+    ResetPolicy {
+        /// A key id, key ARN or alias; otherwise a secret name.
+        resource: String,
+    },
+    /// The audit trail.
+    Audit {
+        /// What to do with it.
+        #[command(subcommand)]
+        command: AuditCommand,
     },
     /// Calls any API action: `kms call Encrypt -p KeyId=alias/app -p Plaintext=hello`.
     Call {
@@ -195,6 +236,17 @@ pub enum Command {
     RunMaintenance,
 }
 
+/// `kms audit ...`.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Checks that every line of a trail chains to the one before it; exits non-zero naming
+    /// the first line that does not.
+    Verify {
+        /// The trail file.
+        file: PathBuf,
+    },
+}
+
 /// A CLI failure: an API error or a start-up problem, printed on stderr.
 #[derive(Debug, thiserror::Error)]
 enum CliError {
@@ -257,9 +309,18 @@ fn execute(cli: Cli) -> Result<(), CliError> {
         Command::Serve {
             listen,
             maintenance_interval,
+            tls_cert,
+            tls_key,
+            tls_client_ca,
+            insecure_http,
         } => {
             overrides.listen = listen;
             overrides.maintenance_interval_secs = maintenance_interval;
+            overrides.tls_cert = tls_cert;
+            overrides.tls_key = tls_key;
+            overrides.tls_client_ca = tls_client_ca;
+            overrides.insecure_http = insecure_http;
+            overrides.audit_log = cli.global.audit_log.clone();
             let env = config::env_access_key().map_err(ServerError::from)?;
             let settings = Settings::resolve(file, &overrides, env).map_err(ServerError::from)?;
             return serve(settings);
@@ -268,6 +329,56 @@ fn execute(cli: Cli) -> Result<(), CliError> {
             for action in dispatch::ACTIONS {
                 println!("{action}");
             }
+            return Ok(());
+        }
+        Command::DevCert { out, force } => {
+            let paths = crate::tls::write_dev_cert(&out, force)
+                .map_err(|e| CliError::Usage(e.to_string()))?;
+            print_json(&serde_json::json!({
+                "CaCertificate": paths.ca,
+                "Certificate": paths.cert,
+                "PrivateKey": paths.key,
+                "ClientCertificate": paths.client_cert,
+                "ClientPrivateKey": paths.client_key,
+            }));
+            return Ok(());
+        }
+        Command::Audit {
+            command: AuditCommand::Verify { file },
+        } => {
+            let lines = crate::audit::verify(&file).map_err(|e| {
+                CliError::Usage(format!(
+                    "{}: the audit trail is broken at {e}",
+                    file.display()
+                ))
+            })?;
+            println!("{}: {lines} lines, chain intact", file.display());
+            return Ok(());
+        }
+        Command::ResetPolicy { resource } => {
+            let engine = EngineSettings::resolve(&file, &overrides);
+            let audit = open_cli_audit(&cli.global, &file)?;
+            let kms = open_engine(&engine)?;
+            let outcome = reset_policy(&kms, &resource);
+            if let Some(audit) = &audit {
+                let (resources, error) = match &outcome {
+                    Ok((arn, _)) => (vec![arn.clone()], None),
+                    Err(e) => (Vec::new(), Some(e)),
+                };
+                let mut event = host_event(&kms, "ResetPolicy", resources, error);
+                event
+                    .request_parameters
+                    .insert("Resource".into(), Value::String(resource.clone()));
+                audit.record(&event, kms.now()).map_err(|e| {
+                    CliError::Usage(format!("the policy was reset but not audited: {e}"))
+                })?;
+            }
+            let (arn, had_policy) = outcome?;
+            print_json(&serde_json::json!({
+                "Resource": arn,
+                "Reset": had_policy,
+                "Policy": "default",
+            }));
             return Ok(());
         }
         Command::RunMaintenance => {
@@ -305,9 +416,26 @@ fn execute(cli: Cli) -> Result<(), CliError> {
         )));
     }
     let engine = EngineSettings::resolve(&file, &overrides);
+    let audit = open_cli_audit(&cli.global, &file)?;
     let kms = open_engine(&engine)?;
     let caller = Caller::account_root(engine.account_id.clone());
-    let reply = dispatch::call(&kms, &caller, &action, Value::Object(params))?;
+    let safe = crate::audit::safe_parameters(
+        params
+            .iter()
+            .filter_map(|(k, v)| v.as_str().map(|v| (k.as_str(), v))),
+    );
+    let result = dispatch::call(&kms, &caller, &action, Value::Object(params));
+    if let Some(audit) = &audit {
+        let mut event = host_event(&kms, &action, Vec::new(), result.as_ref().err());
+        event.request_parameters = safe;
+        if let Ok(reply) = &result {
+            event.request_id = reply.request_id.clone();
+        }
+        audit
+            .record(&event, kms.now())
+            .map_err(|e| CliError::Usage(format!("the call was made but not audited: {e}")))?;
+    }
+    let reply = result?;
     match serde_json::from_slice::<Value>(&reply.body) {
         Ok(v) => print_json(&v),
         Err(_) => println!("{}", String::from_utf8_lossy(&reply.body)),
@@ -424,9 +552,72 @@ fn named_call(command: Command) -> (String, Map<String, Value>) {
         Command::Serve { .. }
         | Command::Call { .. }
         | Command::Actions
+        | Command::DevCert { .. }
+        | Command::ResetPolicy { .. }
+        | Command::Audit { .. }
         | Command::RunMaintenance => "",
     };
     (action.to_owned(), p)
+}
+
+/// The audit trail of a one-off command: `--audit-log`, else the configuration's.
+fn open_cli_audit(
+    global: &GlobalArgs,
+    file: &FileConfig,
+) -> Result<Option<crate::audit::AuditLog>, CliError> {
+    match global.audit_log.as_ref().or(file.audit_log.as_ref()) {
+        Some(path) => Ok(Some(
+            crate::audit::AuditLog::open(path).map_err(ServerError::from)?,
+        )),
+        None => Ok(None),
+    }
+}
+
+/// The audit event of a one-off command run on the host.
+fn host_event(
+    kms: &kms_core::Kms,
+    name: &str,
+    resources: Vec<String>,
+    error: Option<&kms_core::KmsError>,
+) -> crate::audit::AuditEvent {
+    crate::audit::AuditEvent {
+        event_name: name.to_owned(),
+        event_type: crate::audit::EventType::HostCommand,
+        request_id: crate::response::new_request_id(),
+        region: kms.scope().region.clone(),
+        resources,
+        error_code: error.map(|e| e.code().to_owned()),
+        error_message: error.map(ToString::to_string),
+        ..Default::default()
+    }
+}
+
+/// Resets a key's policy, or else a secret's: (the resource's ARN, whether it had a policy).
+fn reset_policy(kms: &kms_core::Kms, resource: &str) -> Result<(String, bool), kms_core::KmsError> {
+    match kms.reset_key_policy(resource) {
+        Ok((key_id, had)) => Ok((kms.scope().key_arn(&key_id), had)),
+        Err(e)
+            if matches!(
+                e.code(),
+                "Forbidden.KeyNotFound" | "Forbidden.AliasNotFound" | "InvalidParameter"
+            ) =>
+        {
+            match kms.reset_secret_policy(resource) {
+                Ok(had) => Ok((
+                    format!(
+                        "acs:kms:{}:{}:secret/{resource}",
+                        kms.scope().region,
+                        kms.scope().account_id
+                    ),
+                    had,
+                )),
+                // Neither a key nor a secret: report it as a key, what was tried first.
+                Err(s) if s.code() == "Forbidden.ResourceNotFound" => Err(e),
+                Err(s) => Err(s),
+            }
+        }
+        Err(e) => Err(e),
+    }
 }
 
 fn print_json(value: &Value) {
@@ -449,7 +640,8 @@ fn serve(settings: Settings) -> Result<(), CliError> {
         let data_dir = settings.engine.data_dir.display().to_string();
         let server = Server::bind(settings).await?;
         let addr = server.local_addr()?;
-        tracing::info!(%addr, data_dir, access_keys = keys, "listening");
+        let scheme = if server.is_tls() { "https" } else { "http" };
+        tracing::info!(%addr, scheme, data_dir, access_keys = keys, "listening");
         server.run(server::shutdown_signal()).await?;
         Ok(())
     })

@@ -13,10 +13,22 @@
 //! id = "LTAI-owner"
 //! secret = "..."
 //!
-//! [[access_keys]]          # a RAM user of the account
+//! [[access_keys]]          # a RAM user of the account, with its RAM identity policy
 //! id = "LTAI-alice"
 //! secret = "..."
 //! user = "alice"
+//! policy = '''{"Version": "1", "Statement": [{"Effect": "Allow",
+//!     "Action": ["kms:Encrypt", "kms:Decrypt"], "Resource": ["acs:kms:*:*:key/*"]}]}'''
+//!
+//! # TLS (PEM files); without them the server listens only on loopback unless
+//! # insecure_http = true. `kms dev-cert --out DIR` writes a development set.
+//! tls_cert = "/etc/kms/cert.pem"
+//! tls_key = "/etc/kms/key.pem"
+//! # tls_client_ca = "/etc/kms/clients-ca.pem"   # require client certificates (mTLS)
+//!
+//! audit_log = "/var/log/kms/audit.jsonl"     # one hash-chained JSON line per request
+//! audit_fail_closed = false                   # true: refuse requests that cannot be audited
+//! nonce_cache_capacity = 1000000              # per access key, within the 15-minute window
 //!
 //! [external_key_store]     # optional: the proxy external keys use (see `crate::xks`)
 //! url = "https://xks.example.com/kms/xks/v1"
@@ -26,6 +38,12 @@
 //!
 //! Command-line flags win over the file, the file over the defaults. The environment's
 //! `KMS_ACCESS_KEY_ID` / `KMS_ACCESS_KEY_SECRET` add one more access key for the account owner.
+//!
+//! An access key acts as the account owner (no `user` or `role`), a RAM user, or a RAM role,
+//! of the configured account or of another (`account_id`). RAM users and roles are allowed only
+//! what their identity `policy` allows (and what key and secret policies grant them by name);
+//! without one they can do nothing. Access keys of the same principal must carry the same
+//! policy, since the policy belongs to the principal.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -77,8 +95,20 @@ pub struct FileConfig {
     pub maintenance_interval_secs: Option<u64>,
     /// Limit on the request body and the query string, in bytes.
     pub max_body_bytes: Option<usize>,
-    /// Bound on the nonces remembered for replay refusal.
+    /// Bound on the nonces remembered for replay refusal, per access key.
     pub nonce_cache_capacity: Option<usize>,
+    /// Server certificate chain (PEM).
+    pub tls_cert: Option<PathBuf>,
+    /// Server private key (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// CA certificates (PEM) that client certificates must chain to: requires mTLS.
+    pub tls_client_ca: Option<PathBuf>,
+    /// Allow plain HTTP on a non-loopback address.
+    pub insecure_http: Option<bool>,
+    /// The audit trail file.
+    pub audit_log: Option<PathBuf>,
+    /// Refuse requests whose audit line cannot be written.
+    pub audit_fail_closed: Option<bool>,
     /// Access keys and the principals they act as.
     #[serde(default)]
     pub access_keys: Vec<AccessKeyEntry>,
@@ -134,6 +164,8 @@ pub struct AccessKeyEntry {
     pub user: Option<String>,
     /// A RAM role name: the key acts as that role.
     pub role: Option<String>,
+    /// The RAM identity policy (a policy document without Principal) of the user or role.
+    pub policy: Option<String>,
 }
 
 impl FileConfig {
@@ -277,10 +309,46 @@ pub struct Settings {
     pub maintenance_interval: Duration,
     /// Limit on the body and on the query string, in bytes.
     pub max_body_bytes: usize,
-    /// Bound on remembered nonces.
+    /// Bound on remembered nonces, per access key.
     pub nonce_cache_capacity: usize,
     /// Access keys.
     pub access_keys: AccessKeys,
+    /// RAM identity policies: (principal ARN, policy document).
+    pub identity_policies: Vec<(String, String)>,
+    /// TLS, when served over HTTPS.
+    pub tls: Option<crate::tls::TlsFiles>,
+    /// The audit trail.
+    pub audit: Option<AuditSettings>,
+    /// Replay refusal survives restarts through files in the data directory (the default);
+    /// off, nonces are kept in memory only.
+    pub persist_replay_state: bool,
+}
+
+/// Where the audit trail goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditSettings {
+    /// The file (JSON lines, appended).
+    pub path: PathBuf,
+    /// Refuse requests whose line cannot be written.
+    pub fail_closed: bool,
+}
+
+impl Default for Settings {
+    /// Loopback on port 8080, plain HTTP, the default data directory, no access keys.
+    fn default() -> Self {
+        Settings {
+            engine: EngineSettings::default(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            maintenance_interval: Duration::from_secs(DEFAULT_MAINTENANCE_SECS),
+            max_body_bytes: crate::request::DEFAULT_MAX_BYTES,
+            nonce_cache_capacity: crate::auth::DEFAULT_NONCE_CAPACITY,
+            access_keys: AccessKeys::new(),
+            identity_policies: Vec::new(),
+            tls: None,
+            audit: None,
+            persist_replay_state: true,
+        }
+    }
 }
 
 /// Overrides from the command line (each wins over the file).
@@ -298,6 +366,16 @@ pub struct Overrides {
     pub account_id: Option<String>,
     /// `--maintenance-interval`.
     pub maintenance_interval_secs: Option<u64>,
+    /// `--tls-cert`.
+    pub tls_cert: Option<PathBuf>,
+    /// `--tls-key`.
+    pub tls_key: Option<PathBuf>,
+    /// `--tls-client-ca`.
+    pub tls_client_ca: Option<PathBuf>,
+    /// `--insecure-http`.
+    pub insecure_http: bool,
+    /// `--audit-log`.
+    pub audit_log: Option<PathBuf>,
 }
 
 impl EngineSettings {
@@ -347,7 +425,7 @@ impl Settings {
             .clone()
             .or_else(|| file.listen.clone())
             .unwrap_or_else(|| DEFAULT_LISTEN.into());
-        let listen = listen_text.parse().map_err(|_| {
+        let listen: SocketAddr = listen_text.parse().map_err(|_| {
             ConfigError(format!(
                 "the listen address {listen_text:?} is not an IP:port address"
             ))
@@ -361,7 +439,57 @@ impl Settings {
                 "the maintenance interval must be at least 1 second".into(),
             ));
         }
+        let tls_cert = overrides.tls_cert.clone().or_else(|| file.tls_cert.clone());
+        let tls_key = overrides.tls_key.clone().or_else(|| file.tls_key.clone());
+        let client_ca = overrides
+            .tls_client_ca
+            .clone()
+            .or_else(|| file.tls_client_ca.clone());
+        let tls = match (tls_cert, tls_key) {
+            (Some(cert), Some(key)) => Some(crate::tls::TlsFiles {
+                cert,
+                key,
+                client_ca,
+            }),
+            (None, None) if client_ca.is_none() => None,
+            (None, None) => {
+                return Err(ConfigError(
+                    "tls_client_ca needs tls_cert and tls_key: client certificates are \
+                     checked over TLS only"
+                        .into(),
+                ))
+            }
+            _ => {
+                return Err(ConfigError(
+                    "give both tls_cert and tls_key (PEM files), or neither".into(),
+                ))
+            }
+        };
+        let insecure_http = overrides.insecure_http || file.insecure_http == Some(true);
+        if tls.is_none() && !listen.ip().is_loopback() && !insecure_http {
+            return Err(ConfigError(format!(
+                "refusing to serve plain HTTP on {listen}, a non-loopback address: plaintexts, \
+                 data keys and secrets would cross the network in clear. Give --tls-cert and \
+                 --tls-key (kms dev-cert writes a development pair), or --insecure-http to \
+                 accept that"
+            )));
+        }
+        let audit = overrides
+            .audit_log
+            .clone()
+            .or_else(|| file.audit_log.clone())
+            .map(|path| AuditSettings {
+                path,
+                fail_closed: file.audit_fail_closed == Some(true),
+            });
+        if audit.is_none() && file.audit_fail_closed == Some(true) {
+            return Err(ConfigError(
+                "audit_fail_closed needs audit_log: the file the trail is written to".into(),
+            ));
+        }
         let mut access_keys = AccessKeys::new();
+        let mut identity_policies: Vec<(String, String)> = Vec::new();
+        let mut policy_of: HashMap<String, (String, Option<String>)> = HashMap::new();
         for entry in file.access_keys {
             let account = entry
                 .account_id
@@ -378,6 +506,35 @@ impl Settings {
                     )))
                 }
             };
+            if let Some(doc) = &entry.policy {
+                if caller.principal == kms_core::auth::Principal::Root {
+                    return Err(ConfigError(format!(
+                        "the access key {} acts as the account owner, who needs no policy: \
+                         give it a user or role, or drop the policy",
+                        entry.id
+                    )));
+                }
+                kms_policy::PolicyDocument::parse_identity(doc).map_err(|e| {
+                    ConfigError(format!("the policy of the access key {}: {e}", entry.id))
+                })?;
+            }
+            let arn = caller.arn();
+            match policy_of.get(&arn) {
+                Some((other, policy)) if *policy != entry.policy => {
+                    return Err(ConfigError(format!(
+                        "the access keys {other} and {} act as {arn} with different policies; \
+                         a policy belongs to the principal, so give both the same one",
+                        entry.id
+                    )))
+                }
+                Some(_) => {}
+                None => {
+                    if let Some(doc) = &entry.policy {
+                        identity_policies.push((arn.clone(), doc.clone()));
+                    }
+                    policy_of.insert(arn, (entry.id.clone(), entry.policy.clone()));
+                }
+            }
             access_keys.insert(
                 &entry.id,
                 Credential {
@@ -411,8 +568,13 @@ impl Settings {
                 .max(1024),
             nonce_cache_capacity: file
                 .nonce_cache_capacity
-                .unwrap_or(crate::auth::DEFAULT_NONCE_CAPACITY),
+                .unwrap_or(crate::auth::DEFAULT_NONCE_CAPACITY)
+                .max(1),
             access_keys,
+            identity_policies,
+            tls,
+            audit,
+            persist_replay_state: true,
         })
     }
 }

@@ -16,14 +16,17 @@
     allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)
 )]
 
+pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod dispatch;
+pub mod replay;
 pub mod request;
 pub mod response;
 pub mod server;
 pub mod signature;
+pub mod tls;
 pub mod xks;
 
 pub use server::{open_engine, Server, ServerError};

@@ -84,15 +84,6 @@ impl ApiError {
         )
     }
 
-    /// `ServiceUnavailable` (503): the replay cache is full.
-    pub fn replay_cache_full() -> Self {
-        Self::new(
-            503,
-            "ServiceUnavailable",
-            "too many signed requests within the timestamp window; try again later",
-        )
-    }
-
     /// `InvalidAction.NotFound` (404): no such API.
     pub fn unknown_action(action: &str) -> Self {
         Self::new(

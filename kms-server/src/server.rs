@@ -1,5 +1,11 @@
-//! The HTTP service: one handler for Alibaba's RPC protocol, background maintenance and
-//! graceful shutdown.
+//! The HTTP service: one handler for Alibaba's RPC protocol over HTTP/1.1 or HTTPS (rustls),
+//! background maintenance, the audit trail and graceful shutdown.
+//!
+//! The accept loop hands each connection to its own task: the TLS handshake (bounded by
+//! [`TLS_HANDSHAKE_TIMEOUT`]) and hyper's HTTP/1.1 connection (headers bounded by
+//! [`HEADER_READ_TIMEOUT`]) run there, so a slow client never holds up the listener. On
+//! SIGHUP the certificate files are read again; new connections get them, open ones keep
+//! theirs.
 //!
 //! A request goes through: method and path check, size limits, query and form decoding
 //! ([`crate::request`]), Action and Version, authentication ([`crate::auth`]), and then the
@@ -8,27 +14,43 @@
 //! so an answered request survives a crash.
 //!
 //! Every request is logged as one line with its action, status, error code, latency, request id
-//! and access key id; never parameter values, plaintext, key material or secrets.
+//! and access key id; never parameter values, plaintext, key material or secrets. With an audit
+//! trail ([`crate::audit`]) each request and each maintenance action also gets one hash-chained
+//! JSON line with the non-secret parameters.
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::Response;
-use axum::Router;
-use kms_core::{Kms, KmsError, StorageError};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use kms_core::auth::Principal;
+use kms_core::{Caller, Kms, KmsError, StorageError};
+use kms_policy::PolicyAuthorizer;
 use kms_storage::{root_key_file, RedbStorage};
 use tokio::sync::watch;
 
-use crate::auth::{Authenticator, SignedRequest};
-use crate::config::{ConfigError, EngineSettings, Settings, STORE_FILE};
+use crate::audit::{self, AuditEvent, AuditLog, EventType, IdentityType, UserIdentity};
+use crate::auth::{Authenticator, Identity, SignedRequest};
+use crate::config::{AuditSettings, ConfigError, EngineSettings, Settings, STORE_FILE};
 use crate::dispatch::{self, Reply};
+use crate::replay::{PreviousStop, ReplayGuard};
 use crate::request::{self, Params};
 use crate::response::{new_request_id, ApiError, API_VERSION};
+use crate::tls::ReloadableTls;
+
+/// Longest a TLS handshake may take before the connection is dropped.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest the request headers may take to arrive.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest a graceful shutdown waits for open connections before closing them.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 /// Why the server or a CLI command could not start.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +64,15 @@ pub enum ServerError {
     /// The store could not be opened.
     #[error("storage: {0}")]
     Storage(#[from] StorageError),
+    /// The TLS files could not be loaded.
+    #[error("tls: {0}")]
+    Tls(#[from] crate::tls::TlsError),
+    /// The audit trail could not be opened.
+    #[error("audit: {0}")]
+    Audit(#[from] crate::audit::AuditError),
+    /// The replay protection state could not be read or written.
+    #[error("replay protection: {0}")]
+    Replay(#[from] crate::replay::ReplayError),
     /// A socket or file problem.
     #[error("{context}: {source}")]
     Io {
@@ -54,13 +85,26 @@ pub enum ServerError {
 
 /// Opens the engine on `<data_dir>/kms.redb`, with the root key from `--root-key-file` or
 /// `<data_dir>/root.key` (created, mode 0600, on first use), authorizing calls by key policies
-/// ([`kms_policy::PolicyAuthorizer`]: without a policy, the owning account has full control).
+/// ([`kms_policy::PolicyAuthorizer`] without identity policies: the account owner has full
+/// control of resources without a policy of their own; RAM users and roles only what policies
+/// grant them by name). The data directory is made 0700 and the store and key files 0600,
+/// whatever the umask.
 ///
 /// Blocking (file I/O); call it from a blocking context.
 ///
 /// Errors: the data directory, key file or store cannot be opened (the store is locked while
 /// another process has it open), or the root key does not open the store's keyring.
 pub fn open_engine(settings: &EngineSettings) -> Result<Kms, ServerError> {
+    open_engine_with(settings, Arc::new(PolicyAuthorizer::new()))
+}
+
+/// [`open_engine`] with a given authorizer (carrying the configured identity policies).
+///
+/// Errors: as [`open_engine`].
+pub fn open_engine_with(
+    settings: &EngineSettings,
+    authorizer: Arc<PolicyAuthorizer>,
+) -> Result<Kms, ServerError> {
     let root_key = match &settings.root_key_file {
         Some(path) => {
             create_private_dir(&settings.data_dir)?;
@@ -68,10 +112,16 @@ pub fn open_engine(settings: &EngineSettings) -> Result<Kms, ServerError> {
         }
         None => root_key_file::load_or_create(&settings.data_dir)?,
     };
-    let storage = RedbStorage::open(settings.data_dir.join(STORE_FILE))?;
+    let store = settings.data_dir.join(STORE_FILE);
+    let storage = RedbStorage::open(&store)?;
+    restrict_mode(&settings.data_dir, 0o700)?;
+    restrict_mode(&store, 0o600)?;
+    if settings.root_key_file.is_none() {
+        restrict_mode(&settings.data_dir.join(root_key_file::FILE_NAME), 0o600)?;
+    }
     let mut builder = Kms::builder()
         .storage(storage)
-        .authorizer(kms_policy::PolicyAuthorizer::new())
+        .authorizer(authorizer)
         .root_key(root_key)
         .region(settings.region.clone())
         .account_id(settings.account_id.clone());
@@ -85,6 +135,36 @@ pub fn open_engine(settings: &EngineSettings) -> Result<Kms, ServerError> {
         ));
     }
     Ok(builder.build()?)
+}
+
+/// Sets a file's or directory's mode to `mode` when it grants more (group or other bits).
+fn restrict_mode(path: &Path, mode: u32) -> Result<(), ServerError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(path).map_err(|source| ServerError::Io {
+            context: format!("read the mode of {}", path.display()),
+            source,
+        })?;
+        let current = meta.permissions().mode() & 0o777;
+        if current & !mode != 0 {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(
+                |source| ServerError::Io {
+                    context: format!("set mode {mode:o} on {}", path.display()),
+                    source,
+                },
+            )?;
+            tracing::warn!(
+                path = %path.display(),
+                was = format!("{current:o}"),
+                now = format!("{mode:o}"),
+                "tightened permissions"
+            );
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, mode);
+    Ok(())
 }
 
 fn create_private_dir(dir: &std::path::Path) -> Result<(), ServerError> {
@@ -102,17 +182,45 @@ fn create_private_dir(dir: &std::path::Path) -> Result<(), ServerError> {
 /// 65534 bytes; below that this server answers its own JSON `RequestTooLarge`.
 pub const MAX_QUERY_BYTES: usize = 60 * 1024;
 
+/// The audit trail as the server uses it.
+struct Audit {
+    log: AuditLog,
+    fail_closed: bool,
+    /// The last line could not be written: in fail-closed mode, refuse before acting.
+    failing: AtomicBool,
+}
+
+impl Audit {
+    fn record(&self, event: &AuditEvent, now: kms_core::UnixTime) -> Result<(), ()> {
+        match self.log.record(event, now) {
+            Ok(_) => {
+                if self.failing.swap(false, Ordering::AcqRel) {
+                    tracing::warn!(path = %self.log.path().display(), "audit trail writable again");
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.failing.store(true, Ordering::Release);
+                tracing::error!(error = %e, event = %event.event_name, "audit line not written");
+                Err(())
+            }
+        }
+    }
+}
+
 /// What every request handler shares.
 struct AppState {
     kms: Arc<Kms>,
     auth: Authenticator,
     max_bytes: usize,
+    audit: Option<Arc<Audit>>,
 }
 
 /// A bound, not yet running server.
 pub struct Server {
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
+    tls: Option<Arc<ReloadableTls>>,
     maintenance_interval: Duration,
 }
 
@@ -120,19 +228,84 @@ impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Server")
             .field("listener", &self.listener)
+            .field("tls", &self.tls)
             .finish_non_exhaustive()
     }
 }
 
+fn join_error(e: tokio::task::JoinError) -> ServerError {
+    ServerError::Engine(KmsError::internal(e.to_string()))
+}
+
 impl Server {
-    /// Opens the engine and binds the listen address.
+    /// Opens the engine, the audit trail and the replay state, loads the TLS files, and binds
+    /// the listen address.
     ///
-    /// Errors: as [`open_engine`], or the address cannot be bound.
+    /// Errors: as [`open_engine`]; a malformed identity policy; TLS files that do not load;
+    /// an audit trail or replay state that cannot be opened; the address cannot be bound.
     pub async fn bind(settings: Settings) -> Result<Self, ServerError> {
+        let authorizer = Arc::new(PolicyAuthorizer::new());
+        for (principal, document) in &settings.identity_policies {
+            authorizer
+                .attach_identity_policy(principal, document)
+                .map_err(|e| {
+                    ServerError::Config(ConfigError(format!(
+                        "the identity policy of {principal}: {e}"
+                    )))
+                })?;
+        }
         let engine = settings.engine.clone();
-        let kms = tokio::task::spawn_blocking(move || open_engine(&engine))
+        let store_existed = engine.data_dir.join(STORE_FILE).exists();
+        let kms = tokio::task::spawn_blocking(move || open_engine_with(&engine, authorizer))
             .await
-            .map_err(|e| ServerError::Engine(KmsError::internal(e.to_string())))??;
+            .map_err(join_error)??;
+        let tls = match settings.tls.clone() {
+            Some(files) => Some(Arc::new(
+                tokio::task::spawn_blocking(move || ReloadableTls::load(files))
+                    .await
+                    .map_err(join_error)??,
+            )),
+            None => None,
+        };
+        let audit = match &settings.audit {
+            Some(AuditSettings { path, fail_closed }) => {
+                let log = AuditLog::open(path)?;
+                Some(Arc::new(Audit {
+                    log,
+                    fail_closed: *fail_closed,
+                    failing: AtomicBool::new(false),
+                }))
+            }
+            None => None,
+        };
+        let capacity = settings.nonce_cache_capacity;
+        let keys = settings.access_keys;
+        let replay = if settings.persist_replay_state {
+            let (guard, previous) = ReplayGuard::open(
+                &settings.engine.data_dir,
+                keys.ids(),
+                capacity,
+                kms.now().secs(),
+                store_existed,
+            )?;
+            match previous {
+                PreviousStop::None => {}
+                PreviousStop::Clean { loaded } => {
+                    tracing::info!(
+                        nonces = loaded,
+                        "replay protection: nonces of the last run loaded"
+                    )
+                }
+                PreviousStop::Unclean { floor } => tracing::warn!(
+                    refused_through = %kms_core::UnixTime(floor),
+                    "replay protection: the last run did not stop cleanly; requests signed at \
+                     or before this time are refused"
+                ),
+            }
+            guard
+        } else {
+            ReplayGuard::in_memory(keys.ids(), capacity)
+        };
         let listener = tokio::net::TcpListener::bind(settings.listen)
             .await
             .map_err(|source| ServerError::Io {
@@ -143,9 +316,11 @@ impl Server {
             listener,
             state: Arc::new(AppState {
                 kms: Arc::new(kms),
-                auth: Authenticator::new(settings.access_keys, settings.nonce_cache_capacity),
+                auth: Authenticator::with_replay_guard(keys, replay),
                 max_bytes: settings.max_body_bytes,
+                audit,
             }),
+            tls,
             maintenance_interval: settings.maintenance_interval,
         })
     }
@@ -162,10 +337,15 @@ impl Server {
             })
     }
 
-    /// Serves until `shutdown` completes, then finishes the requests in flight, stops
-    /// maintenance and closes the store.
+    /// Whether the server speaks HTTPS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// Serves until `shutdown` completes, then finishes the requests in flight (for at most
+    /// [`SHUTDOWN_GRACE`]), stops maintenance, saves the replay state and closes the store.
     ///
-    /// Errors: the listener fails.
+    /// Errors: none after start; a failing accept is logged and retried.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -173,22 +353,138 @@ impl Server {
         let (stop_tx, stop_rx) = watch::channel(false);
         let maintenance = tokio::spawn(maintenance_loop(
             self.state.kms.clone(),
+            self.state.audit.clone(),
             self.maintenance_interval,
-            stop_rx,
+            stop_rx.clone(),
         ));
-        let app = Router::new().fallback(handle).with_state(self.state);
-        let served = axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
+        let reloads = tokio::spawn(reload_on_sighup(self.tls.clone(), stop_rx));
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            let accepted = tokio::select! {
+                accepted = self.listener.accept() => accepted,
+                () = &mut shutdown => break,
+            };
+            let (stream, peer) = match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let state = self.state.clone();
+            let watcher = graceful.watcher();
+            match &self.tls {
+                Some(tls) => {
+                    let acceptor = tls.acceptor();
+                    tokio::spawn(async move {
+                        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream))
+                            .await
+                        {
+                            Ok(Ok(tls_stream)) => {
+                                serve_connection(tls_stream, peer, state, watcher).await
+                            }
+                            Ok(Err(e)) => {
+                                tracing::debug!(peer = %peer, error = %e, "TLS handshake failed")
+                            }
+                            Err(_) => tracing::debug!(peer = %peer, "TLS handshake timed out"),
+                        }
+                    });
+                }
+                None => {
+                    tokio::spawn(serve_connection(stream, peer, state, watcher));
+                }
+            }
+        }
+        drop(self.listener);
+        tracing::info!("shutdown requested; finishing requests in flight");
+        if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
             .await
-            .map_err(|source| ServerError::Io {
-                context: "serve".into(),
-                source,
-            });
+            .is_err()
+        {
+            tracing::warn!("connections still open after the grace period; closing them");
+        }
         // Stop maintenance and wait for a pass in progress to finish its commit.
         let _ = stop_tx.send(true);
         let _ = maintenance.await;
+        let _ = reloads.await;
+        let state = self.state.clone();
+        let saved = tokio::task::spawn_blocking(move || {
+            state.auth.replay_guard().save(state.kms.now().secs())
+        })
+        .await;
+        match saved {
+            Ok(Ok(n)) => tracing::debug!(nonces = n, "replay protection state saved"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "replay protection state not saved"),
+            Err(e) => tracing::warn!(error = %e, "replay protection state not saved"),
+        }
         tracing::info!("stopped");
-        served
+        Ok(())
+    }
+}
+
+/// Serves one connection's HTTP/1.1 requests (keep-alive) until it closes or shutdown.
+async fn serve_connection<IO>(
+    io: IO,
+    peer: SocketAddr,
+    state: Arc<AppState>,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        let state = state.clone();
+        async move { Ok::<_, std::convert::Infallible>(handle(state, peer, req.map(Body::new)).await) }
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .keep_alive(true);
+    let conn = builder.serve_connection(TokioIo::new(io), service);
+    if let Err(e) = watcher.watch(conn).await {
+        tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
+    }
+}
+
+/// Reloads the TLS files on each SIGHUP until `stop`.
+async fn reload_on_sighup(tls: Option<Arc<ReloadableTls>>, mut stop: watch::Receiver<bool>) {
+    #[cfg(unix)]
+    {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            tracing::warn!("cannot listen for SIGHUP; certificates reload only on restart");
+            return;
+        };
+        loop {
+            tokio::select! {
+                received = hup.recv() => {
+                    if received.is_none() {
+                        return;
+                    }
+                }
+                _ = stop.changed() => return,
+            }
+            let Some(tls) = tls.clone() else {
+                tracing::info!("SIGHUP: nothing to reload (no TLS)");
+                continue;
+            };
+            match tokio::task::spawn_blocking(move || tls.reload()).await {
+                Ok(Ok(())) => tracing::info!("SIGHUP: TLS certificate reloaded"),
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "SIGHUP: TLS reload failed; keeping the current certificate")
+                }
+                Err(e) => tracing::error!(error = %e, "SIGHUP: TLS reload failed"),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tls;
+        let _ = stop.changed().await;
     }
 }
 
@@ -214,10 +510,14 @@ pub async fn shutdown_signal() {
         () = ctrl_c => {},
         () = term => {},
     }
-    tracing::info!("shutdown requested; finishing requests in flight");
 }
 
-async fn maintenance_loop(kms: Arc<Kms>, every: Duration, mut stop: watch::Receiver<bool>) {
+async fn maintenance_loop(
+    kms: Arc<Kms>,
+    audit: Option<Arc<Audit>>,
+    every: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut ticker = tokio::time::interval(every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -245,11 +545,65 @@ async fn maintenance_loop(kms: Arc<Kms>, every: Duration, mut stop: watch::Recei
                         "maintenance"
                     );
                 }
+                if let Some(audit) = &audit {
+                    for event in maintenance_events(&kms, &report) {
+                        let _ = audit.record(&event, kms.now());
+                    }
+                }
             }
             Ok(Err(e)) => tracing::warn!(code = e.code(), error = %e, "maintenance failed"),
             Err(e) => tracing::warn!(error = %e, "maintenance task failed"),
         }
     }
+}
+
+/// One audit event per maintenance action of a pass.
+fn maintenance_events(kms: &Kms, report: &kms_core::api::MaintenanceReport) -> Vec<AuditEvent> {
+    let scope = kms.scope();
+    let event = |name: &str, resource: String, error: Option<&str>| AuditEvent {
+        event_name: name.to_owned(),
+        event_type: EventType::ServiceEvent,
+        request_id: new_request_id(),
+        region: scope.region.clone(),
+        resources: vec![resource],
+        error_code: error.map(str::to_owned),
+        ..AuditEvent::default()
+    };
+    let secret_arn = |name: &str| {
+        format!(
+            "acs:kms:{}:{}:secret/{name}",
+            scope.region, scope.account_id
+        )
+    };
+    let mut out = Vec::new();
+    for k in &report.purged_keys {
+        out.push(event("PurgeKey", scope.key_arn(k), None));
+    }
+    for k in &report.rotated_keys {
+        out.push(event("RotateKey", scope.key_arn(k), None));
+    }
+    for k in &report.expired_material_keys {
+        out.push(event("ExpireKeyMaterial", scope.key_arn(k), None));
+    }
+    for s in &report.purged_secrets {
+        out.push(event("PurgeSecret", secret_arn(s), None));
+    }
+    for s in &report.rotated_secrets {
+        out.push(event("RotateSecret", secret_arn(s), None));
+    }
+    for (s, code) in &report.failed_secret_rotations {
+        out.push(event("RotateSecret", secret_arn(s), Some(code)));
+    }
+    if report.expired_import_tokens > 0 {
+        let mut e = event("ExpireImportTokens", "*".to_owned(), None);
+        e.resources.clear();
+        e.request_parameters.insert(
+            "Count".into(),
+            serde_json::Value::from(report.expired_import_tokens),
+        );
+        out.push(e);
+    }
+    out
 }
 
 fn elapsed_us(started: Instant) -> u64 {
@@ -276,14 +630,18 @@ fn loggable(value: Option<&str>) -> String {
     }
 }
 
-/// What the request log line says about a request besides its outcome.
+/// What the request log line and the audit line say about a request besides its outcome.
 #[derive(Default)]
 struct LogFields {
     action: Option<String>,
     access_key_id: Option<String>,
+    identity: Option<Identity>,
+    /// The non-secret parameters and the resources they name (only with an audit trail).
+    parameters: Option<serde_json::Map<String, serde_json::Value>>,
+    resources: Vec<String>,
 }
 
-async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Response {
+async fn handle(state: Arc<AppState>, peer: SocketAddr, request: Request) -> Response {
     let started = Instant::now();
     let (parts, body) = request.into_parts();
     let host_id = parts
@@ -293,7 +651,18 @@ async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Respons
         .unwrap_or("kms")
         .to_owned();
     let mut log = LogFields::default();
-    let (status, request_id, code, body) = match process(&state, &parts, body, &mut log).await {
+    let mut outcome = process(&state, &parts, body, &mut log).await;
+    if let Some(audit) = &state.audit {
+        let event = audit_event(&state.kms, &parts, peer, &log, &outcome);
+        if audit.record(&event, state.kms.now()).is_err() && audit.fail_closed {
+            outcome = Err(ApiError::new(
+                503,
+                "ServiceUnavailable",
+                "the request could not be recorded in the audit trail; try again later",
+            ));
+        }
+    }
+    let (status, request_id, code, body) = match outcome {
         Ok(Reply { request_id, body }) => (200, request_id, None, body),
         Err(e) => {
             let id = new_request_id();
@@ -322,6 +691,144 @@ async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Respons
         headers.insert("x-acs-request-id", v);
     }
     response
+}
+
+/// The audit line of one request.
+fn audit_event(
+    kms: &Kms,
+    parts: &axum::http::request::Parts,
+    peer: SocketAddr,
+    log: &LogFields,
+    outcome: &Result<Reply, ApiError>,
+) -> AuditEvent {
+    let scope = kms.scope();
+    let identity = log.identity.as_ref().map(user_identity);
+    let mut resources = log.resources.clone();
+    let (request_id, error_code, error_message) = match outcome {
+        Ok(reply) => {
+            for arn in response_resources(kms, &reply.body) {
+                if !resources.contains(&arn) {
+                    resources.push(arn);
+                }
+            }
+            (reply.request_id.clone(), None, None)
+        }
+        Err(e) => (
+            String::new(),
+            Some(e.code.to_string()),
+            Some(e.message.clone()),
+        ),
+    };
+    AuditEvent {
+        event_name: log.action.clone().unwrap_or_default(),
+        event_type: EventType::ApiCall,
+        request_id,
+        region: scope.region.clone(),
+        identity,
+        source_ip: Some(peer.ip().to_string()),
+        user_agent: parts
+            .headers
+            .get(header::USER_AGENT)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
+        request_parameters: log.parameters.clone().unwrap_or_default(),
+        resources,
+        error_code,
+        error_message,
+    }
+}
+
+/// ActionTrail's userIdentity of an authenticated caller.
+pub fn user_identity(identity: &Identity) -> UserIdentity {
+    let caller: &Caller = &identity.caller;
+    let (kind, principal, user_name) = match &caller.principal {
+        Principal::Root => (IdentityType::RootAccount, caller.account_id.clone(), None),
+        Principal::User(n) => (IdentityType::RamUser, n.clone(), Some(n.clone())),
+        Principal::Role(n) => (IdentityType::AssumedRole, n.clone(), Some(n.clone())),
+    };
+    UserIdentity {
+        kind,
+        account_id: caller.account_id.clone(),
+        principal_id: principal,
+        access_key_id: Some(identity.access_key_id.clone()),
+        user_name,
+    }
+}
+
+/// The ARNs a request's parameters name.
+fn request_resources(kms: &Kms, params: &Params) -> Vec<String> {
+    let scope = kms.scope();
+    let mut out = Vec::new();
+    let mut add = |arn: String| {
+        if !out.contains(&arn) {
+            out.push(arn);
+        }
+    };
+    for name in [
+        "KeyId",
+        "TargetKeyId",
+        "DestinationKeyId",
+        "EncryptionKeyId",
+    ] {
+        if let Some(v) = params.get(name).filter(|v| !v.is_empty()) {
+            add(key_ref_arn(scope, v));
+        }
+    }
+    if let Some(v) = params.get("AliasName").filter(|v| !v.is_empty()) {
+        add(scope.alias_arn(v));
+    }
+    if let Some(v) = params.get("SecretName").filter(|v| !v.is_empty()) {
+        add(format!(
+            "acs:kms:{}:{}:secret/{v}",
+            scope.region, scope.account_id
+        ));
+    }
+    if let Some(v) = params.get("CertificateId").filter(|v| !v.is_empty()) {
+        add(format!(
+            "acs:kms:{}:{}:certificate/{v}",
+            scope.region, scope.account_id
+        ));
+    }
+    out
+}
+
+/// A key reference (id, ARN, alias, alias ARN) as an ARN.
+fn key_ref_arn(scope: &kms_core::ids::ArnScope, reference: &str) -> String {
+    if reference.starts_with("acs:") {
+        reference.to_owned()
+    } else if reference.starts_with("alias/") {
+        scope.alias_arn(reference)
+    } else {
+        scope.key_arn(reference)
+    }
+}
+
+/// The ARNs a successful response names (Decrypt's KeyId, CreateKey's key...).
+fn response_resources(kms: &Kms, body: &[u8]) -> Vec<String> {
+    let scope = kms.scope();
+    let Ok(serde_json::Value::Object(map)) = serde_json::from_slice::<serde_json::Value>(body)
+    else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let key_id = map
+        .get("KeyId")
+        .or_else(|| map.get("KeyMetadata").and_then(|m| m.get("KeyId")));
+    if let Some(serde_json::Value::String(k)) = key_id {
+        out.push(key_ref_arn(scope, k));
+    }
+    if let Some(serde_json::Value::String(s)) = map.get("SecretName") {
+        out.push(format!(
+            "acs:kms:{}:{}:secret/{s}",
+            scope.region, scope.account_id
+        ));
+    }
+    if let Some(serde_json::Value::String(c)) = map.get("CertificateId") {
+        out.push(format!(
+            "acs:kms:{}:{}:certificate/{c}",
+            scope.region, scope.account_id
+        ));
+    }
+    out
 }
 
 async fn process(
@@ -391,6 +898,10 @@ async fn process(
     let action = one_of("Action", header_text("x-acs-action"), params.get("Action"))?
         .ok_or_else(|| ApiError::missing("Action"))?;
     log.action = Some(action.clone());
+    if state.audit.is_some() {
+        log.parameters = Some(audit::safe_parameters(params.iter()));
+        log.resources = request_resources(&state.kms, &params);
+    }
     let version = one_of(
         "Version",
         header_text("x-acs-version"),
@@ -424,6 +935,18 @@ async fn process(
     };
     log.access_key_id = crate::auth::claimed_access_key_id(&signed);
     let identity = state.auth.authenticate(&signed, state.kms.now())?;
+    log.identity = Some(identity.clone());
+    if let Some(audit) = &state.audit {
+        if audit.fail_closed && audit.failing.load(Ordering::Acquire) {
+            // The last line could not be written: do nothing that could not be audited. This
+            // request's own line is tried; once it is written, requests are served again.
+            return Err(ApiError::new(
+                503,
+                "ServiceUnavailable",
+                "the audit trail cannot be written; the request was not carried out",
+            ));
+        }
+    }
 
     let kms = state.kms.clone();
     let json = params.operation_json();

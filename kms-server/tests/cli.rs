@@ -248,10 +248,15 @@ fn sigkill_after_a_reply_loses_nothing_and_sigterm_stops_cleanly() {
     let data = dir.path().join("data");
 
     let mut served = serve(&data, None);
-    let r = v3(
+    // Kept to replay after the crash.
+    let create = V3Request::new("CreateKey", &[("Description", "survives kill -9")]);
+    let create_headers = create.signed_headers(&served.addr.to_string());
+    let r = send(
         served.addr,
-        "CreateKey",
-        &[("Description", "survives kill -9")],
+        "POST",
+        &create.target(),
+        &create_headers,
+        &create.body,
     );
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     let id = r.json()["KeyMetadata"]["KeyId"]
@@ -271,14 +276,36 @@ fn sigkill_after_a_reply_loses_nothing_and_sigterm_stops_cleanly() {
     let d = kms_json(&data, &["describe-key", "alias/durable"]);
     assert_eq!(d["KeyMetadata"]["Description"], "survives kill -9");
 
-    // A restarted server sees it too, logs one line per request, and stops on SIGTERM.
+    // A restarted server sees it too, refuses the replayed CreateKey (its nonces died with
+    // the process, so it refuses what the crashed one could have accepted), logs one line per
+    // request, and stops on SIGTERM.
     let mut served = serve(&data, None);
-    let r = v3(
+    let replayed = send(
         served.addr,
-        "Encrypt",
-        &[("KeyId", "alias/durable"), ("Plaintext", "do-not-log-me")],
+        "POST",
+        &create.target(),
+        &create_headers,
+        &create.body,
     );
-    assert_eq!(r.status, 200);
+    assert_eq!(replayed.error_code(), "InvalidTimeStamp.Expired");
+    // Fresh requests are served once their signed time is past the crashed run's reservation
+    // (a few seconds).
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let r = loop {
+        let r = v3(
+            served.addr,
+            "Encrypt",
+            &[("KeyId", "alias/durable"), ("Plaintext", "do-not-log-me")],
+        );
+        if r.status != 400 || std::time::Instant::now() > deadline {
+            break r;
+        }
+        assert_eq!(r.error_code(), "InvalidTimeStamp.Expired");
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let keys = v3(served.addr, "ListKeys", &[]);
+    assert_eq!(keys.json()["TotalCount"], 1, "the replay created no key");
     let status = Command::new("kill")
         .args(["-TERM", &served.child.id().to_string()])
         .status()
@@ -287,9 +314,17 @@ fn sigkill_after_a_reply_loses_nothing_and_sigterm_stops_cleanly() {
     let exit = served.child.wait().unwrap();
     assert!(exit.success(), "exit after SIGTERM: {exit:?}");
     let log: Vec<String> = served.log.try_iter().collect();
-    let request_lines: Vec<&String> = log.iter().filter(|l| l.contains("\"request\"")).collect();
-    assert_eq!(request_lines.len(), 1, "{log:?}");
-    let line: serde_json::Value = serde_json::from_str(request_lines[0]).unwrap();
+    let served_encrypts: Vec<serde_json::Value> = log
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| {
+            v["fields"]["message"] == "request"
+                && v["fields"]["action"] == "Encrypt"
+                && v["fields"]["status"] == 200
+        })
+        .collect();
+    assert_eq!(served_encrypts.len(), 1, "{log:?}");
+    let line = &served_encrypts[0];
     assert_eq!(line["fields"]["action"], "Encrypt");
     assert_eq!(line["fields"]["status"], 200);
     assert_eq!(line["fields"]["access_key_id"], AK);
@@ -299,6 +334,50 @@ fn sigkill_after_a_reply_loses_nothing_and_sigterm_stops_cleanly() {
         assert!(!l.contains("do-not-log-me") && !l.contains(SK), "leak: {l}");
     }
     assert!(log.iter().any(|l| l.contains("stopped")));
+}
+
+#[test]
+fn a_request_replayed_across_a_clean_restart_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let served = serve(&data, None);
+    let create = V3Request::new("CreateKey", &[("Description", "once")]);
+    let headers = create.signed_headers(&served.addr.to_string());
+    let r = send(
+        served.addr,
+        "POST",
+        &create.target(),
+        &headers,
+        &create.body,
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    stop(served);
+
+    // The nonces were saved at the stop: the replay is a used nonce, and nothing else waits.
+    let served = serve(&data, None);
+    let replayed = send(
+        served.addr,
+        "POST",
+        &create.target(),
+        &headers,
+        &create.body,
+    );
+    assert_eq!(replayed.error_code(), "SignatureNonceUsed");
+    let keys = v3(served.addr, "ListKeys", &[]);
+    assert_eq!(keys.status, 200, "{}", String::from_utf8_lossy(&keys.body));
+    assert_eq!(keys.json()["TotalCount"], 1);
+    stop(served);
+}
+
+/// Stops a served process with SIGTERM and checks it exits cleanly.
+fn stop(mut served: Served) {
+    let status = Command::new("kill")
+        .args(["-TERM", &served.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = served.child.wait().unwrap();
+    assert!(exit.success(), "exit after SIGTERM: {exit:?}");
 }
 
 #[test]

@@ -32,6 +32,11 @@ pub struct TestServer {
 
 impl TestServer {
     pub fn start() -> Self {
+        Self::start_with(|_, _| {})
+    }
+
+    /// Starts a server whose settings `configure` adjusts (given the temporary directory).
+    pub fn start_with(configure: impl FnOnce(&mut Settings, &std::path::Path)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut keys = AccessKeys::new();
         keys.insert(AK, Credential::new(SK, Caller::account_root(ACCOUNT)))
@@ -41,7 +46,7 @@ impl TestServer {
             Credential::new("sk-alice", Caller::ram_user("999", "alice")),
         )
         .unwrap();
-        let settings = Settings {
+        let mut settings = Settings {
             engine: EngineSettings {
                 data_dir: dir.path().join("data"),
                 account_id: ACCOUNT.into(),
@@ -52,7 +57,9 @@ impl TestServer {
             max_body_bytes: MAX_BODY,
             nonce_cache_capacity: 10_000,
             access_keys: keys,
+            ..Settings::default()
         };
+        configure(&mut settings, dir.path());
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {

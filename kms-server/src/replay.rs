@@ -1,0 +1,611 @@
+//! Replay refusal: the signature nonces seen within the timestamp window, per access key, and
+//! what carries them across a restart.
+//!
+//! **In memory.** Each configured access key has its own cache (its own lock), so one key's
+//! traffic never touches another's. A nonce is remembered until the request that carried it
+//! could no longer pass the timestamp check (its signed time plus the window), and then
+//! forgotten: entries sit in one-second buckets of a ring that covers every possible expiry
+//! (at most two windows ahead), and each insert first empties the buckets whose second has
+//! passed, so forgetting costs amortized O(1) per request and there is never a sweep. Each key
+//! holds at most `capacity` nonces; past that its requests are refused with
+//! `Throttling.User` (HTTP 429) until its older nonces expire, and no other key is affected.
+//! Memory is bounded by (configured keys × capacity) whatever the request rate: about 50 bytes
+//! a nonce.
+//!
+//! **Across a restart.** A clean stop writes the live nonces to `replay.nonces` and marks
+//! `replay.state` stopped; the next start loads them, so a request accepted before the stop is
+//! still refused after it. While serving, `replay.state` records a *reservation*: a signed time
+//! that no accepted request exceeds, moved a few seconds ahead (written and synced) before a
+//! request signed later than it is accepted. After an unclean stop (kill -9, power loss) the
+//! nonces are gone, so the next start refuses every request signed at or before the
+//! reservation: whatever the crashed process accepted. Clients whose clocks are right see at
+//! most [`RESERVATION_STEP_SECS`] seconds of `InvalidTimeStamp.Expired` after a crash, and
+//! nothing at all after a clean restart.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Mutex;
+
+use ring::digest;
+
+use crate::response::ApiError;
+
+/// How far a request's time may be from the server's: 15 minutes either way.
+pub const TIMESTAMP_WINDOW_SECS: i64 = 15 * 60;
+
+/// Default bound on the nonces remembered for one access key within the window.
+pub const DEFAULT_NONCE_CAPACITY: usize = 1_000_000;
+
+/// How far ahead of the latest accepted signed time the persisted reservation is moved.
+pub const RESERVATION_STEP_SECS: i64 = 2;
+
+/// The file that records whether the server is serving (and its reservation) or stopped.
+pub const STATE_FILE: &str = "replay.state";
+/// The nonces written at a clean stop.
+pub const NONCES_FILE: &str = "replay.nonces";
+
+/// Ring length in seconds: every expiry of an accepted request lies within
+/// `[now, now + 2 × window]`.
+const RING_SECS: usize = (2 * TIMESTAMP_WINDOW_SECS as usize) + 2;
+
+const SNAPSHOT_MAGIC: &[u8; 8] = b"KMSRPL01";
+
+type NonceId = [u8; 16];
+
+/// One access key's nonces.
+#[derive(Debug)]
+struct KeyNonces {
+    /// nonce id → the second it expires.
+    seen: HashMap<NonceId, i64>,
+    /// `ring[s % RING_SECS]` holds the ids that expire in second `s` (tagged with `s`).
+    ring: Vec<(i64, Vec<NonceId>)>,
+    /// Every bucket of a second up to and including this one has been emptied.
+    expired_through: i64,
+}
+
+impl KeyNonces {
+    fn new() -> Self {
+        KeyNonces {
+            seen: HashMap::new(),
+            ring: (0..RING_SECS).map(|_| (i64::MIN, Vec::new())).collect(),
+            expired_through: i64::MIN,
+        }
+    }
+
+    fn slot(second: i64) -> usize {
+        usize::try_from(second.rem_euclid(RING_SECS as i64)).unwrap_or(0)
+    }
+
+    /// Forgets every nonce that expired before `now`. Each entry is removed once, so the
+    /// cost is amortized over the inserts.
+    fn expire(&mut self, now: i64) {
+        let through = now - 1;
+        if through <= self.expired_through {
+            return;
+        }
+        let from = if self.expired_through == i64::MIN
+            || through - self.expired_through >= RING_SECS as i64
+        {
+            // Long idle (or first use): every bucket may be stale; look at each once.
+            through - RING_SECS as i64 + 1
+        } else {
+            self.expired_through + 1
+        };
+        for second in from..=through {
+            let Some((tag, ids)) = self.ring.get_mut(Self::slot(second)) else {
+                continue;
+            };
+            if *tag <= through {
+                for id in ids.drain(..) {
+                    if self.seen.get(&id).is_some_and(|exp| *exp <= through) {
+                        self.seen.remove(&id);
+                    }
+                }
+                *tag = i64::MIN;
+            }
+        }
+        self.expired_through = through;
+    }
+
+    fn insert(
+        &mut self,
+        id: NonceId,
+        expires: i64,
+        now: i64,
+        capacity: usize,
+    ) -> Result<(), Refusal> {
+        self.expire(now);
+        if self.seen.get(&id).is_some_and(|exp| *exp >= now) {
+            return Err(Refusal::Used);
+        }
+        if expires < now {
+            // Outside the window already; the timestamp check refuses such requests.
+            return Ok(());
+        }
+        if self.seen.len() >= capacity {
+            return Err(Refusal::Full);
+        }
+        let slot = Self::slot(expires);
+        if let Some((tag, ids)) = self.ring.get_mut(slot) {
+            if *tag != expires {
+                // The slot held a second that has passed (emptied above) or nothing.
+                ids.clear();
+                *tag = expires;
+            }
+            ids.push(id);
+        }
+        self.seen.insert(id, expires);
+        Ok(())
+    }
+}
+
+enum Refusal {
+    Used,
+    Full,
+}
+
+/// The persisted side: the state file and its reservation.
+#[derive(Debug)]
+struct Persisted {
+    dir: PathBuf,
+    /// The reservation written to the state file; read without the lock on the hot path.
+    reserved_until: AtomicI64,
+    /// Held while the state file is rewritten.
+    write: Mutex<()>,
+}
+
+/// How the previous process stopped, as found at start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PreviousStop {
+    /// No previous process used this data directory.
+    None,
+    /// It stopped cleanly and its nonces were loaded.
+    Clean {
+        /// How many unexpired nonces were loaded.
+        loaded: usize,
+    },
+    /// It did not stop cleanly: requests signed at or before `floor` are refused.
+    Unclean {
+        /// The latest signed time the previous process could have accepted.
+        floor: i64,
+    },
+}
+
+/// Why the replay state could not be read or written.
+#[derive(Debug, thiserror::Error)]
+#[error("{context} {}: {source}", path.display())]
+pub struct ReplayError {
+    context: &'static str,
+    path: PathBuf,
+    source: std::io::Error,
+}
+
+/// The nonce caches of every configured access key, and the restart protection.
+#[derive(Debug)]
+pub struct ReplayGuard {
+    keys: HashMap<String, Mutex<KeyNonces>>,
+    capacity: usize,
+    /// Requests signed at or before this second are refused (after an unclean stop).
+    floor: i64,
+    persisted: Option<Persisted>,
+}
+
+impl ReplayGuard {
+    /// In-memory replay refusal for `access_key_ids`, at most `capacity` nonces each, with no
+    /// protection across restarts.
+    pub fn in_memory<'a>(
+        access_key_ids: impl IntoIterator<Item = &'a str>,
+        capacity: usize,
+    ) -> Self {
+        ReplayGuard {
+            keys: access_key_ids
+                .into_iter()
+                .map(|id| (id.to_owned(), Mutex::new(KeyNonces::new())))
+                .collect(),
+            capacity: capacity.max(1),
+            floor: i64::MIN,
+            persisted: None,
+        }
+    }
+
+    /// Replay refusal persisted in `dir` (the data directory): reads how the previous process
+    /// stopped, loads its nonces after a clean stop or sets the floor after an unclean one, and
+    /// marks the directory serving with a reservation ahead of `now`.
+    ///
+    /// `store_existed` tells a directory whose store predates this start (a missing state
+    /// file then means an older server that kept no state: the floor is `now`) from a new one.
+    ///
+    /// Errors: the state cannot be written (the message names the file).
+    pub fn open<'a>(
+        dir: &Path,
+        access_key_ids: impl IntoIterator<Item = &'a str>,
+        capacity: usize,
+        now: i64,
+        store_existed: bool,
+    ) -> Result<(Self, PreviousStop), ReplayError> {
+        let mut guard = Self::in_memory(access_key_ids, capacity);
+        let state_path = dir.join(STATE_FILE);
+        let nonces_path = dir.join(NONCES_FILE);
+        let state = std::fs::read_to_string(&state_path).ok();
+        let previous = match state.as_deref().map(str::trim) {
+            None if !store_existed => PreviousStop::None,
+            None => PreviousStop::Unclean { floor: now },
+            Some("stopped") => match guard.load_snapshot(&nonces_path, now) {
+                Some(loaded) => PreviousStop::Clean { loaded },
+                // Stopped, but the nonces are lost: as after a crash.
+                None => PreviousStop::Unclean { floor: now },
+            },
+            Some(other) => {
+                let floor = other
+                    .strip_prefix("serving ")
+                    .and_then(|t| t.trim().parse::<i64>().ok())
+                    // Unreadable: assume the worst the previous process could have accepted.
+                    .unwrap_or(now + TIMESTAMP_WINDOW_SECS);
+                PreviousStop::Unclean {
+                    floor: floor.max(now),
+                }
+            }
+        };
+        if let PreviousStop::Unclean { floor } = previous {
+            guard.floor = floor;
+        }
+        let _ = std::fs::remove_file(&nonces_path);
+        let reserved_until = guard.floor.max(now) + RESERVATION_STEP_SECS;
+        write_atomically(
+            &state_path,
+            format!("serving {reserved_until}\n").as_bytes(),
+        )
+        .map_err(|source| ReplayError {
+            context: "cannot write",
+            path: state_path.clone(),
+            source,
+        })?;
+        guard.persisted = Some(Persisted {
+            dir: dir.to_owned(),
+            reserved_until: AtomicI64::new(reserved_until),
+            write: Mutex::new(()),
+        });
+        Ok((guard, previous))
+    }
+
+    /// Records a nonce of `access_key_id` signed at `signed` (seconds), at server time `now`.
+    ///
+    /// Errors: `InvalidTimeStamp.Expired` for a request signed before an unclean restart,
+    /// `SignatureNonceUsed` for a nonce already seen within the window, `Throttling.User`
+    /// (429) when this key's cache is full, `ServiceUnavailable` when the reservation cannot
+    /// be persisted.
+    pub fn check(
+        &self,
+        access_key_id: &str,
+        nonce: &str,
+        signed: i64,
+        now: i64,
+    ) -> Result<(), ApiError> {
+        if signed <= self.floor {
+            return Err(ApiError::new(
+                400,
+                "InvalidTimeStamp.Expired",
+                "the request was signed before the server restarted after an unclean stop, \
+                 and may have been accepted already; sign it again",
+            ));
+        }
+        let cache = self
+            .keys
+            .get(access_key_id)
+            .ok_or_else(|| ApiError::access_key_not_found(access_key_id))?;
+        let mut cache = cache
+            .lock()
+            .map_err(|_| ApiError::new(500, "InternalFailure", "the nonce cache lock failed"))?;
+        let expires = signed.saturating_add(TIMESTAMP_WINDOW_SECS);
+        match cache.insert(nonce_id(access_key_id, nonce), expires, now, self.capacity) {
+            Ok(()) => {}
+            Err(Refusal::Used) => return Err(ApiError::nonce_used()),
+            Err(Refusal::Full) => {
+                return Err(ApiError::new(
+                    429,
+                    "Throttling.User",
+                    format!(
+                        "the access key {access_key_id} sent more than {} signed requests \
+                         within the {}-minute timestamp window; slow down",
+                        self.capacity,
+                        TIMESTAMP_WINDOW_SECS / 60
+                    ),
+                ))
+            }
+        }
+        drop(cache);
+        self.reserve(signed)
+    }
+
+    /// Moves the persisted reservation past `signed` before the request is accepted.
+    fn reserve(&self, signed: i64) -> Result<(), ApiError> {
+        let Some(persisted) = &self.persisted else {
+            return Ok(());
+        };
+        if signed <= p_reserved(persisted) {
+            return Ok(());
+        }
+        let _writing = persisted
+            .write
+            .lock()
+            .map_err(|_| ApiError::new(500, "InternalFailure", "the replay state lock failed"))?;
+        if signed <= p_reserved(persisted) {
+            return Ok(());
+        }
+        let next = signed + RESERVATION_STEP_SECS;
+        let path = persisted.dir.join(STATE_FILE);
+        write_atomically(&path, format!("serving {next}\n").as_bytes()).map_err(|e| {
+            tracing::error!(file = %path.display(), error = %e, "cannot persist the replay reservation");
+            ApiError::new(
+                503,
+                "ServiceUnavailable",
+                "the server cannot record replay protection state; try again later",
+            )
+        })?;
+        persisted.reserved_until.store(next, Ordering::Release);
+        Ok(())
+    }
+
+    /// At a clean stop: writes the live nonces and marks the directory stopped, so the next
+    /// start refuses their replays without refusing anything else.
+    ///
+    /// Errors: a file cannot be written (the next start then behaves as after a crash).
+    pub fn save(&self, now: i64) -> Result<usize, ReplayError> {
+        let Some(persisted) = &self.persisted else {
+            return Ok(0);
+        };
+        let dir = persisted.dir.clone();
+        let mut out = Vec::new();
+        out.extend_from_slice(SNAPSHOT_MAGIC);
+        let mut count = 0usize;
+        for (key, cache) in &self.keys {
+            let Ok(cache) = cache.lock() else { continue };
+            let live: Vec<_> = cache.seen.iter().filter(|(_, exp)| **exp >= now).collect();
+            if live.is_empty() {
+                continue;
+            }
+            out.extend_from_slice(&(key.len() as u32).to_be_bytes());
+            out.extend_from_slice(key.as_bytes());
+            out.extend_from_slice(&(live.len() as u64).to_be_bytes());
+            for (id, exp) in &live {
+                out.extend_from_slice(&id[..]);
+                out.extend_from_slice(&exp.to_be_bytes());
+            }
+            count += live.len();
+        }
+        let digest = digest::digest(&digest::SHA256, &out);
+        out.extend_from_slice(digest.as_ref());
+        let nonces = dir.join(NONCES_FILE);
+        write_atomically(&nonces, &out).map_err(|source| ReplayError {
+            context: "cannot write",
+            path: nonces.clone(),
+            source,
+        })?;
+        let state = dir.join(STATE_FILE);
+        write_atomically(&state, b"stopped\n").map_err(|source| ReplayError {
+            context: "cannot write",
+            path: state.clone(),
+            source,
+        })?;
+        Ok(count)
+    }
+
+    /// Loads a snapshot; `None` when it is missing or damaged.
+    fn load_snapshot(&mut self, path: &Path, now: i64) -> Option<usize> {
+        let mut bytes = Vec::new();
+        std::fs::File::open(path)
+            .ok()?
+            .read_to_end(&mut bytes)
+            .ok()?;
+        let body_len = bytes.len().checked_sub(32)?;
+        let (body, sum) = bytes.split_at(body_len);
+        if digest::digest(&digest::SHA256, body).as_ref() != sum {
+            return None;
+        }
+        let mut rest = body.strip_prefix(SNAPSHOT_MAGIC.as_slice())?;
+        let mut loaded = 0;
+        while !rest.is_empty() {
+            let key_len = u32::from_be_bytes(take::<4>(&mut rest)?) as usize;
+            let key = std::str::from_utf8(rest.get(..key_len)?).ok()?.to_owned();
+            rest = rest.get(key_len..)?;
+            let count = u64::from_be_bytes(take::<8>(&mut rest)?);
+            let cache = self.keys.get(&key);
+            for _ in 0..count {
+                let id = take::<16>(&mut rest)?;
+                let exp = i64::from_be_bytes(take::<8>(&mut rest)?);
+                if let Some(Ok(mut c)) = cache.map(Mutex::lock) {
+                    if exp >= now && c.insert(id, exp, now, usize::MAX).is_ok() {
+                        loaded += 1;
+                    }
+                }
+            }
+        }
+        Some(loaded)
+    }
+
+    /// The floor: requests signed at or before it are refused (`i64::MIN` for none).
+    pub fn floor(&self) -> i64 {
+        self.floor
+    }
+
+    /// Nonces held for one access key.
+    pub fn held(&self, access_key_id: &str) -> usize {
+        self.keys
+            .get(access_key_id)
+            .and_then(|c| c.lock().ok().map(|c| c.seen.len()))
+            .unwrap_or(0)
+    }
+}
+
+fn p_reserved(p: &Persisted) -> i64 {
+    p.reserved_until.load(Ordering::Acquire)
+}
+
+fn take<const N: usize>(rest: &mut &[u8]) -> Option<[u8; N]> {
+    let head: [u8; N] = rest.get(..N)?.try_into().ok()?;
+    *rest = rest.get(N..)?;
+    Some(head)
+}
+
+/// Writes `bytes` to a temporary file beside `path` (mode 0600), syncs it, renames it over
+/// `path` and syncs the directory, so `path` is either the old or the new content.
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut f = options.open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
+}
+
+fn nonce_id(access_key_id: &str, nonce: &str) -> NonceId {
+    let mut ctx = digest::Context::new(&digest::SHA256);
+    ctx.update(&(access_key_id.len() as u64).to_be_bytes());
+    ctx.update(access_key_id.as_bytes());
+    ctx.update(nonce.as_bytes());
+    let full = ctx.finish();
+    let mut id = [0u8; 16];
+    for (dst, src) in id.iter_mut().zip(full.as_ref()) {
+        *dst = *src;
+    }
+    id
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const W: i64 = TIMESTAMP_WINDOW_SECS;
+
+    #[test]
+    fn a_nonce_is_refused_until_its_request_leaves_the_window() {
+        let g = ReplayGuard::in_memory(["ak", "ak2"], 10);
+        g.check("ak", "n1", 1_000, 1_000).unwrap();
+        assert_eq!(
+            g.check("ak", "n1", 1_000, 1_000).unwrap_err().code,
+            "SignatureNonceUsed"
+        );
+        assert_eq!(
+            g.check("ak", "n1", 1_000, 1_000 + W).unwrap_err().code,
+            "SignatureNonceUsed"
+        );
+        // Another key's nonce of the same text is distinct.
+        g.check("ak2", "n1", 1_000, 1_000).unwrap();
+        // Once the request could no longer pass the timestamp check, it is forgotten.
+        g.check("ak", "n1", 1_000 + W + 1, 1_000 + W + 1).unwrap();
+    }
+
+    #[test]
+    fn expired_nonces_are_forgotten_so_a_sustained_rate_never_fills_the_cache() {
+        // One request a second for three hours; each nonce lives W + 1 seconds, so a cache of
+        // W + 2 is never full if expiry keeps up, and never holds more.
+        let capacity = (W + 2) as usize;
+        let g = ReplayGuard::in_memory(["ak"], capacity);
+        for second in 0..(3 * 3_600i64) {
+            g.check("ak", &second.to_string(), second, second).unwrap();
+            assert!(g.held("ak") <= (W + 1) as usize);
+        }
+    }
+
+    #[test]
+    fn one_key_flooding_its_cache_is_throttled_and_others_are_not() {
+        let g = ReplayGuard::in_memory(["flood", "calm"], 50);
+        for i in 0..50 {
+            g.check("flood", &format!("n{i}"), 10, 10).unwrap();
+        }
+        let e = g.check("flood", "one-more", 10, 10).unwrap_err();
+        assert_eq!((e.status, &*e.code), (429, "Throttling.User"));
+        for i in 0..50 {
+            g.check("calm", &format!("n{i}"), 10, 10).unwrap();
+        }
+        // After the window the flooding key is served again.
+        g.check("flood", "later", 10 + W + 1, 10 + W + 1).unwrap();
+    }
+
+    #[test]
+    fn future_dated_requests_are_remembered_for_their_whole_window() {
+        let g = ReplayGuard::in_memory(["ak"], 10);
+        // Signed 15 minutes ahead: valid until 30 minutes from now.
+        g.check("ak", "f", 1_000 + W, 1_000).unwrap();
+        assert!(g.check("ak", "f", 1_000 + W, 1_000 + 2 * W).is_err());
+        g.check("ak", "f", 1_000 + 2 * W + 1, 1_000 + 2 * W + 1)
+            .unwrap();
+    }
+
+    #[test]
+    fn a_long_idle_key_forgets_everything_at_once() {
+        let g = ReplayGuard::in_memory(["ak"], 10);
+        for i in 0..10 {
+            g.check("ak", &format!("n{i}"), 0, 0).unwrap();
+        }
+        g.check("ak", "x", 1_000_000, 1_000_000).unwrap();
+        assert_eq!(g.held("ak"), 1);
+    }
+
+    #[test]
+    fn a_clean_restart_keeps_the_nonces_and_refuses_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let (g, prev) = ReplayGuard::open(dir.path(), ["ak"], 10, 1_000, false).unwrap();
+        assert_eq!(prev, PreviousStop::None);
+        g.check("ak", "n1", 1_000, 1_000).unwrap();
+        assert_eq!(g.save(1_001).unwrap(), 1);
+        let (g, prev) = ReplayGuard::open(dir.path(), ["ak"], 10, 1_002, true).unwrap();
+        assert_eq!(prev, PreviousStop::Clean { loaded: 1 });
+        assert_eq!(
+            g.check("ak", "n1", 1_000, 1_002).unwrap_err().code,
+            "SignatureNonceUsed"
+        );
+        // Requests signed before the restart but not seen are fine.
+        g.check("ak", "n2", 1_000, 1_002).unwrap();
+    }
+
+    #[test]
+    fn after_an_unclean_stop_requests_the_crashed_process_could_have_accepted_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (g, _) = ReplayGuard::open(dir.path(), ["ak"], 10, 1_000, false).unwrap();
+        g.check("ak", "n1", 1_000, 1_000).unwrap();
+        // Future-dated by ten minutes: the reservation moves past it before it is accepted.
+        g.check("ak", "n2", 1_600, 1_000).unwrap();
+        drop(g); // no save: a crash
+        let (g, prev) = ReplayGuard::open(dir.path(), ["ak"], 10, 1_010, true).unwrap();
+        assert_eq!(
+            prev,
+            PreviousStop::Unclean {
+                floor: 1_600 + RESERVATION_STEP_SECS
+            }
+        );
+        for (nonce, signed) in [("n1", 1_000), ("n2", 1_600)] {
+            let e = g.check("ak", nonce, signed, 1_010).unwrap_err();
+            assert_eq!(e.code, "InvalidTimeStamp.Expired");
+        }
+        g.check("ak", "n3", 1_600 + RESERVATION_STEP_SECS + 1, 1_010)
+            .unwrap();
+    }
+
+    #[test]
+    fn a_damaged_snapshot_counts_as_an_unclean_stop() {
+        let dir = tempfile::tempdir().unwrap();
+        let (g, _) = ReplayGuard::open(dir.path(), ["ak"], 10, 1_000, false).unwrap();
+        g.check("ak", "n1", 1_000, 1_000).unwrap();
+        g.save(1_000).unwrap();
+        let path = dir.path().join(NONCES_FILE);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        std::fs::write(&path, bytes).unwrap();
+        let (_, prev) = ReplayGuard::open(dir.path(), ["ak"], 10, 1_005, true).unwrap();
+        assert_eq!(prev, PreviousStop::Unclean { floor: 1_005 });
+    }
+}
