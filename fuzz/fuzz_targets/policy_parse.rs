@@ -1,16 +1,22 @@
-//! Key policy documents: parse arbitrary UTF-8, and evaluate whatever parses.
+//! Key policy and RAM identity policy documents: parse arbitrary UTF-8 as both, and evaluate
+//! whatever parses (as a resource policy and as an identity policy).
 #![no_main]
 #![allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
 
 use kms_core::auth::Caller;
 use kms_policy::document::RequestContext;
-use kms_policy::PolicyDocument;
+use kms_policy::{PolicyDocument, PolicyKind};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|text: &str| {
-    let Ok(doc) = PolicyDocument::parse(text) else {
-        return;
-    };
+    for kind in [PolicyKind::Resource, PolicyKind::Identity] {
+        if let Ok(doc) = PolicyDocument::parse_as(text, kind) {
+            evaluate(&doc);
+        }
+    }
+});
+
+fn evaluate(doc: &PolicyDocument) {
     let callers = [
         Caller::account_root("1234"),
         Caller::ram_user("1234", "alice"),
@@ -24,13 +30,15 @@ fuzz_target!(|text: &str| {
                 "*",
                 "",
             ] {
-                let _ = doc.evaluate(&RequestContext {
+                let ctx = RequestContext {
                     caller,
                     principal_arn: &arn,
                     action,
                     resource,
-                });
+                };
+                let _ = doc.evaluate(&ctx);
+                let _ = doc.evaluate_resource(&ctx);
             }
         }
     }
-});
+}

@@ -48,7 +48,7 @@ fn filtered(env: &Env, creator_type: &str) -> Vec<String> {
 
 #[test]
 fn create_service_key_is_idempotent() {
-    let env = Env::new();
+    let env = Env::new().with_full_identity_policies();
     let first = env.kms.create_service_key("oss").unwrap();
     let second = env.kms.create_service_key("oss").unwrap();
     assert_eq!(first.key_id, second.key_id);
@@ -65,7 +65,7 @@ fn create_service_key_is_idempotent() {
 
 #[test]
 fn a_service_key_has_its_alias_and_creator_type_service() {
-    let env = Env::new();
+    let env = Env::new().with_full_identity_policies();
     let meta = env.kms.create_service_key("oss").unwrap();
     assert_eq!(meta.creator_type, CreatorType::Service);
     assert_eq!(meta.creator, OWNER);
@@ -95,7 +95,7 @@ fn a_service_key_has_its_alias_and_creator_type_service() {
 
 #[test]
 fn list_keys_filters_service_keys_by_creator_type() {
-    let env = Env::new();
+    let env = Env::new().with_full_identity_policies();
     let user_key = env.key(&root(), None);
     let service = env.kms.create_service_key("oss").unwrap().key_id;
     assert_eq!(filtered(&env, "Service"), vec![service]);
@@ -104,7 +104,7 @@ fn list_keys_filters_service_keys_by_creator_type() {
 
 #[test]
 fn users_encrypt_and_decrypt_with_a_service_key() {
-    let env = Env::new();
+    let env = Env::new().with_full_identity_policies();
     let service = env.kms.create_service_key("oss").unwrap().key_id;
     for c in [root(), alice(), app(), via(bob(), "oss")] {
         let blob = encrypt(&env.kms, &c, "alias/acs/oss").unwrap();
@@ -125,7 +125,7 @@ fn users_encrypt_and_decrypt_with_a_service_key() {
 
 #[test]
 fn a_service_key_cannot_be_changed_by_anyone() {
-    let env = Env::new();
+    let env = Env::new().with_full_identity_policies();
     let key = env.kms.create_service_key("oss").unwrap().key_id;
     let user_key = env.key(&root(), None);
     let kms = &env.kms;
@@ -280,7 +280,7 @@ fn a_service_key_cannot_be_changed_by_anyone() {
 
 #[test]
 fn users_cannot_create_or_delete_any_reserved_alias() {
-    let env = Env::new();
+    let env = Env::new().with_full_identity_policies();
     let user_key = env.key(&root(), None);
     env.kms.create_service_key("oss").unwrap();
     for name in ["alias/acs/oss", "alias/acs/ecs", "alias/acs/x/y"] {
@@ -309,7 +309,7 @@ fn users_cannot_create_or_delete_any_reserved_alias() {
 #[test]
 fn a_service_key_denies_outsiders_and_is_read_only_to_insiders() {
     // Authorization comes first: other accounts are denied; the account is told read-only.
-    let env = Env::new();
+    let env = Env::new().with_full_identity_policies();
     let key = env.kms.create_service_key("oss").unwrap().key_id;
     assert_denied(
         env.kms.disable_key(&partner(), id(&key)),
@@ -322,7 +322,7 @@ fn a_service_key_denies_outsiders_and_is_read_only_to_insiders() {
 
 #[test]
 fn a_service_key_needs_a_product_that_makes_a_valid_alias() {
-    let env = Env::new();
+    let env = Env::new().with_full_identity_policies();
     let e = expect_err(env.kms.create_service_key(""));
     assert_eq!(e.code(), "MissingParameter", "{e}");
     assert!(e.to_string().contains("Product"), "{e}");

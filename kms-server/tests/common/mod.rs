@@ -151,10 +151,22 @@ pub fn send(
     headers: &[(String, String)],
     body: &[u8],
 ) -> HttpResponse {
-    let mut stream = TcpStream::connect(addr).unwrap();
+    let stream = TcpStream::connect(addr).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(60)))
         .unwrap();
+    send_on(stream, &addr.to_string(), method, target, headers, body)
+}
+
+/// Sends one request on an open stream (TCP or TLS) and reads the whole response.
+pub fn send_on<S: Read + Write>(
+    mut stream: S,
+    host: &str,
+    method: &str,
+    target: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> HttpResponse {
     let mut head = format!("{method} {target} HTTP/1.1\r\n");
     let mut has_host = false;
     for (n, v) in headers {
@@ -162,7 +174,7 @@ pub fn send(
         head.push_str(&format!("{n}: {v}\r\n"));
     }
     if !has_host {
-        head.push_str(&format!("host: {addr}\r\n"));
+        head.push_str(&format!("host: {host}\r\n"));
     }
     head.push_str(&format!(
         "content-length: {}\r\nconnection: close\r\n\r\n",
@@ -176,7 +188,7 @@ pub fn send(
     parse_response(&raw)
 }
 
-fn parse_response(raw: &[u8]) -> HttpResponse {
+pub fn parse_response(raw: &[u8]) -> HttpResponse {
     let split = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Proof of Alibaba SDK compatibility: installs the two official Python SDKs into a throwaway
-# virtual environment, starts a real `kms serve` on a free loopback port with a temporary data
-# directory, runs test_sdk.py against it with both, and stops the server with SIGTERM.
+# virtual environment, writes a development certificate set (`kms dev-cert`), starts a real
+# `kms serve` over HTTPS on a free loopback port with a temporary data directory, runs test_sdk.py
+# against it with both (each verifying the server certificate against the development CA), and
+# stops the server with SIGTERM.
 # Needs python3 with pip (venv used when present) and cargo; reaches only the package registry
 # and 127.0.0.1.
 set -euo pipefail
@@ -41,8 +43,15 @@ export KMS_ACCESS_KEY_ID="sdk-test-$$"
 KMS_ACCESS_KEY_SECRET="$(python3 -c 'import secrets; print(secrets.token_urlsafe(24))')"
 export KMS_ACCESS_KEY_SECRET
 
-echo "== sdk: starting kms serve"
-"$kms" serve --data-dir "$work/data" --listen 127.0.0.1:0 >"$work/server.log" 2>&1 &
+echo "== sdk: writing a development certificate set"
+# ca.pem (a throwaway local CA), cert.pem + key.pem (server certificate for localhost, 127.0.0.1
+# and ::1). The test gets ca.pem as KMS_CA_FILE; nothing is added to any system trust store.
+"$kms" dev-cert --out "$work/tls" >"$work/dev-cert.json"
+tls="$work/tls"
+
+echo "== sdk: starting kms serve (HTTPS)"
+"$kms" serve --data-dir "$work/data" --listen 127.0.0.1:0 \
+  --tls-cert "$tls/cert.pem" --tls-key "$tls/key.pem" >"$work/server.log" 2>&1 &
 server_pid=$!
 addr=""
 for _ in $(seq 1 300); do
@@ -60,10 +69,15 @@ if [ -z "$addr" ]; then
   cat "$work/server.log" >&2
   exit 1
 fi
-echo "== sdk: server on $addr"
+if ! grep 'listening' "$work/server.log" | grep -Eq 'scheme"?[=:]"?https'; then
+  echo "kms serve is not serving HTTPS" >&2
+  cat "$work/server.log" >&2
+  exit 1
+fi
+echo "== sdk: server on https://$addr"
 
 set +e
-KMS_ENDPOINT="$addr" "$python" "$here/test_sdk.py"
+KMS_ENDPOINT="$addr" KMS_CA_FILE="$tls/ca.pem" "$python" "$here/test_sdk.py"
 status=$?
 set -e
 

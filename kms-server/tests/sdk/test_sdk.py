@@ -3,7 +3,10 @@
 - alibabacloud-kms20160120 (V3 signatures, ACS3-HMAC-SHA256)
 - aliyun-python-sdk-kms through aliyunsdkcore's AcsClient (V1 signatures, HMAC-SHA1)
 
-Environment: KMS_ENDPOINT (host:port), KMS_ACCESS_KEY_ID, KMS_ACCESS_KEY_SECRET.
+Both talk HTTPS to the server and verify its certificate against a development CA.
+
+Environment: KMS_ENDPOINT (host:port), KMS_ACCESS_KEY_ID, KMS_ACCESS_KEY_SECRET, KMS_CA_FILE (the
+PEM CA that signed the server certificate, ca.pem from `kms dev-cert`).
 Prints one line per check and a closing `N passed, M failed`; exits non-zero on any failure.
 """
 
@@ -12,6 +15,7 @@ import hashlib
 import hmac
 import json
 import os
+import subprocess
 import sys
 import traceback
 import uuid
@@ -49,6 +53,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, utils
 ENDPOINT = os.environ["KMS_ENDPOINT"]
 AK = os.environ["KMS_ACCESS_KEY_ID"]
 SK = os.environ["KMS_ACCESS_KEY_SECRET"]
+CA_FILE = os.environ["KMS_CA_FILE"]
 REGION = "cn-hangzhou"
 RUN = uuid.uuid4().hex[:8]
 
@@ -78,17 +83,34 @@ def expect(cond, what):
         raise AssertionError(what)
 
 
+# Variables through which Python's ssl, requests or aliyunsdkcore could be told to trust another
+# CA; cleared for the clients that must NOT trust the development CA.
+CA_ENV = ("SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "ALIBABA_CLOUD_CA_BUNDLE")
+
+
+def expect_certificate_rejected(error_text):
+    expect("CERTIFICATE_VERIFY_FAILED" in error_text, f"not a certificate verification error: {error_text}")
+
+
 # ---- V3: alibabacloud-kms20160120 ---------------------------------------------------------
 
 
 def v3_client(secret=SK):
+    # No `protocol`: the SDK's default, HTTPS (every operation's Params say protocol='HTTPS').
+    # The CA is the SDK's own option Config.ca, a path to a PEM file: alibabacloud_tea_openapi
+    # copies it into the runtime options (client.py, do_request: 'ca': runtime.ca or self._ca),
+    # and darabonba's DaraCore.do_action hands it to requests as `verify=` (darabonba/core.py:
+    # `verify = runtime_option.get('ca', True) ...`, then `session.send(..., verify=verify)`).
+    # REQUESTS_CA_BUNDLE would not work: DaraCore calls Session.send directly, which never reads
+    # the environment. (SSL_CERT_FILE happens to, because DaraCore.get_adapter builds its context
+    # with ssl.create_default_context(), but that is Python's ssl, not an SDK option.)
     return V3Client(
         open_api_models.Config(
             access_key_id=AK,
             access_key_secret=secret,
             endpoint=ENDPOINT,
-            protocol="http",
             region_id=REGION,
+            ca=CA_FILE,
         )
     )
 
@@ -397,11 +419,51 @@ def _():
     expect(code == "SignatureDoesNotMatch", code)
 
 
+# Run in a fresh interpreter. Inside this process the check would be meaningless: darabonba keeps
+# one requests Session per protocol://host:port (DaraCore._get_session) whose adapter shares one
+# SSLContext, and urllib3 loads a client's `ca` into that shared context, so once a trusting client
+# has connected, a client without `ca` to the same address connects too.
+UNTRUSTING_V3 = """
+import os, sys
+from alibabacloud_kms20160120 import models as m
+from alibabacloud_kms20160120.client import Client
+from alibabacloud_tea_openapi import models as open_api_models
+client = Client(open_api_models.Config(
+    access_key_id=os.environ["KMS_ACCESS_KEY_ID"],
+    access_key_secret=os.environ["KMS_ACCESS_KEY_SECRET"],
+    endpoint=os.environ["KMS_ENDPOINT"],
+    region_id="cn-hangzhou",
+))
+try:
+    client.list_keys(m.ListKeysRequest())
+except Exception as e:
+    print(f"{type(e).__name__}: {e}")
+    sys.exit(0)
+print("the call succeeded without trusting the development CA")
+sys.exit(3)
+"""
+
+
+@check("v3 HTTPS: a client not trusting the dev CA fails certificate verification")
+def _():
+    env = {k: v for k, v in os.environ.items() if k not in CA_ENV}
+    child = subprocess.run(
+        [sys.executable, "-c", UNTRUSTING_V3], env=env, capture_output=True, text=True, timeout=120
+    )
+    out = child.stdout + child.stderr
+    expect(child.returncode == 0, f"exit status {child.returncode}: {out}")
+    expect_certificate_rejected(out)
+
+
 # ---- V1: aliyun-python-sdk-kms ------------------------------------------------------------
 
 
-def v1_client(secret=SK):
-    return AcsClient(AK, secret, REGION)
+def v1_client(secret=SK, ak=AK, verify=CA_FILE):
+    # HTTPS with the CA given by AcsClient's own `verify` argument (aliyunsdkcore/client.py:
+    # `verify=None` in __init__, kept as self._verify and passed to HttpResponse), which
+    # aliyunsdkcore/http/http_response.py hands to its vendored requests as `verify=` (a CA bundle
+    # path; with no argument it reads ALIBABA_CLOUD_CA_BUNDLE, then falls back to certifi).
+    return AcsClient(ak, secret, REGION, verify=verify)
 
 
 v1c = v1_client()
@@ -409,7 +471,7 @@ v1c = v1_client()
 
 def v1(request, client=None):
     request.set_endpoint(ENDPOINT)
-    request.set_protocol_type("http")
+    request.set_protocol_type("https")
     return json.loads((client or v1c).do_action_with_exception(request))
 
 
@@ -600,8 +662,25 @@ def _():
 def _():
     r = DescribeKeyRequest.DescribeKeyRequest()
     r.set_KeyId(V1["key"])
-    code = v1_error_code(r, AcsClient("no-such-key", SK, REGION))
+    code = v1_error_code(r, v1_client(ak="no-such-key"))
     expect(code == "InvalidAccessKeyId.NotFound", code)
+
+
+@check("v1 HTTPS: a client not trusting the dev CA fails certificate verification")
+def _():
+    # verify=True: requests' default bundle (certifi), never ALIBABA_CLOUD_CA_BUNDLE. Each AcsClient
+    # has its own Session and the vendored urllib3 builds an SSLContext per connection, so nothing
+    # the trusting clients loaded carries over and the check can run in this process.
+    r = DescribeKeyRequest.DescribeKeyRequest()
+    r.set_KeyId(str(uuid.uuid4()))
+    try:
+        v1(r, v1_client(verify=True))
+    except ServerException as e:
+        raise AssertionError(f"the server answered ({e.get_error_code()}): TLS was not refused")
+    except Exception as e:  # aliyunsdkcore's ClientException SDK.HttpError
+        expect_certificate_rejected(str(e))
+    else:
+        raise AssertionError("the call succeeded without trusting the development CA")
 
 
 print(f"{results['passed']} passed, {results['failed']} failed")
