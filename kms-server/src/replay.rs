@@ -14,13 +14,17 @@
 //!
 //! **Across a restart.** A clean stop writes the live nonces to `replay.nonces` and marks
 //! `replay.state` stopped; the next start loads them, so a request accepted before the stop is
-//! still refused after it. While serving, `replay.state` records a *reservation*: a signed time
-//! that no accepted request exceeds, moved a few seconds ahead (written and synced) before a
-//! request signed later than it is accepted. After an unclean stop (kill -9, power loss) the
-//! nonces are gone, so the next start refuses every request signed at or before the
-//! reservation: whatever the crashed process accepted. Clients whose clocks are right see at
-//! most [`RESERVATION_STEP_SECS`] seconds of `InvalidTimeStamp.Expired` after a crash, and
-//! nothing at all after a clean restart.
+//! still refused after it. While serving, `replay.state` records for each access key a
+//! *reservation*: a signed time that none of its accepted requests exceeds, moved a few seconds
+//! ahead (written and synced) before a request signed later than it is accepted. After an
+//! unclean stop (kill -9, power loss) the nonces are gone, so the next start refuses each key's
+//! requests signed at or before its reservation: whatever the crashed process accepted from it.
+//! Reservations are per key so that a key signing far ahead of time (a skewed clock, or an
+//! attacker holding any valid key) only delays itself after a crash. One write moves every
+//! key's reservation to at least `now +` [`RESERVATION_STEP_SECS`], so under steady traffic the
+//! state is written about once per step whatever the number of keys. Clients whose clocks are
+//! right see at most [`RESERVATION_STEP_SECS`] seconds of `InvalidTimeStamp.Expired` after a
+//! crash, and nothing at all after a clean restart.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -146,12 +150,30 @@ enum Refusal {
     Full,
 }
 
-/// The persisted side: the state file and its reservation.
+/// One access key's replay state.
+#[derive(Debug)]
+struct KeySlot {
+    nonces: Mutex<KeyNonces>,
+    /// Requests signed at or before this second are refused (after an unclean stop).
+    floor: i64,
+    /// The reservation last written for this key; read without a lock on the hot path.
+    reserved: AtomicI64,
+}
+
+impl KeySlot {
+    fn new() -> Self {
+        KeySlot {
+            nonces: Mutex::new(KeyNonces::new()),
+            floor: i64::MIN,
+            reserved: AtomicI64::new(i64::MIN),
+        }
+    }
+}
+
+/// The persisted side: where the state file is.
 #[derive(Debug)]
 struct Persisted {
     dir: PathBuf,
-    /// The reservation written to the state file; read without the lock on the hot path.
-    reserved_until: AtomicI64,
     /// Held while the state file is rewritten.
     write: Mutex<()>,
 }
@@ -166,9 +188,10 @@ pub enum PreviousStop {
         /// How many unexpired nonces were loaded.
         loaded: usize,
     },
-    /// It did not stop cleanly: requests signed at or before `floor` are refused.
+    /// It did not stop cleanly: each key's requests signed at or before its floor are refused.
     Unclean {
-        /// The latest signed time the previous process could have accepted.
+        /// The latest floor of any key: the latest signed time the previous process could
+        /// have accepted.
         floor: i64,
     },
 }
@@ -185,10 +208,8 @@ pub struct ReplayError {
 /// The nonce caches of every configured access key, and the restart protection.
 #[derive(Debug)]
 pub struct ReplayGuard {
-    keys: HashMap<String, Mutex<KeyNonces>>,
+    keys: HashMap<String, KeySlot>,
     capacity: usize,
-    /// Requests signed at or before this second are refused (after an unclean stop).
-    floor: i64,
     persisted: Option<Persisted>,
 }
 
@@ -202,17 +223,16 @@ impl ReplayGuard {
         ReplayGuard {
             keys: access_key_ids
                 .into_iter()
-                .map(|id| (id.to_owned(), Mutex::new(KeyNonces::new())))
+                .map(|id| (id.to_owned(), KeySlot::new()))
                 .collect(),
             capacity: capacity.max(1),
-            floor: i64::MIN,
             persisted: None,
         }
     }
 
     /// Replay refusal persisted in `dir` (the data directory): reads how the previous process
-    /// stopped, loads its nonces after a clean stop or sets the floor after an unclean one, and
-    /// marks the directory serving with a reservation ahead of `now`.
+    /// stopped, loads its nonces after a clean stop or sets each key's floor after an unclean
+    /// one, and marks the directory serving with reservations ahead of `now`.
     ///
     /// `store_existed` tells a directory whose store predates this start (a missing state
     /// file then means an older server that kept no state: the floor is `now`) from a new one.
@@ -229,45 +249,78 @@ impl ReplayGuard {
         let state_path = dir.join(STATE_FILE);
         let nonces_path = dir.join(NONCES_FILE);
         let state = std::fs::read_to_string(&state_path).ok();
-        let previous = match state.as_deref().map(str::trim) {
+        let none = HashMap::new();
+        let previous = match state.as_deref() {
             None if !store_existed => PreviousStop::None,
-            None => PreviousStop::Unclean { floor: now },
-            Some("stopped") => match guard.load_snapshot(&nonces_path, now) {
-                Some(loaded) => PreviousStop::Clean { loaded },
-                // Stopped, but the nonces are lost: as after a crash.
-                None => PreviousStop::Unclean { floor: now },
-            },
-            Some(other) => {
-                let floor = other
-                    .strip_prefix("serving ")
-                    .and_then(|t| t.trim().parse::<i64>().ok())
-                    // Unreadable: assume the worst the previous process could have accepted.
-                    .unwrap_or(now + TIMESTAMP_WINDOW_SECS);
-                PreviousStop::Unclean {
-                    floor: floor.max(now),
+            None => guard.set_floors(&none, now),
+            Some(text) if text.trim() == "stopped" => {
+                match guard.load_snapshot(&nonces_path, now) {
+                    Some(loaded) => PreviousStop::Clean { loaded },
+                    // Stopped, but the nonces are lost: as after a crash.
+                    None => guard.set_floors(&none, now),
                 }
             }
+            Some(text) => match parse_serving(text) {
+                Some(reserved) => guard.set_floors(&reserved, now),
+                // Unreadable: assume the worst the previous process could have accepted.
+                None => {
+                    guard.set_floors(&none, now + TIMESTAMP_WINDOW_SECS + RESERVATION_STEP_SECS)
+                }
+            },
         };
-        if let PreviousStop::Unclean { floor } = previous {
-            guard.floor = floor;
-        }
         let _ = std::fs::remove_file(&nonces_path);
-        let reserved_until = guard.floor.max(now) + RESERVATION_STEP_SECS;
-        write_atomically(
-            &state_path,
-            format!("serving {reserved_until}\n").as_bytes(),
-        )
-        .map_err(|source| ReplayError {
-            context: "cannot write",
-            path: state_path.clone(),
-            source,
-        })?;
         guard.persisted = Some(Persisted {
             dir: dir.to_owned(),
-            reserved_until: AtomicI64::new(reserved_until),
             write: Mutex::new(()),
         });
+        guard
+            .write_reservations(None, now)
+            .map_err(|source| ReplayError {
+                context: "cannot write",
+                path: state_path.clone(),
+                source,
+            })?;
         Ok((guard, previous))
+    }
+
+    /// After an unclean stop: each key's floor is its recorded reservation (`fallback` for a
+    /// key without one), and never before `fallback`.
+    fn set_floors(&mut self, reserved: &HashMap<String, i64>, fallback: i64) -> PreviousStop {
+        let mut latest = fallback;
+        for (id, slot) in self.keys.iter_mut() {
+            let floor = reserved.get(id).copied().unwrap_or(fallback).max(fallback);
+            slot.floor = floor;
+            slot.reserved.store(floor, Ordering::Release);
+            latest = latest.max(floor);
+        }
+        PreviousStop::Unclean { floor: latest }
+    }
+
+    /// Rewrites the state file: every key's reservation becomes at least `now + STEP`, and
+    /// `bump`'s (key, signed time) at least `signed + STEP`. Called with the write lock held,
+    /// or before the guard is shared.
+    fn write_reservations(&self, bump: Option<(&str, i64)>, now: i64) -> std::io::Result<()> {
+        let Some(persisted) = &self.persisted else {
+            return Ok(());
+        };
+        let base = now.saturating_add(RESERVATION_STEP_SECS);
+        let mut next: Vec<(&KeySlot, i64)> = Vec::with_capacity(self.keys.len());
+        let mut text = String::from("serving\n");
+        for (id, slot) in &self.keys {
+            let mut r = slot.reserved.load(Ordering::Acquire).max(base);
+            if let Some((bumped, signed)) = bump {
+                if bumped == id {
+                    r = r.max(signed.saturating_add(RESERVATION_STEP_SECS));
+                }
+            }
+            text.push_str(&format!("{r} {}\n", hex(id.as_bytes())));
+            next.push((slot, r));
+        }
+        write_atomically(&persisted.dir.join(STATE_FILE), text.as_bytes())?;
+        for (slot, r) in next {
+            slot.reserved.store(r, Ordering::Release);
+        }
+        Ok(())
     }
 
     /// Records a nonce of `access_key_id` signed at `signed` (seconds), at server time `now`.
@@ -283,7 +336,11 @@ impl ReplayGuard {
         signed: i64,
         now: i64,
     ) -> Result<(), ApiError> {
-        if signed <= self.floor {
+        let slot = self
+            .keys
+            .get(access_key_id)
+            .ok_or_else(|| ApiError::access_key_not_found(access_key_id))?;
+        if signed <= slot.floor {
             return Err(ApiError::new(
                 400,
                 "InvalidTimeStamp.Expired",
@@ -291,11 +348,8 @@ impl ReplayGuard {
                  and may have been accepted already; sign it again",
             ));
         }
-        let cache = self
-            .keys
-            .get(access_key_id)
-            .ok_or_else(|| ApiError::access_key_not_found(access_key_id))?;
-        let mut cache = cache
+        let mut cache = slot
+            .nonces
             .lock()
             .map_err(|_| ApiError::new(500, "InternalFailure", "the nonce cache lock failed"))?;
         let expires = signed.saturating_add(TIMESTAMP_WINDOW_SECS);
@@ -316,36 +370,44 @@ impl ReplayGuard {
             }
         }
         drop(cache);
-        self.reserve(signed)
+        self.reserve(access_key_id, slot, signed, now)
     }
 
-    /// Moves the persisted reservation past `signed` before the request is accepted.
-    fn reserve(&self, signed: i64) -> Result<(), ApiError> {
+    /// Moves the key's persisted reservation past `signed` before the request is accepted.
+    fn reserve(
+        &self,
+        access_key_id: &str,
+        slot: &KeySlot,
+        signed: i64,
+        now: i64,
+    ) -> Result<(), ApiError> {
         let Some(persisted) = &self.persisted else {
             return Ok(());
         };
-        if signed <= p_reserved(persisted) {
+        if signed <= slot.reserved.load(Ordering::Acquire) {
             return Ok(());
         }
         let _writing = persisted
             .write
             .lock()
             .map_err(|_| ApiError::new(500, "InternalFailure", "the replay state lock failed"))?;
-        if signed <= p_reserved(persisted) {
+        if signed <= slot.reserved.load(Ordering::Acquire) {
             return Ok(());
         }
-        let next = signed + RESERVATION_STEP_SECS;
-        let path = persisted.dir.join(STATE_FILE);
-        write_atomically(&path, format!("serving {next}\n").as_bytes()).map_err(|e| {
-            tracing::error!(file = %path.display(), error = %e, "cannot persist the replay reservation");
-            ApiError::new(
-                503,
-                "ServiceUnavailable",
-                "the server cannot record replay protection state; try again later",
-            )
-        })?;
-        persisted.reserved_until.store(next, Ordering::Release);
-        Ok(())
+        self.write_reservations(Some((access_key_id, signed)), now)
+            .map_err(|e| {
+                let path = persisted.dir.join(STATE_FILE);
+                tracing::error!(
+                    file = %path.display(),
+                    error = %e,
+                    "cannot persist the replay reservation"
+                );
+                ApiError::new(
+                    503,
+                    "ServiceUnavailable",
+                    "the server cannot record replay protection state; try again later",
+                )
+            })
     }
 
     /// At a clean stop: writes the live nonces and marks the directory stopped, so the next
@@ -356,12 +418,17 @@ impl ReplayGuard {
         let Some(persisted) = &self.persisted else {
             return Ok(0);
         };
-        let dir = persisted.dir.clone();
+        let _writing = persisted
+            .write
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut out = Vec::new();
         out.extend_from_slice(SNAPSHOT_MAGIC);
         let mut count = 0usize;
-        for (key, cache) in &self.keys {
-            let Ok(cache) = cache.lock() else { continue };
+        for (key, slot) in &self.keys {
+            let Ok(cache) = slot.nonces.lock() else {
+                continue;
+            };
             let live: Vec<_> = cache.seen.iter().filter(|(_, exp)| **exp >= now).collect();
             if live.is_empty() {
                 continue;
@@ -377,13 +444,13 @@ impl ReplayGuard {
         }
         let digest = digest::digest(&digest::SHA256, &out);
         out.extend_from_slice(digest.as_ref());
-        let nonces = dir.join(NONCES_FILE);
+        let nonces = persisted.dir.join(NONCES_FILE);
         write_atomically(&nonces, &out).map_err(|source| ReplayError {
             context: "cannot write",
             path: nonces.clone(),
             source,
         })?;
-        let state = dir.join(STATE_FILE);
+        let state = persisted.dir.join(STATE_FILE);
         write_atomically(&state, b"stopped\n").map_err(|source| ReplayError {
             context: "cannot write",
             path: state.clone(),
@@ -411,11 +478,11 @@ impl ReplayGuard {
             let key = std::str::from_utf8(rest.get(..key_len)?).ok()?.to_owned();
             rest = rest.get(key_len..)?;
             let count = u64::from_be_bytes(take::<8>(&mut rest)?);
-            let cache = self.keys.get(&key);
+            let slot = self.keys.get(&key);
             for _ in 0..count {
                 let id = take::<16>(&mut rest)?;
                 let exp = i64::from_be_bytes(take::<8>(&mut rest)?);
-                if let Some(Ok(mut c)) = cache.map(Mutex::lock) {
+                if let Some(Ok(mut c)) = slot.map(|s| s.nonces.lock()) {
                     if exp >= now && c.insert(id, exp, now, usize::MAX).is_ok() {
                         loaded += 1;
                     }
@@ -425,22 +492,47 @@ impl ReplayGuard {
         Some(loaded)
     }
 
-    /// The floor: requests signed at or before it are refused (`i64::MIN` for none).
-    pub fn floor(&self) -> i64 {
-        self.floor
+    /// A key's floor: its requests signed at or before it are refused (`i64::MIN` for none).
+    pub fn floor(&self, access_key_id: &str) -> i64 {
+        self.keys.get(access_key_id).map_or(i64::MIN, |s| s.floor)
     }
 
     /// Nonces held for one access key.
     pub fn held(&self, access_key_id: &str) -> usize {
         self.keys
             .get(access_key_id)
-            .and_then(|c| c.lock().ok().map(|c| c.seen.len()))
+            .and_then(|s| s.nonces.lock().ok().map(|c| c.seen.len()))
             .unwrap_or(0)
     }
 }
 
-fn p_reserved(p: &Persisted) -> i64 {
-    p.reserved_until.load(Ordering::Acquire)
+/// Reads a `serving` state file: access key id → reservation.
+fn parse_serving(text: &str) -> Option<HashMap<String, i64>> {
+    let mut lines = text.lines();
+    if lines.next()? != "serving" {
+        return None;
+    }
+    let mut out = HashMap::new();
+    for line in lines {
+        let (r, id) = line.split_once(' ')?;
+        let id = String::from_utf8(unhex(id)?).ok()?;
+        out.insert(id, r.parse().ok()?);
+    }
+    Some(out)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    if text.len() % 2 != 0 {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 fn take<const N: usize>(rest: &mut &[u8]) -> Option<[u8; N]> {
@@ -607,5 +699,65 @@ mod tests {
         std::fs::write(&path, bytes).unwrap();
         let (_, prev) = ReplayGuard::open(dir.path(), ["ak"], 10, 1_005, true).unwrap();
         assert_eq!(prev, PreviousStop::Unclean { floor: 1_005 });
+    }
+
+    #[test]
+    fn a_key_signing_far_ahead_delays_only_itself_after_a_crash() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = ["skewed", "honest"];
+        let (g, _) = ReplayGuard::open(dir.path(), keys, 10, 1_000, false).unwrap();
+        g.check("skewed", "far", 1_000 + W, 1_000).unwrap();
+        g.check("honest", "now", 1_000, 1_000).unwrap();
+        drop(g); // a crash
+        let (g, _) = ReplayGuard::open(dir.path(), keys, 10, 1_005, true).unwrap();
+        assert_eq!(g.floor("skewed"), 1_000 + W + RESERVATION_STEP_SECS);
+        assert_eq!(g.floor("honest"), 1_005);
+        g.check("honest", "later", 1_006, 1_006).unwrap();
+        assert!(g.check("skewed", "later", 1_006, 1_006).is_err());
+    }
+
+    #[test]
+    fn steady_traffic_writes_the_state_about_once_per_step_whatever_the_number_of_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys: Vec<String> = (0..50).map(|i| format!("k{i}")).collect();
+        let (g, _) = ReplayGuard::open(
+            dir.path(),
+            keys.iter().map(String::as_str),
+            100,
+            1_000,
+            false,
+        )
+        .unwrap();
+        let state = dir.path().join(STATE_FILE);
+        let mut writes = 0;
+        let mut last = std::fs::read_to_string(&state).unwrap();
+        for second in 1_000..1_020i64 {
+            for k in &keys {
+                g.check(k, &format!("{second}"), second, second).unwrap();
+            }
+            let now = std::fs::read_to_string(&state).unwrap();
+            if now != last {
+                writes += 1;
+                last = now;
+            }
+        }
+        // 20 seconds of traffic from 50 keys: about one write per step, not one per key.
+        let most = 20 / RESERVATION_STEP_SECS as usize + 1;
+        assert!(writes <= most, "{writes} writes");
+        assert!(writes >= 1);
+    }
+
+    #[test]
+    fn an_unreadable_state_file_assumes_the_worst() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(STATE_FILE), "serving\nnot a line\n").unwrap();
+        let (g, prev) = ReplayGuard::open(dir.path(), ["ak"], 10, 1_000, true).unwrap();
+        assert_eq!(
+            prev,
+            PreviousStop::Unclean {
+                floor: 1_000 + W + RESERVATION_STEP_SECS
+            }
+        );
+        assert!(g.check("ak", "n", 1_000 + W, 1_000).is_err());
     }
 }
