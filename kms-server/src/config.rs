@@ -30,6 +30,12 @@
 //! audit_fail_closed = false                   # true: refuse requests that cannot be audited
 //! nonce_cache_capacity = 1000000              # per access key, within the 15-minute window
 //!
+//! max_connections = 4096          # more are closed as soon as they are accepted
+//! header_read_timeout_secs = 10   # a request's headers, from their first byte
+//! body_read_timeout_secs = 30     # a request's body
+//! idle_timeout_secs = 60          # a keep-alive connection between requests
+//! max_header_bytes = 69632        # request line (with a query of up to 60 KiB) and headers
+//!
 //! [external_key_store]     # optional: the proxy external keys use (see `crate::xks`)
 //! url = "https://xks.example.com/kms/xks/v1"
 //! token = "..."            # optional bearer token
@@ -109,6 +115,16 @@ pub struct FileConfig {
     pub audit_log: Option<PathBuf>,
     /// Refuse requests whose audit line cannot be written.
     pub audit_fail_closed: Option<bool>,
+    /// Most connections served at once; more are closed as soon as they are accepted.
+    pub max_connections: Option<usize>,
+    /// Seconds a request's headers may take, from their first byte.
+    pub header_read_timeout_secs: Option<u64>,
+    /// Seconds a request's body may take.
+    pub body_read_timeout_secs: Option<u64>,
+    /// Seconds a keep-alive connection may stay idle between requests.
+    pub idle_timeout_secs: Option<u64>,
+    /// Largest request head (request line and headers), in bytes.
+    pub max_header_bytes: Option<usize>,
     /// Access keys and the principals they act as.
     #[serde(default)]
     pub access_keys: Vec<AccessKeyEntry>,
@@ -322,6 +338,37 @@ pub struct Settings {
     /// Replay refusal survives restarts through files in the data directory (the default);
     /// off, nonces are kept in memory only.
     pub persist_replay_state: bool,
+    /// Connection limits and timeouts.
+    pub connections: ConnectionLimits,
+}
+
+/// What one client may hold of the server's connections and time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Most connections served at once; more are closed as soon as they are accepted.
+    pub max_connections: usize,
+    /// How long a request's headers may take, from their first byte.
+    pub header_read_timeout: Duration,
+    /// How long a request's body may take.
+    pub body_read_timeout: Duration,
+    /// How long a keep-alive connection may stay idle between requests (or before its first).
+    pub idle_timeout: Duration,
+    /// Largest request head, in bytes (at least 8192).
+    pub max_header_bytes: usize,
+}
+
+impl Default for ConnectionLimits {
+    /// 4096 connections; headers within 10 s, a body within 30 s; 60 s idle; 68 KiB of head
+    /// (a 60 KiB query string, which V1 clients use for every parameter, and 8 KiB of headers).
+    fn default() -> Self {
+        ConnectionLimits {
+            max_connections: 4096,
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            max_header_bytes: crate::server::MAX_QUERY_BYTES + 8 * 1024,
+        }
+    }
 }
 
 /// Where the audit trail goes.
@@ -347,6 +394,7 @@ impl Default for Settings {
             tls: None,
             audit: None,
             persist_replay_state: true,
+            connections: ConnectionLimits::default(),
         }
     }
 }
@@ -487,6 +535,34 @@ impl Settings {
                 "audit_fail_closed needs audit_log: the file the trail is written to".into(),
             ));
         }
+        let d = ConnectionLimits::default();
+        let timeout = |v: Option<u64>, default: Duration, name: &str| match v {
+            Some(0) => Err(ConfigError(format!("{name} must be at least 1 second"))),
+            Some(s) => Ok(Duration::from_secs(s)),
+            None => Ok(default),
+        };
+        let connections = ConnectionLimits {
+            max_connections: match file.max_connections {
+                Some(0) => return Err(ConfigError("max_connections must be at least 1".into())),
+                Some(n) => n,
+                None => d.max_connections,
+            },
+            header_read_timeout: timeout(
+                file.header_read_timeout_secs,
+                d.header_read_timeout,
+                "header_read_timeout_secs",
+            )?,
+            body_read_timeout: timeout(
+                file.body_read_timeout_secs,
+                d.body_read_timeout,
+                "body_read_timeout_secs",
+            )?,
+            idle_timeout: timeout(file.idle_timeout_secs, d.idle_timeout, "idle_timeout_secs")?,
+            max_header_bytes: file
+                .max_header_bytes
+                .unwrap_or(d.max_header_bytes)
+                .max(8192),
+        };
         let mut access_keys = AccessKeys::new();
         let mut identity_policies: Vec<(String, String)> = Vec::new();
         let mut policy_of: HashMap<String, (String, Option<String>)> = HashMap::new();
@@ -575,6 +651,7 @@ impl Settings {
             tls,
             audit,
             persist_replay_state: true,
+            connections,
         })
     }
 }

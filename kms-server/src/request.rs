@@ -28,45 +28,62 @@ pub const PROTOCOL_PARAMETERS: &[&str] = &[
     "Version",
 ];
 
+/// Most parameters one request may carry (query and body together). The largest real
+/// requests (TagResources, BatchGetSecretValue, flattened lists) stay far below it; the bound
+/// keeps what an unauthenticated request can make the server do linear and small.
+pub const MAX_PARAMETERS: usize = 1024;
+
 /// Decoded `name=value` pairs, in the order given, each name at most once.
+///
+/// Names are indexed, so adding and looking up a parameter costs O(1) and decoding a request
+/// O(its size).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Params(Vec<(String, String)>);
+pub struct Params {
+    pairs: Vec<(String, String)>,
+    index: std::collections::HashMap<String, usize>,
+}
 
 impl Params {
     /// The value of `name`, if given.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        let i = *self.index.get(name)?;
+        self.pairs.get(i).map(|(_, v)| v.as_str())
     }
 
     /// The pairs, in the order given.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+        self.pairs.iter().map(|(n, v)| (n.as_str(), v.as_str()))
     }
 
     /// Number of parameters.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.pairs.len()
     }
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.pairs.is_empty()
     }
 
     /// Adds a parameter.
     ///
-    /// Errors: `InvalidParameter` naming it when it is already present.
+    /// Errors: `InvalidParameter` naming it when it is already present, or when the request
+    /// already holds [`MAX_PARAMETERS`].
     pub fn push(&mut self, name: String, value: String) -> Result<(), ApiError> {
-        if self.get(&name).is_some() {
+        if self.index.contains_key(&name) {
             return Err(ApiError::invalid(
                 name,
                 "the parameter is given more than once",
             ));
         }
-        self.0.push((name, value));
+        if self.pairs.len() >= MAX_PARAMETERS {
+            return Err(ApiError::invalid(
+                "QueryString",
+                format!("a request may carry at most {MAX_PARAMETERS} parameters"),
+            ));
+        }
+        self.index.insert(name.clone(), self.pairs.len());
+        self.pairs.push((name, value));
         Ok(())
     }
 
@@ -82,7 +99,7 @@ impl Params {
         let mut lists: std::collections::BTreeMap<&str, std::collections::BTreeMap<u32, Value>> =
             std::collections::BTreeMap::new();
         for (name, value) in self
-            .0
+            .pairs
             .iter()
             .filter(|(n, _)| !PROTOCOL_PARAMETERS.contains(&n.as_str()))
         {
@@ -233,6 +250,23 @@ mod tests {
         }
         let e = parse_form("Body", b"%zz=1").unwrap_err();
         assert!(e.message.contains("Body"), "{}", e.message);
+    }
+
+    #[test]
+    fn the_parameter_count_is_bounded() {
+        let many: String = (0..MAX_PARAMETERS + 1)
+            .map(|i| format!("P{i}=v"))
+            .collect::<Vec<_>>()
+            .join("&");
+        let e = parse_form("QueryString", many.as_bytes()).unwrap_err();
+        assert_eq!(e.code, "InvalidParameter");
+        assert!(e.message.contains(&MAX_PARAMETERS.to_string()));
+        let just: String = (0..MAX_PARAMETERS)
+            .map(|i| format!("P{i}=v"))
+            .collect::<Vec<_>>()
+            .join("&");
+        let p = parse_form("QueryString", just.as_bytes()).unwrap();
+        assert_eq!(p.get("P1023"), Some("v"));
     }
 
     #[test]

@@ -2,10 +2,12 @@
 //! background maintenance, the audit trail and graceful shutdown.
 //!
 //! The accept loop hands each connection to its own task: the TLS handshake (bounded by
-//! [`TLS_HANDSHAKE_TIMEOUT`]) and hyper's HTTP/1.1 connection (headers bounded by
-//! [`HEADER_READ_TIMEOUT`]) run there, so a slow client never holds up the listener. On
-//! SIGHUP the certificate files are read again; new connections get them, open ones keep
-//! theirs.
+//! [`TLS_HANDSHAKE_TIMEOUT`]) and hyper's HTTP/1.1 connection run there, so a slow client
+//! never holds up the listener. At most `max_connections` are served at once (more are closed
+//! when accepted), and a watchdog per connection closes it when a request's headers take
+//! longer than the header timeout from their first byte or when it stays idle past the idle
+//! timeout; a body must arrive within the body timeout. On SIGHUP the certificate files are
+//! read again; new connections get them, open ones keep theirs.
 //!
 //! A request goes through: method and path check, size limits, query and form decoding
 //! ([`crate::request`]), Action and Version, authentication ([`crate::auth`]), and then the
@@ -38,7 +40,9 @@ use tokio::sync::watch;
 
 use crate::audit::{self, AuditEvent, AuditLog, EventType, IdentityType, UserIdentity};
 use crate::auth::{Authenticator, Identity, SignedRequest};
-use crate::config::{AuditSettings, ConfigError, EngineSettings, Settings, STORE_FILE};
+use crate::config::{
+    AuditSettings, ConfigError, ConnectionLimits, EngineSettings, Settings, STORE_FILE,
+};
 use crate::dispatch::{self, Reply};
 use crate::replay::{PreviousStop, ReplayGuard};
 use crate::request::{self, Params};
@@ -47,10 +51,11 @@ use crate::tls::ReloadableTls;
 
 /// Longest a TLS handshake may take before the connection is dropped.
 pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Longest the request headers may take to arrive.
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest a graceful shutdown waits for open connections before closing them.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// How long a connection told to close (idle, too slow, shutting down) may take to finish
+/// what it is writing before it is dropped.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// Why the server or a CLI command could not start.
 #[derive(Debug, thiserror::Error)]
@@ -213,6 +218,8 @@ struct AppState {
     kms: Arc<Kms>,
     auth: Authenticator,
     max_bytes: usize,
+    body_read_timeout: Duration,
+    max_header_bytes: usize,
     audit: Option<Arc<Audit>>,
 }
 
@@ -222,6 +229,7 @@ pub struct Server {
     state: Arc<AppState>,
     tls: Option<Arc<ReloadableTls>>,
     maintenance_interval: Duration,
+    limits: ConnectionLimits,
 }
 
 impl std::fmt::Debug for Server {
@@ -306,6 +314,7 @@ impl Server {
         } else {
             ReplayGuard::in_memory(keys.ids(), capacity)
         };
+        raise_open_file_limit(settings.connections.max_connections);
         let listener = tokio::net::TcpListener::bind(settings.listen)
             .await
             .map_err(|source| ServerError::Io {
@@ -318,10 +327,13 @@ impl Server {
                 kms: Arc::new(kms),
                 auth: Authenticator::with_replay_guard(keys, replay),
                 max_bytes: settings.max_body_bytes,
+                body_read_timeout: settings.connections.body_read_timeout,
+                max_header_bytes: settings.connections.max_header_bytes.max(8192),
                 audit,
             }),
             tls,
             maintenance_interval: settings.maintenance_interval,
+            limits: settings.connections,
         })
     }
 
@@ -358,7 +370,11 @@ impl Server {
             stop_rx.clone(),
         ));
         let reloads = tokio::spawn(reload_on_sighup(self.tls.clone(), stop_rx));
-        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let (closing_tx, closing_rx) = watch::channel(false);
+        let max = u32::try_from(self.limits.max_connections).unwrap_or(u32::MAX);
+        let slots = Arc::new(tokio::sync::Semaphore::new(max as usize));
+        let mut refused: u64 = 0;
+        let mut last_refusal_log: Option<Instant> = None;
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
             let accepted = tokio::select! {
@@ -374,18 +390,34 @@ impl Server {
                     continue;
                 }
             };
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                // Full: close it at once rather than leave it waiting in the backlog.
+                drop(stream);
+                refused += 1;
+                if last_refusal_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+                    tracing::warn!(
+                        max_connections = self.limits.max_connections,
+                        refused,
+                        "connection refused: the server holds its maximum of connections"
+                    );
+                    last_refusal_log = Some(Instant::now());
+                }
+                continue;
+            };
             let _ = stream.set_nodelay(true);
             let state = self.state.clone();
-            let watcher = graceful.watcher();
+            let limits = self.limits;
+            let closing = closing_rx.clone();
             match &self.tls {
                 Some(tls) => {
                     let acceptor = tls.acceptor();
                     tokio::spawn(async move {
+                        let _slot = slot;
                         match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream))
                             .await
                         {
                             Ok(Ok(tls_stream)) => {
-                                serve_connection(tls_stream, peer, state, watcher).await
+                                serve_connection(tls_stream, peer, state, limits, closing).await
                             }
                             Ok(Err(e)) => {
                                 tracing::debug!(peer = %peer, error = %e, "TLS handshake failed")
@@ -395,13 +427,18 @@ impl Server {
                     });
                 }
                 None => {
-                    tokio::spawn(serve_connection(stream, peer, state, watcher));
+                    tokio::spawn(async move {
+                        let _slot = slot;
+                        serve_connection(stream, peer, state, limits, closing).await;
+                    });
                 }
             }
         }
         drop(self.listener);
         tracing::info!("shutdown requested; finishing requests in flight");
-        if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+        let _ = closing_tx.send(true);
+        // Every connection holds a slot until it ends: all slots back means all closed.
+        if tokio::time::timeout(SHUTDOWN_GRACE, slots.acquire_many(max))
             .await
             .is_err()
         {
@@ -426,28 +463,244 @@ impl Server {
     }
 }
 
-/// Serves one connection's HTTP/1.1 requests (keep-alive) until it closes or shutdown.
+/// What a connection's watchdog knows of it.
+#[derive(Debug)]
+struct Activity {
+    state: std::sync::Mutex<ActivityState>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct ActivityState {
+    /// Requests being handled.
+    in_flight: usize,
+    /// When the connection last became idle (accepted, or its last request handled).
+    idle_since: Instant,
+    /// When the first byte of the next request arrived, while idle.
+    head_started: Option<Instant>,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Activity {
+            state: std::sync::Mutex::new(ActivityState {
+                in_flight: 0,
+                idle_since: Instant::now(),
+                head_started: None,
+            }),
+        }
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut ActivityState) -> R) -> R {
+        let mut s = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&mut s)
+    }
+
+    fn bytes_read(&self) {
+        self.with(|s| {
+            if s.in_flight == 0 && s.head_started.is_none() {
+                s.head_started = Some(Instant::now());
+            }
+        });
+    }
+
+    /// A request's head is complete and its handling starts.
+    fn begin(self: &Arc<Self>) -> InFlight {
+        self.with(|s| {
+            s.in_flight += 1;
+            s.head_started = None;
+        });
+        InFlight(self.clone())
+    }
+
+    /// When the connection is to be closed if nothing changes: headers that take too long,
+    /// or too long idle. `None` while a request is being handled.
+    fn deadline(&self, limits: &ConnectionLimits) -> Option<Instant> {
+        self.with(|s| {
+            if s.in_flight > 0 {
+                return None;
+            }
+            Some(match s.head_started {
+                Some(t) => t + limits.header_read_timeout,
+                None => s.idle_since + limits.idle_timeout,
+            })
+        })
+    }
+}
+
+/// A request being handled; dropping it (the handler finished or was cancelled) makes the
+/// connection idle again when it was the last.
+struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.with(|s| {
+            s.in_flight = s.in_flight.saturating_sub(1);
+            if s.in_flight == 0 {
+                s.idle_since = Instant::now();
+                s.head_started = None;
+            }
+        });
+    }
+}
+
+/// A connection's stream that tells its [`Activity`] when bytes arrive.
+struct TrackedIo<T> {
+    inner: T,
+    activity: Arc<Activity>,
+}
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for TrackedIo<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(polled, std::task::Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.activity.bytes_read();
+        }
+        polled
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for TrackedIo<T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+/// Serves one connection's HTTP/1.1 requests (keep-alive) until it closes, stays idle or
+/// sends its headers too slowly, or the server shuts down.
 async fn serve_connection<IO>(
     io: IO,
     peer: SocketAddr,
     state: Arc<AppState>,
-    watcher: hyper_util::server::graceful::Watcher,
+    limits: ConnectionLimits,
+    mut closing: watch::Receiver<bool>,
 ) where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let activity = Arc::new(Activity::new());
+    let io = TrackedIo {
+        inner: io,
+        activity: activity.clone(),
+    };
+    let requests = activity.clone();
     let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
         let state = state.clone();
-        async move { Ok::<_, std::convert::Infallible>(handle(state, peer, req.map(Body::new)).await) }
+        let in_flight = requests.begin();
+        async move {
+            let response = handle(state, peer, req.map(Body::new)).await;
+            drop(in_flight);
+            Ok::<_, std::convert::Infallible>(response)
+        }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+        // A backstop: the watchdog below closes slow or idle connections first.
+        .header_read_timeout(limits.header_read_timeout + limits.idle_timeout)
+        .max_header_size(limits.max_header_bytes.max(8192))
         .keep_alive(true);
     let conn = builder.serve_connection(TokioIo::new(io), service);
-    if let Err(e) = watcher.watch(conn).await {
-        tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
+    let mut conn = std::pin::pin!(conn);
+    let mut close_by: Option<Instant> = None;
+    loop {
+        let wake = close_by
+            .or_else(|| activity.deadline(&limits))
+            .map(tokio::time::Instant::from_std);
+        tokio::select! {
+            served = conn.as_mut() => {
+                if let Err(e) = served {
+                    tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            changed = closing.changed(), if close_by.is_none() => {
+                if changed.is_ok() {
+                    conn.as_mut().graceful_shutdown();
+                    close_by = Some(Instant::now() + SHUTDOWN_GRACE);
+                }
+            }
+            () = sleep_until_or_forever(wake) => {
+                if close_by.is_some_and(|t| Instant::now() >= t) {
+                    tracing::debug!(peer = %peer, "connection dropped");
+                    return;
+                }
+                if activity
+                    .deadline(&limits)
+                    .is_some_and(|t| Instant::now() >= t)
+                {
+                    tracing::debug!(peer = %peer, "closing a slow or idle connection");
+                    conn.as_mut().graceful_shutdown();
+                    close_by = Some(Instant::now() + CLOSE_GRACE);
+                }
+            }
+        }
     }
+}
+
+async fn sleep_until_or_forever(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Raises the open-file limit to the hard limit, and warns when it is still below what
+/// `max_connections` needs.
+fn raise_open_file_limit(max_connections: usize) {
+    #[cfg(unix)]
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => {
+            let needed = max_connections as u64 + 64;
+            if limit < needed {
+                tracing::warn!(
+                    open_file_limit = limit,
+                    max_connections,
+                    "the open-file limit is below max_connections: raise it (ulimit -n) or \
+                     lower max_connections"
+                );
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+    }
+    #[cfg(not(unix))]
+    let _ = max_connections;
 }
 
 /// Reloads the TLS files on each SIGHUP until `stop`.
@@ -837,6 +1090,24 @@ async fn process(
     body: Body,
     log: &mut LogFields,
 ) -> Result<Reply, ApiError> {
+    // hyper bounds a head that arrives in pieces; this bounds one that arrived whole.
+    let head_bytes = parts.method.as_str().len()
+        + parts.uri.to_string().len()
+        + parts
+            .headers
+            .iter()
+            .map(|(n, v)| n.as_str().len() + v.len() + 4)
+            .sum::<usize>();
+    if head_bytes > state.max_header_bytes {
+        return Err(ApiError::new(
+            431,
+            "RequestHeaderFieldsTooLarge",
+            format!(
+                "the request line and headers are {head_bytes} bytes; at most {} are accepted",
+                state.max_header_bytes
+            ),
+        ));
+    }
     if parts.method != Method::POST && parts.method != Method::GET {
         return Err(ApiError::method_not_allowed(parts.method.as_str()));
     }
@@ -863,9 +1134,24 @@ async fn process(
     if declared.is_some_and(|n| n > state.max_bytes as u64) {
         return Err(ApiError::too_large("body", state.max_bytes));
     }
-    let bytes = axum::body::to_bytes(body, state.max_bytes)
-        .await
-        .map_err(|_| ApiError::too_large("body", state.max_bytes))?;
+    let bytes = match tokio::time::timeout(
+        state.body_read_timeout,
+        axum::body::to_bytes(body, state.max_bytes),
+    )
+    .await
+    {
+        Ok(read) => read.map_err(|_| ApiError::too_large("body", state.max_bytes))?,
+        Err(_) => {
+            return Err(ApiError::new(
+                408,
+                "RequestTimeout",
+                format!(
+                    "the request body did not arrive within {} s",
+                    state.body_read_timeout.as_secs()
+                ),
+            ))
+        }
+    };
     let query = request::parse_form("QueryString", raw_query.as_bytes())?;
     let form = if bytes.is_empty() {
         Params::default()
