@@ -560,7 +560,7 @@ fn concurrent_crypto_during_rotation_and_state_changes_never_loses_a_ciphertext(
                 while sealed.len() < MIN_SEALED || !done.load(Ordering::SeqCst) {
                     let text = format!("worker {w} message {i}");
                     let c = ctx(&[("worker", &w.to_string()), ("i", &i.to_string())]);
-                    let name = if i % 2 == 0 {
+                    let name = if i.is_multiple_of(2) {
                         "alias/hot"
                     } else {
                         key.as_str()

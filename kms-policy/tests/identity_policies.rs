@@ -527,3 +527,54 @@ fn secret_policies_have_the_same_lockout_check_and_reset() {
     get_secret(&env.kms, &root(), "db").unwrap();
     assert!(!env.kms.reset_secret_policy("db").unwrap());
 }
+
+#[test]
+fn listing_every_tag_shows_only_the_resources_the_caller_may_see() {
+    let env = Env::new();
+    env.authz
+        .attach_identity_policy(
+            &alice().arn(),
+            &identity(json!([allow_actions(
+                &["kms:ListTagResources", "kms:TagResource"],
+                &["*"]
+            )])),
+        )
+        .unwrap();
+    let open = env.key(&root(), None);
+    let hidden = env.key(
+        &root(),
+        Some(&key_policy(json!([
+            grant("Allow", &["acs:ram::1234:root"], &["kms:*"]),
+            grant(
+                "Deny",
+                &["acs:ram::1234:user/alice"],
+                &["kms:ListTagResources"]
+            ),
+        ]))),
+    );
+    for k in [&open, &hidden] {
+        tag(&env.kms, &root(), k, "team").unwrap();
+    }
+    let listed = env
+        .kms
+        .list_tag_resources(
+            &alice(),
+            ListTagResourcesRequest {
+                resource_type: "key".into(),
+                tag: vec![TagKeyValue {
+                    key: "team".into(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let ids: Vec<&str> = listed
+        .tag_resources
+        .tag_resource
+        .iter()
+        .map(|t| t.resource_id.as_str())
+        .collect();
+    assert!(ids.contains(&open.as_str()), "{ids:?}");
+    assert!(!ids.contains(&hidden.as_str()), "{ids:?}");
+}

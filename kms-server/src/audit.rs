@@ -241,6 +241,12 @@ pub struct AuditEvent {
     pub error_code: Option<String>,
     /// `errorMessage`, for a failed call (cut at [`MAX_VALUE_BYTES`]).
     pub error_message: Option<String>,
+    /// `eventPhase`: `Started` for the line a fail-closed server writes before it acts (the
+    /// outcome follows in a second line whose `relatedEventId` names it); absent otherwise.
+    pub event_phase: Option<&'static str>,
+    /// `relatedEventId`: on the outcome line of a fail-closed request, the `eventId` of its
+    /// `Started` line.
+    pub related_event_id: Option<String>,
 }
 
 /// Keeps only the request parameters that are safe to record, from the request's parameter
@@ -411,8 +417,12 @@ impl AuditLog {
     /// An existing file's last line is read, seeking back from the end (the work is in the
     /// length of the last line, not of the file), to continue the chain.
     ///
-    /// Errors: [`AuditError::Io`] naming the path; [`AuditError::MalformedTail`] naming the
-    /// path when the file does not end with a newline, or its last line is not a JSON object
+    /// The file is locked (`flock`) while the log is open, so a second process (a server, or
+    /// a one-off command) cannot append to it at the same time.
+    ///
+    /// Errors: [`AuditError::Io`] naming the path (also when another process holds the
+    /// trail); [`AuditError::MalformedTail`] naming the path when the file does not end with a
+    /// newline, or its last line is not a JSON object
     /// with a string `previousHash` or is longer than [`MAX_LINE_BYTES`].
     pub fn open_with(path: &Path, options: AuditOptions) -> Result<Self, AuditError> {
         let io_err = |op: &'static str| {
@@ -435,6 +445,18 @@ impl AuditLog {
             }
             Err(e) => return Err(io_err("create")(e)),
         };
+        // One writer per trail: a second process appending would fork the chain.
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(AuditError::Io {
+                    path: path.to_path_buf(),
+                    op: "lock (another process is writing this trail)",
+                    source: io::Error::from(io::ErrorKind::WouldBlock),
+                })
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io_err("lock")(e)),
+        }
         if created {
             #[cfg(unix)]
             {
@@ -576,6 +598,10 @@ struct LineFields<'a> {
     error_code: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error_message: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    event_phase: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    related_event_id: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -637,6 +663,8 @@ fn render_without_hash(
             .collect(),
         error_code: event.error_code.as_deref(),
         error_message: event.error_message.as_deref().map(cap),
+        event_phase: event.event_phase,
+        related_event_id: event.related_event_id.as_deref(),
     };
     let mut line = serde_json::to_string(&fields)?;
     // A struct serializes as `{...}`: drop the closing brace to append the hash.

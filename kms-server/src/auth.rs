@@ -118,6 +118,9 @@ impl Authenticator {
         request: &SignedRequest<'_>,
         now: UnixTime,
     ) -> Result<Identity, ApiError> {
+        // Time never runs backwards here: a clock stepped back would otherwise reopen the
+        // window for requests whose nonces were already forgotten.
+        let now = UnixTime(self.replay.now(now.secs()));
         if let Some(auth) = request.header("authorization") {
             if auth.trim_start().starts_with("ACS3-") {
                 return self.authenticate_v3(request, auth, now);

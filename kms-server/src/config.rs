@@ -28,6 +28,7 @@
 //!
 //! audit_log = "/var/log/kms/audit.jsonl"     # one hash-chained JSON line per request
 //! audit_fail_closed = false                   # true: refuse requests that cannot be audited
+//! audit_sync = false                          # true: fdatasync each line before answering
 //! nonce_cache_capacity = 1000000              # per access key, within the 15-minute window
 //!
 //! max_connections = 4096          # more are closed as soon as they are accepted
@@ -115,6 +116,8 @@ pub struct FileConfig {
     pub audit_log: Option<PathBuf>,
     /// Refuse requests whose audit line cannot be written.
     pub audit_fail_closed: Option<bool>,
+    /// Sync each audit line to disk before answering.
+    pub audit_sync: Option<bool>,
     /// Most connections served at once; more are closed as soon as they are accepted.
     pub max_connections: Option<usize>,
     /// Seconds a request's headers may take, from their first byte.
@@ -378,6 +381,8 @@ pub struct AuditSettings {
     pub path: PathBuf,
     /// Refuse requests whose line cannot be written.
     pub fail_closed: bool,
+    /// Sync each line to disk (fdatasync) before the request is answered.
+    pub sync: bool,
 }
 
 impl Default for Settings {
@@ -529,6 +534,7 @@ impl Settings {
             .map(|path| AuditSettings {
                 path,
                 fail_closed: file.audit_fail_closed == Some(true),
+                sync: file.audit_sync == Some(true),
             });
         if audit.is_none() && file.audit_fail_closed == Some(true) {
             return Err(ConfigError(

@@ -134,8 +134,13 @@ impl KeyNonces {
         let slot = Self::slot(expires);
         if let Some((tag, ids)) = self.ring.get_mut(slot) {
             if *tag != expires {
-                // The slot held a second that has passed (emptied above) or nothing.
-                ids.clear();
+                // The slot held a second that has passed (emptied above) or nothing; forget
+                // whatever it still names, so nothing stays in `seen` without a bucket.
+                for old in ids.drain(..) {
+                    if self.seen.get(&old) == Some(tag) {
+                        self.seen.remove(&old);
+                    }
+                }
                 *tag = expires;
             }
             ids.push(id);
@@ -211,6 +216,11 @@ pub struct ReplayGuard {
     keys: HashMap<String, KeySlot>,
     capacity: usize,
     persisted: Option<Persisted>,
+    /// The latest server time seen: time never runs backwards for the window or the cache,
+    /// so a clock stepped back cannot revive a request already forgotten.
+    latest_now: AtomicI64,
+    /// Set by [`ReplayGuard::save`]: no request is accepted after its nonces were saved.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 impl ReplayGuard {
@@ -227,7 +237,20 @@ impl ReplayGuard {
                 .collect(),
             capacity: capacity.max(1),
             persisted: None,
+            latest_now: AtomicI64::new(i64::MIN),
+            closed: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// The server time to judge a request by: `wall`, or the latest time seen if the clock
+    /// stepped back.
+    pub fn now(&self, wall: i64) -> i64 {
+        let seen = self.latest_now.load(Ordering::Acquire);
+        if wall <= seen {
+            return seen;
+        }
+        // Written once a second at most: the common case above only reads.
+        self.latest_now.fetch_max(wall, Ordering::AcqRel).max(wall)
     }
 
     /// Replay refusal persisted in `dir` (the data directory): reads how the previous process
@@ -250,29 +273,37 @@ impl ReplayGuard {
         let nonces_path = dir.join(NONCES_FILE);
         let state = std::fs::read_to_string(&state_path).ok();
         let none = HashMap::new();
-        let previous = match state.as_deref() {
+        let previous = match state.as_deref().map(parse_state) {
             None if !store_existed => PreviousStop::None,
             None => guard.set_floors(&none, now),
-            Some(text) if text.trim() == "stopped" => {
+            Some(Some((Run::Stopped, reserved))) => {
                 match guard.load_snapshot(&nonces_path, now) {
-                    Some(loaded) => PreviousStop::Clean { loaded },
+                    Some(loaded) => {
+                        // The loaded nonces live only in memory until the next clean stop:
+                        // carry the reservations on, so a crash in this run still refuses what
+                        // the previous run accepted.
+                        for (id, slot) in &guard.keys {
+                            if let Some(r) = reserved.get(id) {
+                                slot.reserved.store(*r, Ordering::Release);
+                            }
+                        }
+                        PreviousStop::Clean { loaded }
+                    }
                     // Stopped, but the nonces are lost: as after a crash.
-                    None => guard.set_floors(&none, now),
+                    None => guard.set_floors(&reserved, now),
                 }
             }
-            Some(text) => match parse_serving(text) {
-                Some(reserved) => guard.set_floors(&reserved, now),
-                // Unreadable: assume the worst the previous process could have accepted.
-                None => {
-                    guard.set_floors(&none, now + TIMESTAMP_WINDOW_SECS + RESERVATION_STEP_SECS)
-                }
-            },
+            Some(Some((Run::Serving, reserved))) => guard.set_floors(&reserved, now),
+            // Unreadable: assume the worst the previous process could have accepted.
+            Some(None) => {
+                guard.set_floors(&none, now + TIMESTAMP_WINDOW_SECS + RESERVATION_STEP_SECS)
+            }
         };
-        let _ = std::fs::remove_file(&nonces_path);
         guard.persisted = Some(Persisted {
             dir: dir.to_owned(),
             write: Mutex::new(()),
         });
+        // Serving (with the reservations) is on disk before the loaded nonces' file goes.
         guard
             .write_reservations(None, now)
             .map_err(|source| ReplayError {
@@ -280,6 +311,7 @@ impl ReplayGuard {
                 path: state_path.clone(),
                 source,
             })?;
+        let _ = std::fs::remove_file(&nonces_path);
         Ok((guard, previous))
     }
 
@@ -300,12 +332,20 @@ impl ReplayGuard {
     /// `bump`'s (key, signed time) at least `signed + STEP`. Called with the write lock held,
     /// or before the guard is shared.
     fn write_reservations(&self, bump: Option<(&str, i64)>, now: i64) -> std::io::Result<()> {
+        self.write_state(Run::Serving, bump, now)
+    }
+
+    /// Writes the state file: `serving` or `stopped`, then each key's reservation.
+    fn write_state(&self, run: Run, bump: Option<(&str, i64)>, now: i64) -> std::io::Result<()> {
         let Some(persisted) = &self.persisted else {
             return Ok(());
         };
         let base = now.saturating_add(RESERVATION_STEP_SECS);
         let mut next: Vec<(&KeySlot, i64)> = Vec::with_capacity(self.keys.len());
-        let mut text = String::from("serving\n");
+        let mut text = String::from(match run {
+            Run::Serving => "serving\n",
+            Run::Stopped => "stopped\n",
+        });
         for (id, slot) in &self.keys {
             let mut r = slot.reserved.load(Ordering::Acquire).max(base);
             if let Some((bumped, signed)) = bump {
@@ -348,10 +388,20 @@ impl ReplayGuard {
                  and may have been accepted already; sign it again",
             ));
         }
+        let now = self.now(now);
         let mut cache = slot
             .nonces
             .lock()
             .map_err(|_| ApiError::new(500, "InternalFailure", "the nonce cache lock failed"))?;
+        // Checked under the key's lock, which `save` takes after setting the flag: a nonce is
+        // either in the saved snapshot or refused here.
+        if self.closed.load(Ordering::Acquire) {
+            return Err(ApiError::new(
+                503,
+                "ServiceUnavailable",
+                "the server is shutting down; try again",
+            ));
+        }
         let expires = signed.saturating_add(TIMESTAMP_WINDOW_SECS);
         match cache.insert(nonce_id(access_key_id, nonce), expires, now, self.capacity) {
             Ok(()) => {}
@@ -418,10 +468,12 @@ impl ReplayGuard {
         let Some(persisted) = &self.persisted else {
             return Ok(0);
         };
+        self.closed.store(true, Ordering::Release);
         let _writing = persisted
             .write
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = self.now(now);
         let mut out = Vec::new();
         out.extend_from_slice(SNAPSHOT_MAGIC);
         let mut count = 0usize;
@@ -451,11 +503,12 @@ impl ReplayGuard {
             source,
         })?;
         let state = persisted.dir.join(STATE_FILE);
-        write_atomically(&state, b"stopped\n").map_err(|source| ReplayError {
-            context: "cannot write",
-            path: state.clone(),
-            source,
-        })?;
+        self.write_state(Run::Stopped, None, now)
+            .map_err(|source| ReplayError {
+                context: "cannot write",
+                path: state.clone(),
+                source,
+            })?;
         Ok(count)
     }
 
@@ -506,19 +559,28 @@ impl ReplayGuard {
     }
 }
 
-/// Reads a `serving` state file: access key id → reservation.
-fn parse_serving(text: &str) -> Option<HashMap<String, i64>> {
+/// Which state a run left the directory in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Run {
+    Serving,
+    Stopped,
+}
+
+/// Reads a state file: `serving` or `stopped`, and each access key's reservation.
+fn parse_state(text: &str) -> Option<(Run, HashMap<String, i64>)> {
     let mut lines = text.lines();
-    if lines.next()? != "serving" {
-        return None;
-    }
+    let run = match lines.next()? {
+        "serving" => Run::Serving,
+        "stopped" => Run::Stopped,
+        _ => return None,
+    };
     let mut out = HashMap::new();
     for line in lines {
         let (r, id) = line.split_once(' ')?;
         let id = String::from_utf8(unhex(id)?).ok()?;
         out.insert(id, r.parse().ok()?);
     }
-    Some(out)
+    Some((run, out))
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -526,7 +588,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn unhex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     (0..text.len())
@@ -697,8 +759,45 @@ mod tests {
         let last = bytes.len() - 1;
         bytes[last] ^= 1;
         std::fs::write(&path, bytes).unwrap();
-        let (_, prev) = ReplayGuard::open(dir.path(), ["ak"], 10, 1_005, true).unwrap();
+        let (g, prev) = ReplayGuard::open(dir.path(), ["ak"], 10, 1_005, true).unwrap();
+        // The stopped file still holds the reservation: n1 (signed at 1,000) stays refused.
         assert_eq!(prev, PreviousStop::Unclean { floor: 1_005 });
+        assert!(g.check("ak", "n1", 1_000, 1_005).is_err());
+    }
+
+    #[test]
+    fn a_crash_after_a_clean_restart_still_refuses_the_first_runs_requests() {
+        let dir = tempfile::tempdir().unwrap();
+        let (g, _) = ReplayGuard::open(dir.path(), ["ak"], 10, 1_000, false).unwrap();
+        // Signed fifteen minutes ahead, then a clean stop.
+        g.check("ak", "f", 1_000 + W, 1_000).unwrap();
+        g.save(1_001).unwrap();
+        let (g, prev) = ReplayGuard::open(dir.path(), ["ak"], 10, 1_005, true).unwrap();
+        assert_eq!(prev, PreviousStop::Clean { loaded: 1 });
+        drop(g); // a crash in the second run
+        let (g, _) = ReplayGuard::open(dir.path(), ["ak"], 10, 1_010, true).unwrap();
+        let e = g.check("ak", "f", 1_000 + W, 1_010).unwrap_err();
+        assert_eq!(e.code, "InvalidTimeStamp.Expired");
+    }
+
+    #[test]
+    fn nothing_is_accepted_after_the_nonces_are_saved() {
+        let dir = tempfile::tempdir().unwrap();
+        let (g, _) = ReplayGuard::open(dir.path(), ["ak"], 10, 1_000, false).unwrap();
+        g.save(1_000).unwrap();
+        let e = g.check("ak", "late", 1_000, 1_000).unwrap_err();
+        assert_eq!(e.code, "ServiceUnavailable");
+    }
+
+    #[test]
+    fn a_clock_stepped_back_does_not_revive_a_forgotten_nonce() {
+        let g = ReplayGuard::in_memory(["ak"], 10);
+        g.check("ak", "n", 1_000, 1_000).unwrap();
+        // Much later the nonce is forgotten...
+        g.check("ak", "other", 1_000 + W + 10, 1_000 + W + 10)
+            .unwrap();
+        // ...and a clock stepped back does not make the cache forget the time it has seen.
+        assert_eq!(g.now(1_000), 1_000 + W + 10);
     }
 
     #[test]

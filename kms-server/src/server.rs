@@ -117,13 +117,16 @@ pub fn open_engine_with(
         }
         None => root_key_file::load_or_create(&settings.data_dir)?,
     };
+    // The directory first: while it is 0700 nobody else reaches the files inside, even in
+    // the moment before the store's own mode is set.
+    restrict_mode(&settings.data_dir, 0o700)?;
+    match &settings.root_key_file {
+        None => restrict_mode(&settings.data_dir.join(root_key_file::FILE_NAME), 0o600)?,
+        Some(path) => warn_if_exposed(path, "the root key file"),
+    }
     let store = settings.data_dir.join(STORE_FILE);
     let storage = RedbStorage::open(&store)?;
-    restrict_mode(&settings.data_dir, 0o700)?;
     restrict_mode(&store, 0o600)?;
-    if settings.root_key_file.is_none() {
-        restrict_mode(&settings.data_dir.join(root_key_file::FILE_NAME), 0o600)?;
-    }
     let mut builder = Kms::builder()
         .storage(storage)
         .authorizer(authorizer)
@@ -172,6 +175,27 @@ fn restrict_mode(path: &Path, mode: u32) -> Result<(), ServerError> {
     Ok(())
 }
 
+/// Warns when a secret file the operator placed (an explicit root key, a TLS key) can be read
+/// by other users; it is theirs to fix, so it is not changed.
+pub(crate) fn warn_if_exposed(path: &Path, what: &str) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path) {
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    path = %path.display(),
+                    mode = format!("{mode:o}"),
+                    "{what} can be read by other users; chmod 600 it"
+                );
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, what);
+}
+
 fn create_private_dir(dir: &std::path::Path) -> Result<(), ServerError> {
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
@@ -196,13 +220,14 @@ struct Audit {
 }
 
 impl Audit {
-    fn record(&self, event: &AuditEvent, now: kms_core::UnixTime) -> Result<(), ()> {
+    /// Writes one line; its eventId, or `Err` (logged) when it could not be written.
+    fn record(&self, event: &AuditEvent, now: kms_core::UnixTime) -> Result<String, ()> {
         match self.log.record(event, now) {
-            Ok(_) => {
+            Ok(id) => {
                 if self.failing.swap(false, Ordering::AcqRel) {
                     tracing::warn!(path = %self.log.path().display(), "audit trail writable again");
                 }
-                Ok(())
+                Ok(id)
             }
             Err(e) => {
                 self.failing.store(true, Ordering::Release);
@@ -267,6 +292,9 @@ impl Server {
         let kms = tokio::task::spawn_blocking(move || open_engine_with(&engine, authorizer))
             .await
             .map_err(join_error)??;
+        if let Some(files) = &settings.tls {
+            warn_if_exposed(&files.key, "the TLS private key");
+        }
         let tls = match settings.tls.clone() {
             Some(files) => Some(Arc::new(
                 tokio::task::spawn_blocking(move || ReloadableTls::load(files))
@@ -276,8 +304,12 @@ impl Server {
             None => None,
         };
         let audit = match &settings.audit {
-            Some(AuditSettings { path, fail_closed }) => {
-                let log = AuditLog::open(path)?;
+            Some(AuditSettings {
+                path,
+                fail_closed,
+                sync,
+            }) => {
+                let log = AuditLog::open_with(path, crate::audit::AuditOptions { sync: *sync })?;
                 Some(Arc::new(Audit {
                     log,
                     fail_closed: *fail_closed,
@@ -778,6 +810,12 @@ async fn maintenance_loop(
             _ = ticker.tick() => {}
             _ = stop.changed() => return,
         }
+        if let Some(a) = audit.as_ref().filter(|a| a.fail_closed) {
+            if a.failing.load(Ordering::Acquire) {
+                tracing::warn!("maintenance skipped: the audit trail cannot be written");
+                continue;
+            }
+        }
         let engine = kms.clone();
         let started = Instant::now();
         match tokio::task::spawn_blocking(move || engine.run_maintenance(engine.now())).await {
@@ -892,6 +930,10 @@ struct LogFields {
     /// The non-secret parameters and the resources they name (only with an audit trail).
     parameters: Option<serde_json::Map<String, serde_json::Value>>,
     resources: Vec<String>,
+    /// The RequestId an error answer carries (and its audit line).
+    error_request_id: String,
+    /// The eventId of the `Started` line of a fail-closed request.
+    started_event_id: Option<String>,
 }
 
 async fn handle(state: Arc<AppState>, peer: SocketAddr, request: Request) -> Response {
@@ -903,22 +945,21 @@ async fn handle(state: Arc<AppState>, peer: SocketAddr, request: Request) -> Res
         .and_then(|h| h.to_str().ok())
         .unwrap_or("kms")
         .to_owned();
-    let mut log = LogFields::default();
-    let mut outcome = process(&state, &parts, body, &mut log).await;
+    let mut log = LogFields {
+        error_request_id: new_request_id(),
+        ..LogFields::default()
+    };
+    let outcome = process(&state, &parts, body, &mut log, peer).await;
     if let Some(audit) = &state.audit {
         let event = audit_event(&state.kms, &parts, peer, &log, &outcome);
-        if audit.record(&event, state.kms.now()).is_err() && audit.fail_closed {
-            outcome = Err(ApiError::new(
-                503,
-                "ServiceUnavailable",
-                "the request could not be recorded in the audit trail; try again later",
-            ));
-        }
+        // Fail-closed requests were recorded before they were carried out; a failure to
+        // record the outcome is logged, and the answer stays the truth.
+        let _ = audit.record(&event, state.kms.now());
     }
     let (status, request_id, code, body) = match outcome {
         Ok(Reply { request_id, body }) => (200, request_id, None, body),
         Err(e) => {
-            let id = new_request_id();
+            let id = log.error_request_id.clone();
             let body = e.body(&id, &host_id);
             (e.status, id, Some(e.code), body)
         }
@@ -956,7 +997,14 @@ fn audit_event(
 ) -> AuditEvent {
     let scope = kms.scope();
     let identity = log.identity.as_ref().map(user_identity);
-    let mut resources = log.resources.clone();
+    // Before authentication only the outcome is recorded: an anonymous client chooses neither
+    // the parameters nor the resources the trail shows, and costs it little.
+    let authenticated = identity.is_some();
+    let mut resources = if authenticated {
+        log.resources.clone()
+    } else {
+        Vec::new()
+    };
     let (request_id, error_code, error_message) = match outcome {
         Ok(reply) => {
             for arn in response_resources(kms, &reply.body) {
@@ -967,7 +1015,7 @@ fn audit_event(
             (reply.request_id.clone(), None, None)
         }
         Err(e) => (
-            String::new(),
+            log.error_request_id.clone(),
             Some(e.code.to_string()),
             Some(e.message.clone()),
         ),
@@ -983,10 +1031,16 @@ fn audit_event(
             .headers
             .get(header::USER_AGENT)
             .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
-        request_parameters: log.parameters.clone().unwrap_or_default(),
+        request_parameters: if authenticated {
+            log.parameters.clone().unwrap_or_default()
+        } else {
+            serde_json::Map::new()
+        },
         resources,
         error_code,
         error_message,
+        event_phase: None,
+        related_event_id: log.started_event_id.clone(),
     }
 }
 
@@ -1089,6 +1143,7 @@ async fn process(
     parts: &axum::http::request::Parts,
     body: Body,
     log: &mut LogFields,
+    peer: SocketAddr,
 ) -> Result<Reply, ApiError> {
     // hyper bounds a head that arrives in pieces; this bounds one that arrived whole.
     let head_bytes = parts.method.as_str().len()
@@ -1222,15 +1277,32 @@ async fn process(
     log.access_key_id = crate::auth::claimed_access_key_id(&signed);
     let identity = state.auth.authenticate(&signed, state.kms.now())?;
     log.identity = Some(identity.clone());
-    if let Some(audit) = &state.audit {
-        if audit.fail_closed && audit.failing.load(Ordering::Acquire) {
-            // The last line could not be written: do nothing that could not be audited. This
-            // request's own line is tried; once it is written, requests are served again.
-            return Err(ApiError::new(
-                503,
-                "ServiceUnavailable",
-                "the audit trail cannot be written; the request was not carried out",
-            ));
+    if let Some(audit) = state.audit.as_ref().filter(|a| a.fail_closed) {
+        // Fail-closed: nothing is carried out that is not already in the trail. The line
+        // written now holds who asks what; the outcome follows in a second line with the
+        // same RequestId.
+        let mut started = audit_event(
+            &state.kms,
+            parts,
+            peer,
+            log,
+            &Ok(Reply {
+                request_id: log.error_request_id.clone(),
+                body: Vec::new(),
+            }),
+        );
+        started.event_phase = Some("Started");
+        started.request_id = String::new();
+        match audit.record(&started, state.kms.now()) {
+            Ok(id) => log.started_event_id = Some(id),
+            Err(()) => {
+                return Err(ApiError::new(
+                    503,
+                    "ServiceUnavailable",
+                    "the request could not be recorded in the audit trail, so it was not carried \
+                 out; try again later",
+                ))
+            }
         }
     }
 

@@ -400,7 +400,11 @@ fn audited(path: &Path, fail_closed: bool) -> TestServer {
     let path = path.to_owned();
     TestServer::start_with(move |s, _| {
         with_ram_users(s);
-        s.audit = Some(AuditSettings { path, fail_closed });
+        s.audit = Some(AuditSettings {
+            path,
+            fail_closed,
+            sync: false,
+        });
     })
 }
 
@@ -561,18 +565,50 @@ fn fail_closed_refuses_requests_whose_line_cannot_be_written() {
     if !Path::new("/dev/full").exists() {
         return;
     }
-    // Every write to /dev/full fails with ENOSPC.
-    let server = audited(Path::new("/dev/full"), true);
-    let r = V3Request::new("CreateKey", &[]).send(&server);
-    assert_eq!(r.status, 503);
-    assert_eq!(r.error_code(), "ServiceUnavailable");
-    // Refused up front from now on: no key is created while the trail cannot be written.
-    let r = V3Request::new("CreateKey", &[]).send(&server);
-    assert_eq!(r.error_code(), "ServiceUnavailable");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let on = |trail: &Path, fail_closed: bool| {
+        let trail = trail.to_owned();
+        let data = data.clone();
+        TestServer::start_with(move |s, _| {
+            s.engine.data_dir = data;
+            s.audit = Some(AuditSettings {
+                path: trail,
+                fail_closed,
+                sync: false,
+            });
+        })
+    };
+    // Every write to /dev/full fails with ENOSPC: nothing is carried out.
+    let server = on(Path::new("/dev/full"), true);
+    for _ in 0..2 {
+        let r = V3Request::new("CreateKey", &[]).send(&server);
+        assert_eq!(r.status, 503);
+        assert_eq!(r.error_code(), "ServiceUnavailable");
+    }
     drop(server);
 
+    // With a writable trail: two lines per request, the outcome naming its Started line.
+    let trail = dir.path().join("audit.jsonl");
+    let server = on(&trail, true);
+    assert_eq!(
+        call_ok(&server, "ListKeys", &[])["TotalCount"],
+        0,
+        "the refused CreateKeys created nothing"
+    );
+    drop(server);
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&trail)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["eventPhase"], "Started");
+    assert_eq!(lines[1]["relatedEventId"], lines[0]["eventId"]);
+    assert!(lines[1].get("eventPhase").is_none());
+
     // Without fail_closed, the service goes on (and logs the failure).
-    let server = audited(Path::new("/dev/full"), false);
+    let server = on(Path::new("/dev/full"), false);
     let r = V3Request::new("CreateKey", &[]).send(&server);
     assert_eq!(r.status, 200);
 }

@@ -316,7 +316,13 @@ impl Kms {
                 Kind::Key => {
                     self.authorize_account(caller, Action::new("kms:ListTagResources"), None)?;
                     for (_, r, _) in self.scan_all::<KeyRecord>(b"k/")? {
-                        if !lifecycle::is_purged(&r, now) {
+                        // Each key's own policy (and the caller's identity policy) decides
+                        // whether its tags are shown: a Deny on one key hides it.
+                        if !lifecycle::is_purged(&r, now)
+                            && self
+                                .authorize_record(caller, Action::new("kms:ListTagResources"), &r)
+                                .is_ok()
+                        {
                             resources.push((r.key_id, r.tags));
                         }
                     }
@@ -324,7 +330,11 @@ impl Kms {
                 Kind::Secret => {
                     self.authorize_account(caller, Action::new("kms:ListTagResources"), None)?;
                     for (_, r, _) in self.scan_all::<SecretRecord>(b"s/")? {
-                        if !r.is_purged(now) {
+                        if !r.is_purged(now)
+                            && self
+                                .authorize_secret(caller, "kms:ListTagResources", &r)
+                                .is_ok()
+                        {
                             resources.push((r.name, r.tags));
                         }
                     }

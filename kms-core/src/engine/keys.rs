@@ -171,9 +171,6 @@ impl Kms {
             }
             _ => None,
         };
-        if let Some(p) = &req.policy {
-            self.authorizer.validate_policy(p)?;
-        }
         if let Some(id) = &req.dkms_instance_id {
             if id.is_empty() || id.len() > 128 {
                 return Err(KmsError::invalid(
@@ -187,6 +184,10 @@ impl Kms {
             Action::new("kms:CreateKey"),
             req.dkms_instance_id.as_deref(),
         )?;
+        // Looked at only once the caller may create keys.
+        if let Some(p) = &req.policy {
+            self.authorizer.validate_policy(p)?;
+        }
 
         if let Some(id) = &external_key_id {
             // The proxy must know the key before the engine records it.

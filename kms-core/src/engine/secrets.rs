@@ -293,6 +293,9 @@ impl Kms {
             tags.insert(t.tag_key.clone(), t.tag_value.clone());
         }
         lifecycle::merge_tags(&mut BTreeMap::new(), &tags)?;
+        // Authorized before the policy is looked at: a caller who may not create secrets
+        // learns nothing from how a policy would be judged.
+        self.authorize_account(caller, Action::new("kms:CreateSecret"), None)?;
         if let Some(p) = &req.policy {
             self.authorizer.validate_policy(p)?;
             self.check_policy_lockout(
@@ -304,7 +307,6 @@ impl Kms {
                 req.bypass_policy_lockout_safety_check,
             )?;
         }
-        self.authorize_account(caller, Action::new("kms:CreateSecret"), None)?;
         let key_id = match req.encryption_key_id.as_deref().filter(|s| !s.is_empty()) {
             Some(k) => self.resolve_key_id("EncryptionKeyId", k)?,
             None => self.default_secret_key()?,
