@@ -37,6 +37,11 @@
 //! idle_timeout_secs = 60          # a keep-alive connection between requests
 //! max_header_bytes = 69632        # request line (with a query of up to 60 KiB) and headers
 //!
+//! [rate_limits]            # optional: requests per second per access key, by class
+//! symmetric = 1000         # Encrypt, Decrypt, data keys, MACs (Alibaba's per-account quota)
+//! asymmetric = 200         # AsymmetricSign/Verify/Encrypt/Decrypt, certificate keys
+//! management = 50          # everything else
+//!
 //! [external_key_store]     # optional: the proxy external keys use (see `crate::xks`)
 //! url = "https://xks.example.com/kms/xks/v1"
 //! token = "..."            # optional bearer token
@@ -133,6 +138,8 @@ pub struct FileConfig {
     pub access_keys: Vec<AccessKeyEntry>,
     /// The external key proxy, for external keys.
     pub external_key_store: Option<ExternalKeyStoreConfig>,
+    /// Request quotas per access key, by action class.
+    pub rate_limits: Option<crate::ratelimit::RateLimits>,
 }
 
 /// The `[external_key_store]` section: where the external key proxy is.
@@ -343,6 +350,8 @@ pub struct Settings {
     pub persist_replay_state: bool,
     /// Connection limits and timeouts.
     pub connections: ConnectionLimits,
+    /// Request quotas per access key (none by default).
+    pub rate_limits: crate::ratelimit::RateLimits,
 }
 
 /// What one client may hold of the server's connections and time.
@@ -400,6 +409,7 @@ impl Default for Settings {
             audit: None,
             persist_replay_state: true,
             connections: ConnectionLimits::default(),
+            rate_limits: crate::ratelimit::RateLimits::default(),
         }
     }
 }
@@ -569,6 +579,8 @@ impl Settings {
                 .unwrap_or(d.max_header_bytes)
                 .max(8192),
         };
+        let rate_limits = file.rate_limits.unwrap_or_default();
+        rate_limits.validate().map_err(ConfigError)?;
         let mut access_keys = AccessKeys::new();
         let mut identity_policies: Vec<(String, String)> = Vec::new();
         let mut policy_of: HashMap<String, (String, Option<String>)> = HashMap::new();
@@ -658,6 +670,7 @@ impl Settings {
             audit,
             persist_replay_state: true,
             connections,
+            rate_limits,
         })
     }
 }

@@ -246,6 +246,7 @@ struct AppState {
     body_read_timeout: Duration,
     max_header_bytes: usize,
     audit: Option<Arc<Audit>>,
+    rate_limiter: Option<crate::ratelimit::RateLimiter>,
 }
 
 /// A bound, not yet running server.
@@ -320,6 +321,9 @@ impl Server {
         };
         let capacity = settings.nonce_cache_capacity;
         let keys = settings.access_keys;
+        let rate_limiter = settings.rate_limits.any().then(|| {
+            crate::ratelimit::RateLimiter::new(settings.rate_limits, keys.ids(), Instant::now())
+        });
         let replay = if settings.persist_replay_state {
             let (guard, previous) = ReplayGuard::open(
                 &settings.engine.data_dir,
@@ -362,6 +366,7 @@ impl Server {
                 body_read_timeout: settings.connections.body_read_timeout,
                 max_header_bytes: settings.connections.max_header_bytes.max(8192),
                 audit,
+                rate_limiter,
             }),
             tls,
             maintenance_interval: settings.maintenance_interval,
@@ -1277,6 +1282,9 @@ async fn process(
     log.access_key_id = crate::auth::claimed_access_key_id(&signed);
     let identity = state.auth.authenticate(&signed, state.kms.now())?;
     log.identity = Some(identity.clone());
+    if let Some(limiter) = &state.rate_limiter {
+        limiter.check(&identity.access_key_id, &action, Instant::now())?;
+    }
     if let Some(audit) = state.audit.as_ref().filter(|a| a.fail_closed) {
         // Fail-closed: nothing is carried out that is not already in the trail. The line
         // written now holds who asks what; the outcome follows in a second line with the

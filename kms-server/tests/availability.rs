@@ -181,3 +181,28 @@ fn a_parameter_flood_is_refused_before_authentication() {
         .unwrap()
         .contains(&kms_server::request::MAX_PARAMETERS.to_string()));
 }
+
+#[test]
+fn a_rate_limited_key_is_throttled_and_other_keys_are_not() {
+    let server = TestServer::start_with(|s, _| {
+        s.rate_limits = kms_server::ratelimit::RateLimits {
+            management: Some(3.0),
+            ..Default::default()
+        };
+    });
+    let mut codes = Vec::new();
+    for _ in 0..6 {
+        let r = V3Request::new("ListKeys", &[]).send(&server);
+        codes.push(r.status);
+        if r.status == 429 {
+            assert_eq!(r.error_code(), "Throttling.User");
+        }
+    }
+    assert!(codes.contains(&429), "{codes:?}");
+    assert_eq!(codes[0], 200);
+    // Symmetric cryptography has no quota here, and another key has buckets of its own.
+    let mut other = V3Request::new("DescribeRegions", &[]);
+    other.access_key_id = "ak-alice".into();
+    other.secret = "sk-alice".into();
+    assert_ne!(other.send(&server).status, 429);
+}
