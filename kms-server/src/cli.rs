@@ -88,6 +88,9 @@ pub enum Command {
         /// network in clear).
         #[arg(long)]
         insecure_http: bool,
+        /// Serve Prometheus metrics at GET /metrics (unauthenticated, like GET /health).
+        #[arg(long)]
+        metrics: bool,
     },
     /// Writes a development TLS set: ca.pem (a local CA), cert.pem and key.pem (a server
     /// certificate for localhost, 127.0.0.1 and ::1), client-cert.pem and client-key.pem
@@ -313,7 +316,9 @@ fn execute(cli: Cli) -> Result<(), CliError> {
             tls_key,
             tls_client_ca,
             insecure_http,
+            metrics,
         } => {
+            overrides.metrics = metrics;
             overrides.listen = listen;
             overrides.maintenance_interval_secs = maintenance_interval;
             overrides.tls_cert = tls_cert;

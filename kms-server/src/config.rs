@@ -37,6 +37,8 @@
 //! idle_timeout_secs = 60          # a keep-alive connection between requests
 //! max_header_bytes = 69632        # request line (with a query of up to 60 KiB) and headers
 //!
+//! metrics = false                             # true: Prometheus text at GET /metrics
+//!
 //! [rate_limits]            # optional: requests per second per access key, by class
 //! symmetric = 1000         # Encrypt, Decrypt, data keys, MACs (Alibaba's per-account quota)
 //! asymmetric = 200         # AsymmetricSign/Verify/Encrypt/Decrypt, certificate keys
@@ -140,6 +142,8 @@ pub struct FileConfig {
     pub external_key_store: Option<ExternalKeyStoreConfig>,
     /// Request quotas per access key, by action class.
     pub rate_limits: Option<crate::ratelimit::RateLimits>,
+    /// Serve Prometheus metrics at `GET /metrics`.
+    pub metrics: Option<bool>,
 }
 
 /// The `[external_key_store]` section: where the external key proxy is.
@@ -352,6 +356,8 @@ pub struct Settings {
     pub connections: ConnectionLimits,
     /// Request quotas per access key (none by default).
     pub rate_limits: crate::ratelimit::RateLimits,
+    /// Serve Prometheus metrics at `GET /metrics` (unauthenticated, like `/health`).
+    pub metrics: bool,
 }
 
 /// What one client may hold of the server's connections and time.
@@ -410,6 +416,7 @@ impl Default for Settings {
             persist_replay_state: true,
             connections: ConnectionLimits::default(),
             rate_limits: crate::ratelimit::RateLimits::default(),
+            metrics: false,
         }
     }
 }
@@ -439,6 +446,8 @@ pub struct Overrides {
     pub insecure_http: bool,
     /// `--audit-log`.
     pub audit_log: Option<PathBuf>,
+    /// `--metrics`.
+    pub metrics: bool,
 }
 
 impl EngineSettings {
@@ -671,6 +680,7 @@ impl Settings {
             persist_replay_state: true,
             connections,
             rate_limits,
+            metrics: overrides.metrics || file.metrics == Some(true),
         })
     }
 }

@@ -21,6 +21,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod dispatch;
+pub mod metrics;
 pub mod ratelimit;
 pub mod replay;
 pub mod request;

@@ -247,6 +247,16 @@ struct AppState {
     max_header_bytes: usize,
     audit: Option<Arc<Audit>>,
     rate_limiter: Option<crate::ratelimit::RateLimiter>,
+    metrics: crate::metrics::Metrics,
+    serve_metrics: bool,
+    maintenance: std::sync::Mutex<MaintenanceStatus>,
+}
+
+/// How the last maintenance pass went, for `/health`.
+#[derive(Debug, Clone, Default)]
+struct MaintenanceStatus {
+    /// When it ran and its error, if it failed.
+    last: Option<(kms_core::UnixTime, Option<String>)>,
 }
 
 /// A bound, not yet running server.
@@ -367,6 +377,9 @@ impl Server {
                 max_header_bytes: settings.connections.max_header_bytes.max(8192),
                 audit,
                 rate_limiter,
+                metrics: crate::metrics::Metrics::new(),
+                serve_metrics: settings.metrics,
+                maintenance: std::sync::Mutex::new(MaintenanceStatus::default()),
             }),
             tls,
             maintenance_interval: settings.maintenance_interval,
@@ -401,8 +414,7 @@ impl Server {
     ) -> Result<(), ServerError> {
         let (stop_tx, stop_rx) = watch::channel(false);
         let maintenance = tokio::spawn(maintenance_loop(
-            self.state.kms.clone(),
-            self.state.audit.clone(),
+            self.state.clone(),
             self.maintenance_interval,
             stop_rx.clone(),
         ));
@@ -430,6 +442,7 @@ impl Server {
             let Ok(slot) = slots.clone().try_acquire_owned() else {
                 // Full: close it at once rather than leave it waiting in the backlog.
                 drop(stream);
+                self.state.metrics.refused_connection();
                 refused += 1;
                 if last_refusal_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
                     tracing::warn!(
@@ -651,6 +664,8 @@ async fn serve_connection<IO>(
 ) where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let metrics_state = state.clone();
+    let _open = metrics_state.metrics.connection();
     let activity = Arc::new(Activity::new());
     let io = TrackedIo {
         inner: io,
@@ -802,12 +817,9 @@ pub async fn shutdown_signal() {
     }
 }
 
-async fn maintenance_loop(
-    kms: Arc<Kms>,
-    audit: Option<Arc<Audit>>,
-    every: Duration,
-    mut stop: watch::Receiver<bool>,
-) {
+async fn maintenance_loop(state: Arc<AppState>, every: Duration, mut stop: watch::Receiver<bool>) {
+    let kms = state.kms.clone();
+    let audit = state.audit.clone();
     let mut ticker = tokio::time::interval(every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -846,11 +858,67 @@ async fn maintenance_loop(
                         let _ = audit.record(&event, kms.now());
                     }
                 }
+                state.metrics.maintenance(true, 0);
+                set_maintenance(&state, None);
             }
-            Ok(Err(e)) => tracing::warn!(code = e.code(), error = %e, "maintenance failed"),
-            Err(e) => tracing::warn!(error = %e, "maintenance task failed"),
+            Ok(Err(e)) => {
+                tracing::warn!(code = e.code(), error = %e, "maintenance failed");
+                state.metrics.maintenance(false, 0);
+                set_maintenance(&state, Some(format!("{}: {e}", e.code())));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "maintenance task failed");
+                state.metrics.maintenance(false, 0);
+                set_maintenance(&state, Some(format!("the maintenance task failed: {e}")));
+            }
         }
     }
+}
+
+fn set_maintenance(state: &AppState, error: Option<String>) {
+    let mut m = state
+        .maintenance
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    m.last = Some((state.kms.now(), error));
+}
+
+/// `GET /health`: 200 `{"status":"ok",...}` when the store answers, the root key is loaded
+/// (the engine could not run without it) and the last maintenance pass succeeded; 503 with the
+/// reasons otherwise. No authentication, no secrets.
+fn health(state: &AppState) -> (u16, Vec<u8>) {
+    let mut problems = Vec::new();
+    let store = match state.kms.check_storage() {
+        Ok(()) => "ok".to_owned(),
+        Err(e) => {
+            problems.push(format!("the store does not answer: {}", e.code()));
+            "unreachable".to_owned()
+        }
+    };
+    let last = state
+        .maintenance
+        .lock()
+        .map(|m| m.last.clone())
+        .unwrap_or_default();
+    let maintenance = match &last {
+        None => serde_json::json!({"lastRun": null}),
+        Some((at, None)) => serde_json::json!({"lastRun": at.to_string(), "ok": true}),
+        Some((at, Some(error))) => {
+            problems.push(format!("the last maintenance pass failed: {error}"));
+            serde_json::json!({"lastRun": at.to_string(), "ok": false, "error": error})
+        }
+    };
+    let cache = state.kms.cache_stats();
+    let body = serde_json::json!({
+        "status": if problems.is_empty() { "ok" } else { "unavailable" },
+        "store": store,
+        "rootKey": "loaded",
+        "maintenance": maintenance,
+        "cachedKeys": cache.keys,
+        "problems": problems,
+    });
+    let status = if problems.is_empty() { 200 } else { 503 };
+    (status, body.to_string().into_bytes())
 }
 
 /// One audit event per maintenance action of a pass.
@@ -950,6 +1018,21 @@ async fn handle(state: Arc<AppState>, peer: SocketAddr, request: Request) -> Res
         .and_then(|h| h.to_str().ok())
         .unwrap_or("kms")
         .to_owned();
+    if parts.method == Method::GET {
+        let path = parts.uri.path();
+        if path == "/health" {
+            let (status, body) = health(&state);
+            return plain_response(status, "application/json;charset=utf-8", body);
+        }
+        if path == "/metrics" && state.serve_metrics {
+            let text = state.metrics.render(state.kms.cache_stats());
+            return plain_response(
+                200,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                text.into_bytes(),
+            );
+        }
+    }
     let mut log = LogFields {
         error_request_id: new_request_id(),
         ..LogFields::default()
@@ -969,6 +1052,15 @@ async fn handle(state: Arc<AppState>, peer: SocketAddr, request: Request) -> Res
             (e.status, id, Some(e.code), body)
         }
     };
+    let action_label = match log.action.as_deref() {
+        Some(a) if dispatch::is_action(a) => a,
+        _ => "unknown",
+    };
+    state.metrics.request(
+        action_label,
+        code.as_deref().unwrap_or("OK"),
+        started.elapsed().as_secs_f64(),
+    );
     tracing::info!(
         action = %loggable(log.action.as_deref()),
         status,
@@ -989,6 +1081,16 @@ async fn handle(state: Arc<AppState>, peer: SocketAddr, request: Request) -> Res
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         headers.insert("x-acs-request-id", v);
     }
+    response
+}
+
+fn plain_response(status: u16, content_type: &'static str, body: Vec<u8>) -> Response {
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() =
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
 }
 

@@ -206,3 +206,37 @@ fn a_rate_limited_key_is_throttled_and_other_keys_are_not() {
     other.secret = "sk-alice".into();
     assert_ne!(other.send(&server).status, 429);
 }
+
+#[test]
+fn health_answers_without_authentication_and_metrics_only_when_enabled() {
+    let server = TestServer::start();
+    let r = send(server.addr, "GET", "/health", &[], b"");
+    assert_eq!(r.status, 200);
+    let v = r.json();
+    assert_eq!(v["status"], "ok");
+    assert_eq!(v["store"], "ok");
+    assert_eq!(v["rootKey"], "loaded");
+    let r = send(server.addr, "GET", "/metrics", &[], b"");
+    assert_eq!(r.status, 404, "metrics are off by default");
+    drop(server);
+
+    let server = TestServer::start_with(|s, _| s.metrics = true);
+    call_ok(&server, "CreateKey", &[]);
+    let r = V3Request::new("MakeCoffee", &[]).send(&server);
+    assert_eq!(r.status, 404);
+    let r = send(server.addr, "GET", "/metrics", &[], b"");
+    assert_eq!(r.status, 200);
+    let text = String::from_utf8(r.body).unwrap();
+    for needle in [
+        "kms_requests_total{action=\"CreateKey\",code=\"OK\"} 1",
+        // A name the client made up is not a label value.
+        "kms_requests_total{action=\"unknown\",code=\"InvalidAction.NotFound\"} 1",
+        "kms_request_duration_seconds_bucket{",
+        "kms_open_connections ",
+        "kms_key_cache_keys ",
+        "kms_maintenance_runs_total ",
+    ] {
+        assert!(text.contains(needle), "{needle} missing:\n{text}");
+    }
+    assert!(!text.contains("MakeCoffee"));
+}

@@ -259,6 +259,8 @@ impl KmsBuilder {
             associations: Mutex::new(Default::default()),
             request_prefix: prefix,
             request_counter: AtomicU64::new(0),
+            cache_hits: AtomicU64::new(0),
+            cache_misses: AtomicU64::new(0),
         })
     }
 }
@@ -283,6 +285,19 @@ pub struct Kms {
     associations: Mutex<policy_ops::PendingAssociations>,
     request_prefix: u64,
     request_counter: AtomicU64,
+    cache_hits: AtomicU64,
+    cache_misses: AtomicU64,
+}
+
+/// What the key cache holds and how often it answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CacheStats {
+    /// Keys held.
+    pub keys: usize,
+    /// Lookups answered from the cache.
+    pub hits: u64,
+    /// Lookups that read storage.
+    pub misses: u64,
 }
 
 impl std::fmt::Debug for Kms {
@@ -312,6 +327,23 @@ impl Kms {
     /// The engine's current time.
     pub fn now(&self) -> UnixTime {
         self.clock.now()
+    }
+
+    /// The key cache's size and hit counts since the engine was built.
+    pub fn cache_stats(&self) -> CacheStats {
+        CacheStats {
+            keys: self.keys.read().map(|k| k.len()).unwrap_or(0),
+            hits: self.cache_hits.load(Ordering::Relaxed),
+            misses: self.cache_misses.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Reads one record from storage: whether the store answers (for health checks).
+    ///
+    /// Errors: the storage error, as `KmsError`.
+    pub fn check_storage(&self) -> Result<(), KmsError> {
+        self.storage.get(b"h/health-probe")?;
+        Ok(())
     }
 
     /// A unique id for a response (not secret, so a counter under a random prefix).
@@ -462,8 +494,10 @@ impl Kms {
     /// Errors: `Forbidden.KeyNotFound` when there is no such key.
     pub(crate) fn load_key(&self, key_id: &str) -> Result<Arc<CachedKey>, KmsError> {
         if let Some(k) = self.cache_get(key_id)? {
+            self.cache_hits.fetch_add(1, Ordering::Relaxed);
             return Ok(k);
         }
+        self.cache_misses.fetch_add(1, Ordering::Relaxed);
         let (record, _) = self
             .read::<KeyRecord>(&key_record_key(key_id))?
             .ok_or_else(|| KmsError::KeyNotFound {
