@@ -204,6 +204,13 @@ pub enum KmsError {
         /// What failed (no secrets).
         reason: String,
     },
+    /// The store cannot be reached now (an I/O fault it is recovering from, a database that
+    /// is down). Nothing changed; the call may be retried.
+    #[error("the store is unavailable: {reason}")]
+    StorageUnavailable {
+        /// What failed (no secrets).
+        reason: String,
+    },
     /// The external key store reports the external key missing or unusable.
     #[error("the external key {external_key_id} is unusable: {reason}")]
     ExternalKeyUnusable {
@@ -288,6 +295,7 @@ impl KmsError {
             KmsError::InvalidTagValue { .. } => "InvalidParameter.TagValue",
             KmsError::InvalidResourceIdNotFound { .. } => "InvalidResourceId.NotFound",
             KmsError::ExternalKeyStoreUnavailable { .. } => "Rejected.Unavailable",
+            KmsError::StorageUnavailable { .. } => "ServiceUnavailable",
             KmsError::ExternalKeyUnusable { .. } => "Rejected.ExternalKeyUnusable",
             KmsError::DryRunOperation => "DryRunOperationError",
             KmsError::Validation { .. } => "ValidationError",
@@ -317,6 +325,7 @@ impl KmsError {
             KmsError::DryRunOperation => 412,
             KmsError::InternalFailure { .. } => 500,
             KmsError::ExternalKeyStoreUnavailable { .. } => 503,
+            KmsError::StorageUnavailable { .. } => 503,
             KmsError::ExternalKeyUnusable { .. } => 409,
             _ => 400,
         }
@@ -325,6 +334,9 @@ impl KmsError {
 
 impl From<StorageError> for KmsError {
     fn from(e: StorageError) -> Self {
-        KmsError::internal(e.to_string())
+        match e {
+            StorageError::Unavailable(reason) => KmsError::StorageUnavailable { reason },
+            other => KmsError::internal(other.to_string()),
+        }
     }
 }

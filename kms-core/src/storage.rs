@@ -177,6 +177,10 @@ pub enum StorageError {
     /// The backend failed (I/O, corruption, lost connection). Nothing was written.
     #[error("storage backend failure: {0}")]
     Backend(String),
+    /// The backend cannot serve now but expects to recover (after an I/O fault, while a
+    /// database is down). Nothing was written; the call may be retried.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// An ordered key-value store with atomic conditional batches.

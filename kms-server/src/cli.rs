@@ -92,6 +92,9 @@ pub enum Command {
         #[arg(long)]
         metrics: bool,
     },
+    /// Creates a new data directory: a root key (0600) and an empty store (0600) in a 0700
+    /// directory. Refuses a directory that already holds a store or a root key.
+    Init,
     /// Writes a development TLS set: ca.pem (a local CA), cert.pem and key.pem (a server
     /// certificate for localhost, 127.0.0.1 and ::1), client-cert.pem and client-key.pem
     /// (for trying mTLS). The CA's key is not kept.
@@ -336,6 +339,22 @@ fn execute(cli: Cli) -> Result<(), CliError> {
             }
             return Ok(());
         }
+        Command::Init => {
+            let engine = EngineSettings::resolve(&file, &overrides);
+            if server::check_data_dir(&engine)? == server::DataDir::Existing {
+                return Err(CliError::Usage(format!(
+                    "{} already holds a store; init creates new data directories only",
+                    engine.data_dir.display()
+                )));
+            }
+            open_engine(&engine)?;
+            print_json(&serde_json::json!({
+                "DataDir": engine.data_dir,
+                "Store": engine.data_dir.join(config::STORE_FILE),
+                "RootKey": engine.root_key_file.clone().unwrap_or_else(|| engine.data_dir.join("root.key")),
+            }));
+            return Ok(());
+        }
         Command::DevCert { out, force } => {
             let paths = crate::tls::write_dev_cert(&out, force)
                 .map_err(|e| CliError::Usage(e.to_string()))?;
@@ -558,6 +577,7 @@ fn named_call(command: Command) -> (String, Map<String, Value>) {
         | Command::Call { .. }
         | Command::Actions
         | Command::DevCert { .. }
+        | Command::Init
         | Command::ResetPolicy { .. }
         | Command::Audit { .. }
         | Command::RunMaintenance => "",

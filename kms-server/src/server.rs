@@ -110,6 +110,9 @@ pub fn open_engine_with(
     settings: &EngineSettings,
     authorizer: Arc<PolicyAuthorizer>,
 ) -> Result<Kms, ServerError> {
+    if check_data_dir(settings)? == DataDir::New {
+        tracing::info!(data_dir = %settings.data_dir.display(), "creating a new data directory");
+    }
     let root_key = match &settings.root_key_file {
         Some(path) => {
             create_private_dir(&settings.data_dir)?;
@@ -143,6 +146,78 @@ pub fn open_engine_with(
         ));
     }
     Ok(builder.build()?)
+}
+
+/// What a data directory holds before the engine opens it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataDir {
+    /// Nothing of a store yet: this start creates the root key and the store.
+    New,
+    /// A store and its root key.
+    Existing,
+}
+
+/// Refuses to open a data directory that lost part of itself, so that a lost store is never
+/// silently replaced by an empty one and a lost root key never by a new one:
+///
+/// - a store (`kms.redb`) whose root key (`root.key`, or `--root-key-file`) is missing;
+/// - an empty (0-byte) store;
+/// - a missing store in a directory that held one (it has a root key or replay state).
+///
+/// Only a directory holding none of these is new (the first start, or `kms init`, creates it).
+///
+/// Errors: `ServerError::Io` naming the file and what to do.
+pub fn check_data_dir(settings: &EngineSettings) -> Result<DataDir, ServerError> {
+    let dir = &settings.data_dir;
+    let store = dir.join(STORE_FILE);
+    let key = settings
+        .root_key_file
+        .clone()
+        .unwrap_or_else(|| dir.join(root_key_file::FILE_NAME));
+    let refuse = |path: &Path, what: String| ServerError::Io {
+        context: format!("refusing to open {}", path.display()),
+        source: std::io::Error::other(what),
+    };
+    let store_len = match std::fs::metadata(&store) {
+        Ok(m) => Some(m.len()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(source) => {
+            return Err(ServerError::Io {
+                context: format!("read {}", store.display()),
+                source,
+            })
+        }
+    };
+    let key_exists = key.exists();
+    let held_a_store =
+        dir.join(root_key_file::FILE_NAME).exists() || dir.join(crate::replay::STATE_FILE).exists();
+    match store_len {
+        Some(0) => Err(refuse(
+            &store,
+            "the store is empty (0 bytes): it was truncated; restore it from a backup (an \
+             empty store would answer every key as not found)"
+                .into(),
+        )),
+        Some(_) if !key_exists => Err(refuse(
+            &store,
+            format!(
+                "its root key {} is missing: restore it from a backup (a new root key cannot \
+                 open this store, so none is created)",
+                key.display()
+            ),
+        )),
+        Some(_) => Ok(DataDir::Existing),
+        None if held_a_store || (settings.root_key_file.is_none() && key_exists) => Err(refuse(
+            &store,
+            format!(
+                "the store is missing from {}, which held one (its root key or replay state \
+                 is there): restore kms.redb from a backup, or move the directory aside to \
+                 start afresh",
+                dir.display()
+            ),
+        )),
+        None => Ok(DataDir::New),
+    }
 }
 
 /// Sets a file's or directory's mode to `mode` when it grants more (group or other bits).
@@ -1047,6 +1122,10 @@ async fn handle(state: Arc<AppState>, peer: SocketAddr, request: Request) -> Res
     let (status, request_id, code, body) = match outcome {
         Ok(Reply { request_id, body }) => (200, request_id, None, body),
         Err(e) => {
+            if e.status >= 500 {
+                // What failed, for the operator: server-side faults carry no caller secrets.
+                tracing::error!(code = %e.code, status = e.status, message = %e.message, "request failed");
+            }
             let id = log.error_request_id.clone();
             let body = e.body(&id, &host_id);
             (e.status, id, Some(e.code), body)

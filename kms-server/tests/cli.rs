@@ -727,3 +727,47 @@ fn sighup_reloads_the_certificate_without_dropping_connections() {
     served.child.kill().unwrap();
     served.child.wait().unwrap();
 }
+
+#[test]
+fn a_data_directory_that_lost_its_store_or_root_key_is_refused_not_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let id = kms_json(&data, &["create-key"])["KeyMetadata"]["KeyId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let store = data.join("kms.redb");
+    let key = data.join("root.key");
+    let saved_store = std::fs::read(&store).unwrap();
+    let saved_key = std::fs::read(&key).unwrap();
+    let refused = |what: &str, needle: &str| {
+        let out = kms(&data, &["list-keys"]);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!out.status.success(), "{what}: {err}");
+        assert!(err.contains(needle), "{what}: {err}");
+    };
+
+    // The store deleted: refused, naming it; no empty store appears.
+    std::fs::remove_file(&store).unwrap();
+    refused("store deleted", "kms.redb");
+    assert!(!store.exists());
+    // The store truncated to nothing.
+    std::fs::write(&store, b"").unwrap();
+    refused("store empty", "empty");
+    std::fs::write(&store, &saved_store).unwrap();
+    // The root key deleted: refused, and no new root key is written.
+    std::fs::remove_file(&key).unwrap();
+    refused("root key deleted", "root.key");
+    assert!(!key.exists());
+    // Restored from backup, everything is there.
+    std::fs::write(&key, &saved_key).unwrap();
+    kms_json(&data, &["describe-key", &id]);
+
+    // kms init creates new directories only.
+    let out = kms(&data, &["init"]);
+    assert!(!out.status.success());
+    let fresh = dir.path().join("fresh");
+    let made = kms_json(&fresh, &["init"]);
+    assert!(made["Store"].as_str().unwrap().ends_with("kms.redb"));
+    assert!(fresh.join("kms.redb").exists() && fresh.join("root.key").exists());
+}

@@ -3,6 +3,8 @@
 use std::fmt;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use kms_core::{Batch, Entry, Op, Storage, StorageError};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
@@ -25,10 +27,30 @@ const REVISION_LEN: usize = 8;
 /// Reads run in read transactions and see a consistent snapshot without blocking the writer.
 /// Writers are serialized by redb; the handle is `Send + Sync` and meant to be shared (for
 /// example in an `Arc`).
+///
+/// **I/O faults.** After an I/O error (a full disk, a failing device) redb refuses every
+/// further transaction until the database is closed and opened again. This store does that
+/// itself: the failing call answers [`StorageError::Unavailable`] naming the cause, the
+/// database is closed, and the next call after a backoff (100 ms, doubling to 5 s) opens it
+/// again; calls in between answer `Unavailable` at once. Once the fault is gone, reads and
+/// writes succeed again without a restart. Nothing half-written survives: a transaction that
+/// failed was never committed.
 pub struct RedbStorage {
-    db: Database,
+    db: RwLock<Option<Database>>,
     path: PathBuf,
+    fault: Mutex<Option<Fault>>,
 }
+
+/// A fault being recovered from.
+#[derive(Debug, Clone)]
+struct Fault {
+    cause: String,
+    next_try: Instant,
+    backoff: Duration,
+}
+
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 impl RedbStorage {
     /// Opens the store at `path`, creating the file and its tables if they do not exist.
@@ -37,22 +59,139 @@ impl RedbStorage {
     /// redb database, or is already open (in this or another process).
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StorageError> {
         let path = path.as_ref().to_path_buf();
-        let db = Database::create(&path)
-            .map_err(|e| StorageError::Backend(format!("open {}: {e}", path.display())))?;
-        // Create both tables now so that read transactions can always open them.
-        let txn = db.begin_write().map_err(backend)?;
-        {
-            txn.open_table(RECORDS).map_err(backend)?;
-            txn.open_table(META).map_err(backend)?;
-        }
-        txn.commit().map_err(backend)?;
-        Ok(Self { db, path })
+        let db = open_database(&path)?;
+        Ok(Self {
+            db: RwLock::new(Some(db)),
+            path,
+            fault: Mutex::new(None),
+        })
     }
 
     /// The path of the database file.
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// The cause of the I/O fault being recovered from, if any.
+    pub fn fault(&self) -> Option<String> {
+        self.fault
+            .lock()
+            .ok()
+            .and_then(|f| f.as_ref().map(|f| f.cause.clone()))
+    }
+
+    /// Runs `f` on the open database, reopening it first when a fault's backoff is over, and
+    /// closing it when `f` meets an I/O error.
+    fn with_db<T>(
+        &self,
+        f: impl FnOnce(&Database) -> Result<T, StorageError>,
+    ) -> Result<T, StorageError> {
+        self.recover_if_due()?;
+        let result = {
+            let guard = self
+                .db
+                .read()
+                .map_err(|_| StorageError::Backend("the store's lock was poisoned".into()))?;
+            match guard.as_ref() {
+                Some(db) => f(db),
+                None => Err(self.unavailable()),
+            }
+        };
+        if let Err(StorageError::Unavailable(cause)) = &result {
+            self.start_fault(cause);
+        }
+        result
+    }
+
+    fn unavailable(&self) -> StorageError {
+        let cause = self.fault().unwrap_or_else(|| "closed".into());
+        StorageError::Unavailable(format!(
+            "{} is being reopened after an I/O error ({cause})",
+            self.path.display()
+        ))
+    }
+
+    /// Records a fault (once) and closes the database so that it can be opened again.
+    fn start_fault(&self, cause: &str) {
+        {
+            let Ok(mut fault) = self.fault.lock() else {
+                return;
+            };
+            if fault.is_some() {
+                return;
+            }
+            *fault = Some(Fault {
+                cause: cause.to_owned(),
+                next_try: Instant::now() + FIRST_BACKOFF,
+                backoff: FIRST_BACKOFF,
+            });
+        }
+        if let Ok(mut db) = self.db.write() {
+            // Dropping the handle releases the file; redb needs a fresh open after I/O errors.
+            *db = None;
+        }
+    }
+
+    /// Reopens the database when a fault's backoff is over; `Unavailable` before that or when
+    /// the reopen fails (with a longer backoff).
+    fn recover_if_due(&self) -> Result<(), StorageError> {
+        let due = {
+            let Ok(fault) = self.fault.lock() else {
+                return Err(StorageError::Backend(
+                    "the store's lock was poisoned".into(),
+                ));
+            };
+            match fault.as_ref() {
+                None => return Ok(()),
+                Some(f) => Instant::now() >= f.next_try,
+            }
+        };
+        if !due {
+            return Err(self.unavailable());
+        }
+        let mut db = self
+            .db
+            .write()
+            .map_err(|_| StorageError::Backend("the store's lock was poisoned".into()))?;
+        if db.is_some() {
+            return Ok(()); // another thread reopened it
+        }
+        match open_database(&self.path) {
+            Ok(reopened) => {
+                *db = Some(reopened);
+                if let Ok(mut fault) = self.fault.lock() {
+                    *fault = None;
+                }
+                Ok(())
+            }
+            Err(e) => {
+                if let Ok(mut fault) = self.fault.lock() {
+                    if let Some(f) = fault.as_mut() {
+                        f.backoff = (f.backoff * 2).min(MAX_BACKOFF);
+                        f.next_try = Instant::now() + f.backoff;
+                        f.cause = e.to_string();
+                    }
+                }
+                Err(self.unavailable())
+            }
+        }
+    }
+}
+
+/// Opens (or creates) the database and its tables.
+fn open_database(path: &Path) -> Result<Database, StorageError> {
+    // Not opening is a Backend failure: a file that is not a database, or is locked, is no
+    // fault to wait out (a reopen after a fault retries on its own).
+    let db = Database::create(path)
+        .map_err(|e| StorageError::Backend(format!("open {}: {e}", path.display())))?;
+    // Create both tables now so that read transactions can always open them.
+    let txn = db.begin_write().map_err(backend)?;
+    {
+        txn.open_table(RECORDS).map_err(backend)?;
+        txn.open_table(META).map_err(backend)?;
+    }
+    txn.commit().map_err(backend)?;
+    Ok(db)
 }
 
 impl fmt::Debug for RedbStorage {
@@ -65,10 +204,12 @@ impl fmt::Debug for RedbStorage {
 
 impl Storage for RedbStorage {
     fn get(&self, key: &[u8]) -> Result<Option<Entry>, StorageError> {
-        let txn = self.db.begin_read().map_err(backend)?;
-        let table = txn.open_table(RECORDS).map_err(backend)?;
-        let stored = table.get(key).map_err(backend)?;
-        stored.map(|guard| decode(guard.value())).transpose()
+        self.with_db(|db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let table = txn.open_table(RECORDS).map_err(backend)?;
+            let stored = table.get(key).map_err(backend)?;
+            stored.map(|guard| decode(guard.value())).transpose()
+        })
     }
 
     fn scan(
@@ -84,7 +225,25 @@ impl Storage for RedbStorage {
             Some(after) if after >= prefix => Bound::Excluded(after),
             _ => Bound::Included(prefix),
         };
-        let txn = self.db.begin_read().map_err(backend)?;
+        self.with_db(|db| scan_in(db, prefix, lower, limit))
+    }
+
+    fn commit(&self, batch: Batch) -> Result<(), StorageError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.with_db(|db| commit_in(db, batch))
+    }
+}
+
+fn scan_in(
+    db: &Database,
+    prefix: &[u8],
+    lower: Bound<&[u8]>,
+    limit: usize,
+) -> Result<Vec<(Vec<u8>, Entry)>, StorageError> {
+    {
+        let txn = db.begin_read().map_err(backend)?;
         let table = txn.open_table(RECORDS).map_err(backend)?;
         let mut out = Vec::new();
         // Keys with a common prefix are contiguous, so the scan stops at the first other key.
@@ -104,12 +263,11 @@ impl Storage for RedbStorage {
         }
         Ok(out)
     }
+}
 
-    fn commit(&self, batch: Batch) -> Result<(), StorageError> {
-        if batch.is_empty() {
-            return Ok(());
-        }
-        let mut txn = self.db.begin_write().map_err(backend)?;
+fn commit_in(db: &Database, batch: Batch) -> Result<(), StorageError> {
+    {
+        let mut txn = db.begin_write().map_err(backend)?;
         // Immediate is redb's default; set it so durability never rests on a default.
         txn.set_durability(Durability::Immediate).map_err(backend)?;
         {
@@ -152,7 +310,21 @@ impl Storage for RedbStorage {
 }
 
 fn backend(e: impl Into<redb::Error>) -> StorageError {
-    StorageError::Backend(e.into().to_string())
+    classify("", e.into())
+}
+
+/// An I/O error (or redb's refusal after one) is `Unavailable`, to recover from by reopening;
+/// anything else is a `Backend` failure.
+fn classify(context: &str, e: redb::Error) -> StorageError {
+    let text = if context.is_empty() {
+        e.to_string()
+    } else {
+        format!("{context}: {e}")
+    };
+    match e {
+        redb::Error::Io(_) | redb::Error::PreviousIo => StorageError::Unavailable(text),
+        _ => StorageError::Backend(text),
+    }
 }
 
 fn encode(revision: u64, value: &[u8]) -> Vec<u8> {
