@@ -57,7 +57,7 @@ pub mod validate;
 pub mod wire;
 
 pub use auth::{AllowAll, Authorizer, Caller, SameAccountOnly};
-pub use engine::{CacheStats, Kms, KmsBuilder, SecretRotationHandler};
+pub use engine::{CacheStats, CorruptRecord, Kms, KmsBuilder, SecretRotationHandler};
 pub use error::KmsError;
 pub use root_key::RootKey;
 pub use storage::{Batch, Entry, Op, Precondition, Storage, StorageError};

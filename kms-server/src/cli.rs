@@ -92,6 +92,14 @@ pub enum Command {
         #[arg(long)]
         metrics: bool,
     },
+    /// Opens every record of the store and lists those that fail to open (exit status 1 when
+    /// there are any); with --quarantine moves them to <DATA_DIR>/quarantine/ (still sealed)
+    /// so that the rest serves cleanly.
+    Fsck {
+        /// Move the records that fail to open aside.
+        #[arg(long)]
+        quarantine: bool,
+    },
     /// Creates a new data directory: a root key (0600) and an empty store (0600) in a 0700
     /// directory. Refuses a directory that already holds a store or a root key.
     Init,
@@ -339,6 +347,52 @@ fn execute(cli: Cli) -> Result<(), CliError> {
             }
             return Ok(());
         }
+        Command::Fsck { quarantine } => {
+            let engine = EngineSettings::resolve(&file, &overrides);
+            let kms = open_engine(&engine)?;
+            let (checked, corrupt) = kms.fsck()?;
+            let mut moved = Vec::new();
+            if quarantine && !corrupt.is_empty() {
+                let dir = engine.data_dir.join("quarantine");
+                let mut builder = std::fs::DirBuilder::new();
+                builder.recursive(true);
+                #[cfg(unix)]
+                std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+                builder.create(&dir).map_err(|source| ServerError::Io {
+                    context: format!("create {}", dir.display()),
+                    source,
+                })?;
+                for record in &corrupt {
+                    let name: String = record.key.iter().map(|b| format!("{b:02x}")).collect();
+                    let path = dir.join(format!("{}-{name}", kms.now().secs()));
+                    // The bytes are kept before the record leaves the store.
+                    let entry_bytes = kms.quarantine(&record.key)?;
+                    write_private(&path, &entry_bytes)?;
+                    moved.push(path);
+                }
+            }
+            let list: Vec<Value> = corrupt
+                .iter()
+                .map(|r| {
+                    serde_json::json!({
+                        "Record": String::from_utf8_lossy(&r.key),
+                        "Error": r.reason,
+                    })
+                })
+                .collect();
+            print_json(&serde_json::json!({
+                "Checked": checked,
+                "Corrupt": list,
+                "Quarantined": moved,
+            }));
+            if !corrupt.is_empty() && !quarantine {
+                return Err(CliError::Usage(format!(
+                    "{} records fail to open; kms fsck --quarantine moves them aside",
+                    corrupt.len()
+                )));
+            }
+            return Ok(());
+        }
         Command::Init => {
             let engine = EngineSettings::resolve(&file, &overrides);
             if server::check_data_dir(&engine)? == server::DataDir::Existing {
@@ -578,11 +632,29 @@ fn named_call(command: Command) -> (String, Map<String, Value>) {
         | Command::Actions
         | Command::DevCert { .. }
         | Command::Init
+        | Command::Fsck { .. }
         | Command::ResetPolicy { .. }
         | Command::Audit { .. }
         | Command::RunMaintenance => "",
     };
     (action.to_owned(), p)
+}
+
+/// Writes a file readable by its owner only.
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> Result<(), CliError> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let io = |source| ServerError::Io {
+        context: format!("write {}", path.display()),
+        source,
+    };
+    let mut f = options.open(path).map_err(io)?;
+    f.write_all(bytes).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    Ok(())
 }
 
 /// The audit trail of a one-off command: `--audit-log`, else the configuration's.

@@ -933,7 +933,16 @@ async fn maintenance_loop(state: Arc<AppState>, every: Duration, mut stop: watch
                         let _ = audit.record(&event, kms.now());
                     }
                 }
-                state.metrics.maintenance(true, 0);
+                for (key, code) in &report.failed_keys {
+                    tracing::warn!(key_id = %key, code, "maintenance: a key could not be looked after; retried next pass");
+                }
+                if report.corrupt_records > 0 {
+                    tracing::warn!(
+                        records = report.corrupt_records,
+                        "records fail to open and are skipped; kms fsck lists them"
+                    );
+                }
+                state.metrics.maintenance(true, report.corrupt_records);
                 set_maintenance(&state, None);
             }
             Ok(Err(e)) => {
@@ -990,6 +999,8 @@ fn health(state: &AppState) -> (u16, Vec<u8>) {
         "rootKey": "loaded",
         "maintenance": maintenance,
         "cachedKeys": cache.keys,
+        // Isolated, not fatal: lists skip them; `kms fsck` lists them.
+        "corruptRecords": state.kms.corrupt_records().len(),
         "problems": problems,
     });
     let status = if problems.is_empty() { 200 } else { 503 };

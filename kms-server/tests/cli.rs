@@ -771,3 +771,57 @@ fn a_data_directory_that_lost_its_store_or_root_key_is_refused_not_replaced() {
     assert!(made["Store"].as_str().unwrap().ends_with("kms.redb"));
     assert!(fresh.join("kms.redb").exists() && fresh.join("root.key").exists());
 }
+
+#[test]
+fn fsck_finds_a_bit_flipped_record_and_quarantine_moves_it_aside() {
+    use kms_core::Storage;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(
+            kms_json(&data, &["create-key"])["KeyMetadata"]["KeyId"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let out = kms(&data, &["fsck"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Flip one bit of one key record, through the store itself.
+    {
+        let store = kms_storage::RedbStorage::open(data.join("kms.redb")).unwrap();
+        let key = format!("k/{}", ids[1]).into_bytes();
+        let mut entry = store.get(&key).unwrap().unwrap();
+        let mid = entry.value.len() / 2;
+        entry.value[mid] ^= 1;
+        let mut batch = kms_core::Batch::new();
+        batch.put(key, entry.value);
+        store.commit(batch).unwrap();
+    }
+    // Lists still answer, with the rest.
+    let listed = kms_json(&data, &["list-keys"]);
+    assert_eq!(listed["TotalCount"], 2);
+    let out = kms(&data, &["fsck"]);
+    assert!(!out.status.success());
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["Corrupt"].as_array().unwrap().len(), 1);
+    assert_eq!(report["Corrupt"][0]["Record"], format!("k/{}", ids[1]));
+    let out = kms(&data, &["fsck", "--quarantine"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let moved: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let path = moved["Quarantined"][0].as_str().unwrap();
+    assert!(std::path::Path::new(path).starts_with(data.join("quarantine")));
+    assert!(!std::fs::read(path).unwrap().is_empty());
+    let out = kms(&data, &["fsck"]);
+    assert!(out.status.success());
+    kms_json(&data, &["describe-key", &ids[0]]);
+}

@@ -740,6 +740,12 @@ pub struct MaintenanceReport {
     pub rotated_secrets: Vec<String>,
     /// Secrets whose automatic rotation failed, with the error code (retried next pass).
     pub failed_secret_rotations: Vec<(String, &'static str)>,
+    /// Keys whose purge, rotation or material expiry failed, with the error code (retried
+    /// next pass; the other keys were looked after).
+    pub failed_keys: Vec<(String, &'static str)>,
+    /// Records that failed to open, known to the engine after this pass (see
+    /// `Kms::corrupt_records`).
+    pub corrupt_records: usize,
 }
 
 request!(

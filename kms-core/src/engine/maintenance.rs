@@ -23,18 +23,24 @@ impl Kms {
     pub fn run_maintenance(&self, now: UnixTime) -> Result<MaintenanceReport, KmsError> {
         let mut report = MaintenanceReport::default();
         for (_, record, _) in self.scan_all::<KeyRecord>(b"k/")? {
-            if lifecycle::is_purged(&record, now) {
-                if self.purge_key(&record.key_id, now)? {
-                    report.purged_keys.push(record.key_id);
-                }
-            } else if lifecycle::rotation_due(&record, now)
-                && self.rotate_if_due(&record.key_id, now)?
-            {
-                report.rotated_keys.push(record.key_id);
-            } else if lifecycle::material_expired(&record, now)
-                && self.expire_material(&record.key_id, now)?
-            {
-                report.expired_material_keys.push(record.key_id);
+            // One key failing (a version that does not open, a provider that is down) is
+            // reported and retried next pass; every other key is still looked after.
+            let outcome = if lifecycle::is_purged(&record, now) {
+                self.purge_key(&record.key_id, now)
+                    .map(|done| done.then_some(&mut report.purged_keys))
+            } else if lifecycle::rotation_due(&record, now) {
+                self.rotate_if_due(&record.key_id, now)
+                    .map(|done| done.then_some(&mut report.rotated_keys))
+            } else if lifecycle::material_expired(&record, now) {
+                self.expire_material(&record.key_id, now)
+                    .map(|done| done.then_some(&mut report.expired_material_keys))
+            } else {
+                Ok(None)
+            };
+            match outcome {
+                Ok(Some(list)) => list.push(record.key_id),
+                Ok(None) => {}
+                Err(e) => report.failed_keys.push((record.key_id, e.code())),
             }
         }
         report.associations_written = self.flush_associations()?;
@@ -49,6 +55,7 @@ impl Kms {
                 }
             }
         }
+        report.corrupt_records = self.corrupt.lock().map(|c| c.len()).unwrap_or(0);
         Ok(report)
     }
 
@@ -81,9 +88,16 @@ impl Kms {
         let mut batch = Batch::new();
         batch.delete_if(kk, Precondition::Revision(entry.revision));
         let mut materials = Vec::new();
-        for (k, version, _) in self.scan_all::<VersionRecord>(&version_prefix(key_id))? {
+        // Every version record goes, even one that no longer opens (its material, if any,
+        // cannot be destroyed through it; fsck reports such records while they exist).
+        for (k, entry) in self
+            .storage
+            .scan(&version_prefix(key_id), None, usize::MAX)?
+        {
+            if let Ok(version) = self.decode::<VersionRecord>(&k, &entry.value) {
+                materials.extend(version.material);
+            }
             batch.delete(k);
-            materials.extend(version.material);
         }
         for (k, _) in self
             .storage

@@ -261,6 +261,7 @@ impl KmsBuilder {
             request_counter: AtomicU64::new(0),
             cache_hits: AtomicU64::new(0),
             cache_misses: AtomicU64::new(0),
+            corrupt: Mutex::new(std::collections::BTreeMap::new()),
         })
     }
 }
@@ -287,6 +288,20 @@ pub struct Kms {
     request_counter: AtomicU64,
     cache_hits: AtomicU64,
     cache_misses: AtomicU64,
+    /// Records that failed to open (record key → why), seen by reads and scans.
+    corrupt: Mutex<std::collections::BTreeMap<Vec<u8>, String>>,
+}
+
+/// Most corrupt records remembered (each is reported once; `kms fsck` finds them all).
+const MAX_CORRUPT_REMEMBERED: usize = 10_000;
+
+/// A record that fails to open: its seal does not verify or its content does not parse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CorruptRecord {
+    /// The record's storage key.
+    pub key: Vec<u8>,
+    /// Why it does not open (no content of the record).
+    pub reason: String,
 }
 
 /// What the key cache holds and how often it answered.
@@ -413,10 +428,103 @@ impl Kms {
         match self.storage.get(record_key)? {
             None => Ok(None),
             Some(entry) => {
-                let value = self.decode(record_key, &entry.value)?;
+                let value = self
+                    .decode(record_key, &entry.value)
+                    .inspect_err(|e| self.note_corrupt(record_key, e))?;
                 Ok(Some((value, entry)))
             }
         }
+    }
+
+    /// Remembers a record that failed to open.
+    fn note_corrupt(&self, record_key: &[u8], e: &KmsError) {
+        if let Ok(mut c) = self.corrupt.lock() {
+            if c.len() < MAX_CORRUPT_REMEMBERED || c.contains_key(record_key) {
+                c.insert(record_key.to_vec(), e.to_string());
+            }
+        }
+    }
+
+    /// The records that failed to open since the engine started (at most 10,000), in key
+    /// order. Lists skip them and maintenance goes on without them; `fsck` looks at every
+    /// record.
+    pub fn corrupt_records(&self) -> Vec<CorruptRecord> {
+        self.corrupt
+            .lock()
+            .map(|c| {
+                c.iter()
+                    .map(|(key, reason)| CorruptRecord {
+                        key: key.clone(),
+                        reason: reason.clone(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Host API: opens every record of the store and returns those that fail, with the
+    /// number checked. Reads the whole store: for `kms fsck`, not for a request path.
+    ///
+    /// Errors: the storage failing.
+    pub fn fsck(&self) -> Result<(usize, Vec<CorruptRecord>), KmsError> {
+        let mut checked = 0;
+        let mut bad = Vec::new();
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = self.storage.scan(b"", after.as_deref(), SCAN_PAGE)?;
+            let len = page.len();
+            for (k, entry) in page {
+                after = Some(k.clone());
+                // The keyring is sealed under the root key itself; the engine would not have
+                // opened without it.
+                if k == crate::seal::KEYRING_KEY {
+                    continue;
+                }
+                checked += 1;
+                if let Err(e) = self.decode::<serde_json::Value>(&k, &entry.value) {
+                    self.note_corrupt(&k, &e);
+                    bad.push(CorruptRecord {
+                        key: k,
+                        reason: e.to_string(),
+                    });
+                }
+            }
+            if len < SCAN_PAGE {
+                return Ok((checked, bad));
+            }
+        }
+    }
+
+    /// Host API: removes one record from the store and returns its raw (still sealed) bytes,
+    /// to be kept aside (`kms fsck --quarantine`). Refuses a record that opens.
+    ///
+    /// Errors: `InvalidParameter` for a record that is fine or absent; storage errors.
+    pub fn quarantine(&self, record_key: &[u8]) -> Result<Vec<u8>, KmsError> {
+        let _guard = self.write_guard()?;
+        let entry = self
+            .storage
+            .get(record_key)?
+            .ok_or_else(|| KmsError::invalid("Record", "there is no such record"))?;
+        if record_key == crate::seal::KEYRING_KEY
+            || self
+                .decode::<serde_json::Value>(record_key, &entry.value)
+                .is_ok()
+        {
+            return Err(KmsError::invalid(
+                "Record",
+                "the record opens; only records that fail to open are quarantined",
+            ));
+        }
+        let mut batch = crate::storage::Batch::new();
+        batch.delete_if(
+            record_key.to_vec(),
+            crate::storage::Precondition::Revision(entry.revision),
+        );
+        self.commit(batch)?;
+        if let Ok(mut c) = self.corrupt.lock() {
+            c.remove(record_key);
+        }
+        Ok(entry.value)
     }
 
     /// Every record under `prefix`, decoded, in key order.
@@ -430,9 +538,13 @@ impl Kms {
             let page = self.storage.scan(prefix, after.as_deref(), SCAN_PAGE)?;
             let len = page.len();
             for (k, entry) in page {
-                let v = self.decode(&k, &entry.value)?;
                 after = Some(k.clone());
-                out.push((k, v, entry.revision));
+                // A record that fails to open is remembered and skipped: one bad record must
+                // not take down every list and every maintenance pass around it.
+                match self.decode(&k, &entry.value) {
+                    Ok(v) => out.push((k, v, entry.revision)),
+                    Err(e) => self.note_corrupt(&k, &e),
+                }
             }
             if len < SCAN_PAGE {
                 return Ok(out);
