@@ -38,6 +38,7 @@
 //! max_header_bytes = 69632        # request line (with a query of up to 60 KiB) and headers
 //!
 //! metrics = false                             # true: Prometheus text at GET /metrics
+//! key_cache_capacity = 100000                 # decoded keys kept in memory (LRU beyond)
 //!
 //! [rate_limits]            # optional: requests per second per access key, by class
 //! symmetric = 1000         # Encrypt, Decrypt, data keys, MACs (Alibaba's per-account quota)
@@ -144,6 +145,8 @@ pub struct FileConfig {
     pub rate_limits: Option<crate::ratelimit::RateLimits>,
     /// Serve Prometheus metrics at `GET /metrics`.
     pub metrics: Option<bool>,
+    /// Most decoded keys kept in memory.
+    pub key_cache_capacity: Option<usize>,
 }
 
 /// The `[external_key_store]` section: where the external key proxy is.
@@ -314,6 +317,8 @@ pub struct EngineSettings {
     pub account_id: String,
     /// The external key proxy, when external keys are used.
     pub external_key_store: Option<ExternalKeyStoreConfig>,
+    /// Most decoded keys kept in memory (the engine's default when `None`).
+    pub key_cache_capacity: Option<usize>,
 }
 
 impl Default for EngineSettings {
@@ -324,6 +329,7 @@ impl Default for EngineSettings {
             region: DEFAULT_REGION.into(),
             account_id: DEFAULT_ACCOUNT_ID.into(),
             external_key_store: None,
+            key_cache_capacity: None,
         }
     }
 }
@@ -475,6 +481,7 @@ impl EngineSettings {
                 .or_else(|| file.account_id.clone())
                 .unwrap_or(d.account_id),
             external_key_store: file.external_key_store.clone(),
+            key_cache_capacity: file.key_cache_capacity,
         }
     }
 }

@@ -136,6 +136,9 @@ pub fn open_engine_with(
         .root_key(root_key)
         .region(settings.region.clone())
         .account_id(settings.account_id.clone());
+    if let Some(capacity) = settings.key_cache_capacity {
+        builder = builder.key_cache_capacity(capacity);
+    }
     if let Some(xks) = &settings.external_key_store {
         builder = builder.external_key_store(crate::xks::HttpExternalKeyStore::new(
             xks.url.clone(),

@@ -20,6 +20,7 @@ mod asymmetric;
 mod backend;
 mod batch_tags;
 mod byok;
+mod cache;
 mod certificates;
 mod crypto_ops;
 mod default_key;
@@ -110,6 +111,7 @@ pub struct KmsBuilder {
     root_key: Option<RootKey>,
     region: String,
     account_id: String,
+    key_cache_capacity: usize,
 }
 
 impl Default for KmsBuilder {
@@ -125,11 +127,20 @@ impl Default for KmsBuilder {
             root_key: None,
             region: "cn-hangzhou".into(),
             account_id: "1".into(),
+            key_cache_capacity: cache::DEFAULT_KEY_CACHE_CAPACITY,
         }
     }
 }
 
 impl KmsBuilder {
+    /// Most decoded keys kept in memory (default 100,000); the least recently used are
+    /// evicted (and their material zeroized once no call uses them) and loaded again from the
+    /// store when next needed.
+    pub fn key_cache_capacity(mut self, keys: usize) -> Self {
+        self.key_cache_capacity = keys.max(1);
+        self
+    }
+
     /// The store the engine keeps its records in.
     pub fn storage(mut self, storage: impl Storage + 'static) -> Self {
         self.storage = Some(Arc::new(storage));
@@ -253,7 +264,7 @@ impl KmsBuilder {
                 region: self.region,
                 account_id: self.account_id,
             },
-            keys: RwLock::new(HashMap::new()),
+            keys: RwLock::new(cache::KeyCache::new(self.key_cache_capacity)),
             aliases: RwLock::new(HashMap::new()),
             write_lock: Mutex::new(()),
             associations: Mutex::new(Default::default()),
@@ -280,7 +291,7 @@ pub struct Kms {
     external_store: Option<Arc<dyn ExternalKeyStore>>,
     rotation_handlers: HashMap<String, Arc<dyn SecretRotationHandler>>,
     scope: ArnScope,
-    keys: RwLock<HashMap<String, Arc<CachedKey>>>,
+    keys: RwLock<cache::KeyCache>,
     aliases: RwLock<HashMap<String, String>>,
     write_lock: Mutex<()>,
     associations: Mutex<policy_ops::PendingAssociations>,
@@ -554,15 +565,6 @@ impl Kms {
 
     // ---- key cache and resolution -------------------------------------------------------
 
-    fn cache_get(&self, key_id: &str) -> Result<Option<Arc<CachedKey>>, KmsError> {
-        Ok(self
-            .keys
-            .read()
-            .map_err(|_| poisoned())?
-            .get(key_id)
-            .cloned())
-    }
-
     /// Replaces the cached record of a key after a successful commit, keeping loaded versions.
     pub(crate) fn cache_put(
         &self,
@@ -571,7 +573,7 @@ impl Kms {
     ) -> Result<Arc<CachedKey>, KmsError> {
         let mut keys = self.keys.write().map_err(|_| poisoned())?;
         let mut versions = keys
-            .get(&record.key_id)
+            .peek(&record.key_id)
             .map(|c| c.versions_snapshot())
             .unwrap_or_default();
         for v in new_versions {
@@ -579,7 +581,7 @@ impl Kms {
         }
         let arn = self.scope.key_arn(&record.key_id);
         let cached = Arc::new(CachedKey::new(record, arn, versions));
-        keys.insert(cached.record.key_id.clone(), cached.clone());
+        keys.insert(cached.clone(), true);
         Ok(cached)
     }
 
@@ -605,10 +607,14 @@ impl Kms {
     ///
     /// Errors: `Forbidden.KeyNotFound` when there is no such key.
     pub(crate) fn load_key(&self, key_id: &str) -> Result<Arc<CachedKey>, KmsError> {
-        if let Some(k) = self.cache_get(key_id)? {
-            self.cache_hits.fetch_add(1, Ordering::Relaxed);
-            return Ok(k);
-        }
+        let epoch = {
+            let keys = self.keys.read().map_err(|_| poisoned())?;
+            if let Some(k) = keys.get(key_id) {
+                self.cache_hits.fetch_add(1, Ordering::Relaxed);
+                return Ok(k);
+            }
+            keys.epoch()
+        };
         self.cache_misses.fetch_add(1, Ordering::Relaxed);
         let (record, _) = self
             .read::<KeyRecord>(&key_record_key(key_id))?
@@ -624,10 +630,12 @@ impl Kms {
             }
         }
         // Another thread may have committed a newer record meanwhile: the write lock holder
-        // updates the cache after its commit, so never overwrite an entry that appeared.
+        // updates the cache after its commit, so never overwrite an entry that appeared, and
+        // insert nothing when the cache changed since the read (the entry a commit wrote may
+        // have been evicted since).
         let mut keys = self.keys.write().map_err(|_| poisoned())?;
         if let Some(k) = keys.get(key_id) {
-            return Ok(k.clone());
+            return Ok(k);
         }
         let arn = self.scope.key_arn(key_id);
         let versions = versions
@@ -635,7 +643,9 @@ impl Kms {
             .map(|v| (v.version_id.clone(), Arc::new(CachedVersion::new(v))))
             .collect();
         let cached = Arc::new(CachedKey::new(record, arn, versions));
-        keys.insert(key_id.to_owned(), cached.clone());
+        if keys.epoch() == epoch {
+            keys.insert(cached.clone(), false);
+        }
         Ok(cached)
     }
 
