@@ -327,6 +327,9 @@ struct AppState {
     rate_limiter: Option<crate::ratelimit::RateLimiter>,
     metrics: crate::metrics::Metrics,
     serve_metrics: bool,
+    /// Symmetric cryptography runs on the async worker (no external key store configured:
+    /// nothing it does waits on the network).
+    inline_crypto: bool,
     maintenance: std::sync::Mutex<MaintenanceStatus>,
 }
 
@@ -457,6 +460,7 @@ impl Server {
                 rate_limiter,
                 metrics: crate::metrics::Metrics::new(),
                 serve_metrics: settings.metrics,
+                inline_crypto: settings.engine.external_key_store.is_none(),
                 maintenance: std::sync::Mutex::new(MaintenanceStatus::default()),
             }),
             tls,
@@ -1509,12 +1513,33 @@ async fn process(
         }
     }
 
-    let kms = state.kms.clone();
     let json = params.operation_json();
+    if state.inline_crypto && runs_inline(&action) {
+        // Symmetric cryptography on cached keys takes microseconds and writes nothing: run it
+        // here rather than pay a thread hop per request.
+        return dispatch::call(&state.kms, &identity.caller, &action, json).map_err(ApiError::from);
+    }
+    // Everything that may commit (fsync), generate RSA keys, or wait on an external key
+    // manager runs on the blocking pool, off the async workers.
+    let kms = state.kms.clone();
     tokio::task::spawn_blocking(move || dispatch::call(&kms, &identity.caller, &action, json))
         .await
         .map_err(|e| ApiError::from(KmsError::internal(format!("the call failed: {e}"))))?
         .map_err(ApiError::from)
+}
+
+/// Actions cheap enough to run on the async worker: symmetric cryptography, which reads at
+/// most a key record on a cache miss and commits nothing.
+fn runs_inline(action: &str) -> bool {
+    matches!(
+        action,
+        "Encrypt"
+            | "Decrypt"
+            | "GenerateDataKey"
+            | "GenerateDataKeyWithoutPlaintext"
+            | "GenerateMac"
+            | "VerifyMac"
+    )
 }
 
 /// The value of a protocol parameter that may come as a header or a parameter; both must
