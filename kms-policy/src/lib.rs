@@ -4,7 +4,9 @@
 //!   and field), evaluate it (explicit Deny over Allow over default deny, action and principal
 //!   wildcards, conditions).
 //! - [`PolicyAuthorizer`]: kms-core's `Authorizer` over key policies, the default policy and
-//!   shared KMS instances, with parsed documents cached.
+//!   shared KMS instances, combined with RAM identity policies attached to RAM users and roles
+//!   ([`PolicyAuthorizer::attach_identity_policy`]) as RAM evaluates them, with parsed
+//!   documents cached.
 //! - [`PolicyBuilder`]: the seed's administrator, user and cross-account user roles.
 #![cfg_attr(
     test,

@@ -66,7 +66,7 @@ pub enum Command {
     /// Runs the HTTP service (Alibaba KMS RPC API 2016-01-20, V3 and V1 signatures).
     ///
     /// The owner's access key comes from KMS_ACCESS_KEY_ID / KMS_ACCESS_KEY_SECRET, or from
-    /// [[access_keys]] in --config.
+    /// `[[access_keys]]` in --config.
     Serve {
         /// Address to listen on [default: 127.0.0.1:8080].
         #[arg(long, value_name = "ADDR")]

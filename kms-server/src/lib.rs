@@ -5,6 +5,11 @@
 //! - [`config`]: the configuration file, access keys and the principals they act as.
 //! - [`signature`]: V3 `ACS3-HMAC-SHA256` and V1 `HMAC-SHA1` canonicalization, pure functions.
 //! - [`auth`]: verifies a request's signature, timestamp window and nonce.
+//! - [`replay`]: the nonce caches per access key, and replay refusal across restarts.
+//! - [`tls`]: rustls server configuration, reloadable; development certificates.
+//! - [`audit`]: the hash-chained, ActionTrail-shaped audit trail.
+//! - [`ratelimit`]: request quotas per access key and action class.
+//! - [`metrics`]: Prometheus metrics.
 //! - [`request`]: decodes the query string and form body into parameters.
 //! - [`dispatch`]: the table from Action to engine method.
 //! - [`response`]: the JSON error shape and the protocol's error codes.
