@@ -785,6 +785,49 @@ mod tests {
     }
 
     #[test]
+    fn identity_policies_belong_to_ram_principals_and_must_parse() {
+        let allow = r#"{"Version":"1","Statement":[{"Effect":"Allow","Action":"kms:Encrypt","Resource":"*"}]}"#;
+        let other =
+            r#"{"Version":"1","Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"*"}]}"#;
+        let resolve = |text: String| {
+            Settings::resolve(
+                FileConfig::parse(&text).unwrap(),
+                &Overrides::default(),
+                None,
+            )
+        };
+        let entry = |id: &str, who: &str, policy: &str| {
+            format!(
+                "[[access_keys]]\nid = \"{id}\"\nsecret = \"s\"\n{who}policy = '''{policy}'''\n"
+            )
+        };
+        // A RAM user's policy is attached to the user's ARN.
+        let s = resolve(entry("a", "user = \"alice\"\n", allow)).unwrap();
+        assert_eq!(s.identity_policies.len(), 1);
+        assert_eq!(s.identity_policies[0].0, "acs:ram::1234567890:user/alice");
+        // Two keys of one user: the same policy is fine (attached once), different ones are not.
+        let same =
+            entry("a", "user = \"alice\"\n", allow) + &entry("b", "user = \"alice\"\n", allow);
+        assert_eq!(resolve(same).unwrap().identity_policies.len(), 1);
+        let differ =
+            entry("a", "user = \"alice\"\n", allow) + &entry("b", "user = \"alice\"\n", other);
+        assert!(resolve(differ)
+            .unwrap_err()
+            .0
+            .contains("different policies"));
+        // The owner needs none; a malformed one names its access key.
+        assert!(resolve(entry("root", "", allow))
+            .unwrap_err()
+            .0
+            .contains("owner"));
+        let e = resolve(entry("bad", "role = \"r\"\n", "{}")).unwrap_err();
+        assert!(e.0.contains("bad") && e.0.contains("Policy"), "{}", e.0);
+        // A statement with a Principal is a resource policy, not an identity policy.
+        let with_principal = r#"{"Version":"1","Statement":[{"Effect":"Allow","Principal":"*","Action":"kms:*","Resource":"*"}]}"#;
+        assert!(resolve(entry("p", "user = \"u\"\n", with_principal)).is_err());
+    }
+
+    #[test]
     fn debug_never_shows_secrets() {
         let c = Credential::new("topsecret", Caller::account_root("1"));
         assert!(!format!("{c:?}").contains("topsecret"));

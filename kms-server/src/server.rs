@@ -1565,6 +1565,46 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_maintenance_action_becomes_one_service_event() {
+        let kms = Kms::builder()
+            .storage(kms_storage::MemoryStorage::new())
+            .root_key(kms_core::RootKey::generate().unwrap())
+            .account_id("42")
+            .build()
+            .unwrap();
+        let report = kms_core::api::MaintenanceReport {
+            purged_keys: vec!["k1".into()],
+            rotated_keys: vec!["k2".into()],
+            rotated_secrets: vec!["db".into()],
+            failed_secret_rotations: vec![("api".into(), "Rejected.Unavailable")],
+            expired_import_tokens: 3,
+            ..Default::default()
+        };
+        let events = maintenance_events(&kms, &report);
+        let names: Vec<&str> = events.iter().map(|e| e.event_name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "PurgeKey",
+                "RotateKey",
+                "RotateSecret",
+                "RotateSecret",
+                "ExpireImportTokens"
+            ]
+        );
+        assert!(events
+            .iter()
+            .all(|e| e.event_type == EventType::ServiceEvent));
+        assert_eq!(events[0].resources, ["acs:kms:cn-hangzhou:42:key/k1"]);
+        assert_eq!(events[2].resources, ["acs:kms:cn-hangzhou:42:secret/db"]);
+        assert_eq!(
+            events[3].error_code.as_deref(),
+            Some("Rejected.Unavailable")
+        );
+        assert_eq!(events[4].request_parameters["Count"], 3);
+    }
+
+    #[test]
     fn log_fields_cannot_forge_lines() {
         assert_eq!(loggable(Some("Encrypt")), "Encrypt");
         assert_eq!(loggable(Some("x\nINFO fake=1")), "x?INFO?fake?1");
