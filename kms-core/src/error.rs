@@ -205,7 +205,9 @@ pub enum KmsError {
         reason: String,
     },
     /// The store cannot be reached now (an I/O fault it is recovering from, a database that
-    /// is down). Nothing changed; the call may be retried.
+    /// is down). A read changed nothing; a write that failed this way may or may not have
+    /// been applied (an I/O error can strike after the commit reached the disk), so check
+    /// before retrying one that is not idempotent.
     #[error("the store is unavailable: {reason}")]
     StorageUnavailable {
         /// What failed (no secrets).
@@ -232,6 +234,13 @@ pub enum KmsError {
     #[error("DryRun access denied: {reason}")]
     AccessDenied {
         /// The denial the real call would have returned.
+        reason: String,
+    },
+    /// A stored record does not open: its seal does not verify (a flipped bit, a record moved
+    /// under another key, another root key) or its content does not parse. It is never used.
+    #[error("internal failure: {reason}")]
+    RecordCorrupt {
+        /// Which record and what failed (no content of the record).
         reason: String,
     },
     /// A storage or internal failure; the operation left no partial state.
@@ -300,7 +309,7 @@ impl KmsError {
             KmsError::DryRunOperation => "DryRunOperationError",
             KmsError::Validation { .. } => "ValidationError",
             KmsError::AccessDenied { .. } => "AccessDeniedError",
-            KmsError::InternalFailure { .. } => "InternalFailure",
+            KmsError::InternalFailure { .. } | KmsError::RecordCorrupt { .. } => "InternalFailure",
         }
     }
 
@@ -323,7 +332,7 @@ impl KmsError {
             | KmsError::ResourceInUse { .. } => 409,
             KmsError::NoPermission { .. } | KmsError::AccessDenied { .. } => 403,
             KmsError::DryRunOperation => 412,
-            KmsError::InternalFailure { .. } => 500,
+            KmsError::InternalFailure { .. } | KmsError::RecordCorrupt { .. } => 500,
             KmsError::ExternalKeyStoreUnavailable { .. } => 503,
             KmsError::StorageUnavailable { .. } => 503,
             KmsError::ExternalKeyUnusable { .. } => 409,

@@ -98,10 +98,13 @@ fn split_sealed(sealed: &[u8]) -> Option<(u32, [u8; NONCE_LEN], &[u8])> {
 }
 
 fn tampered(record_key: &[u8]) -> KmsError {
-    KmsError::internal(format!(
-        "stored record {} failed authentication (tampered, moved, or sealed under another root key)",
-        String::from_utf8_lossy(record_key)
-    ))
+    KmsError::RecordCorrupt {
+        reason: format!(
+            "stored record {} failed authentication (tampered, moved, or sealed under another \
+             root key)",
+            String::from_utf8_lossy(record_key)
+        ),
+    }
 }
 
 fn encode_doc(doc: &KeyringDoc) -> Result<Zeroizing<Vec<u8>>, KmsError> {

@@ -63,9 +63,22 @@ fn a_corrupt_key_record_is_isolated_reported_and_quarantined() {
     assert_eq!(corrupt.len(), 1);
     assert_eq!(corrupt[0].key, record_key);
     // A record that opens is not quarantined.
-    assert!(kms.quarantine(format!("k/{good}").as_bytes()).is_err());
-    let raw = kms.quarantine(&record_key).unwrap();
-    assert!(!raw.is_empty());
+    assert!(kms
+        .quarantine(format!("k/{good}").as_bytes(), |_| Ok(()))
+        .is_err());
+    // When the bytes cannot be kept, the record stays.
+    let refused = kms.quarantine(&record_key, |_| {
+        Err(kms_core::KmsError::internal("disk full"))
+    });
+    assert!(refused.is_err());
+    assert_eq!(kms.fsck().unwrap().1.len(), 1);
+    let mut kept = Vec::new();
+    kms.quarantine(&record_key, |raw| {
+        kept = raw.to_vec();
+        Ok(())
+    })
+    .unwrap();
+    assert!(!kept.is_empty());
     assert!(kms.fsck().unwrap().1.iter().all(|r| r.key != record_key));
     assert!(kms.corrupt_records().is_empty());
     let e = kms

@@ -365,9 +365,11 @@ fn execute(cli: Cli) -> Result<(), CliError> {
                 for record in &corrupt {
                     let name: String = record.key.iter().map(|b| format!("{b:02x}")).collect();
                     let path = dir.join(format!("{}-{name}", kms.now().secs()));
-                    // The bytes are kept before the record leaves the store.
-                    let entry_bytes = kms.quarantine(&record.key)?;
-                    write_private(&path, &entry_bytes)?;
+                    // The bytes are on disk (synced) before the record leaves the store.
+                    kms.quarantine(&record.key, |raw| {
+                        write_private(&path, raw)
+                            .map_err(|e| kms_core::KmsError::internal(e.to_string()))
+                    })?;
                     moved.push(path);
                 }
             }
@@ -654,6 +656,11 @@ fn write_private(path: &std::path::Path, bytes: &[u8]) -> Result<(), CliError> {
     let mut f = options.open(path).map_err(io)?;
     f.write_all(bytes).map_err(io)?;
     f.sync_all().map_err(io)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io)?;
+    }
     Ok(())
 }
 

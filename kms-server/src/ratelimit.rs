@@ -159,7 +159,7 @@ impl RateLimiter {
     ) -> Self {
         let full = |class: ActionClass| {
             Mutex::new(Bucket {
-                tokens: limits.rate(class).unwrap_or(0.0),
+                tokens: limits.rate(class).unwrap_or(0.0).max(1.0),
                 last: now,
             })
         };

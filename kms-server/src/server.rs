@@ -130,6 +130,7 @@ pub fn open_engine_with(
     let store = settings.data_dir.join(STORE_FILE);
     let storage = RedbStorage::open(&store)?;
     restrict_mode(&store, 0o600)?;
+    mark_initialized(&settings.data_dir)?;
     let mut builder = Kms::builder()
         .storage(storage)
         .authorizer(authorizer)
@@ -164,10 +165,12 @@ pub enum DataDir {
 /// silently replaced by an empty one and a lost root key never by a new one:
 ///
 /// - a store (`kms.redb`) whose root key (`root.key`, or `--root-key-file`) is missing;
-/// - an empty (0-byte) store;
-/// - a missing store in a directory that held one (it has a root key or replay state).
+/// - an empty (0-byte) or missing store in a directory that held one (the
+///   [`INITIALIZED_MARKER`] written once store and root key both existed, or replay state).
 ///
-/// Only a directory holding none of these is new (the first start, or `kms init`, creates it).
+/// A directory that never held a store is new (the first start, or `kms init`, creates it),
+/// also when a first start was cut short after writing the root key, or the root key was
+/// provisioned ahead of it.
 ///
 /// Errors: `ServerError::Io` naming the file and what to do.
 pub fn check_data_dir(settings: &EngineSettings) -> Result<DataDir, ServerError> {
@@ -192,9 +195,13 @@ pub fn check_data_dir(settings: &EngineSettings) -> Result<DataDir, ServerError>
         }
     };
     let key_exists = key.exists();
+    // A directory held a store once its store and root key both existed (the marker), or once
+    // a server ran on it (replay state). A root key alone is a first start cut short, or one
+    // provisioned ahead of it.
     let held_a_store =
-        dir.join(root_key_file::FILE_NAME).exists() || dir.join(crate::replay::STATE_FILE).exists();
+        dir.join(INITIALIZED_MARKER).exists() || dir.join(crate::replay::STATE_FILE).exists();
     match store_len {
+        Some(0) if !held_a_store => Ok(DataDir::New),
         Some(0) => Err(refuse(
             &store,
             "the store is empty (0 bytes): it was truncated; restore it from a backup (an \
@@ -210,7 +217,7 @@ pub fn check_data_dir(settings: &EngineSettings) -> Result<DataDir, ServerError>
             ),
         )),
         Some(_) => Ok(DataDir::Existing),
-        None if held_a_store || (settings.root_key_file.is_none() && key_exists) => Err(refuse(
+        None if held_a_store => Err(refuse(
             &store,
             format!(
                 "the store is missing from {}, which held one (its root key or replay state \
@@ -221,6 +228,31 @@ pub fn check_data_dir(settings: &EngineSettings) -> Result<DataDir, ServerError>
         )),
         None => Ok(DataDir::New),
     }
+}
+
+/// Written into a data directory once its root key and store both exist: from then on, a
+/// missing or empty store there is a loss, not a first start.
+pub const INITIALIZED_MARKER: &str = "kms.initialized";
+
+fn mark_initialized(dir: &Path) -> Result<(), ServerError> {
+    let path = dir.join(INITIALIZED_MARKER);
+    if path.exists() {
+        return Ok(());
+    }
+    let io = |source| ServerError::Io {
+        context: format!("write {}", path.display()),
+        source,
+    };
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let f = options.open(&path).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
 }
 
 /// Sets a file's or directory's mode to `mode` when it grants more (group or other bits).
@@ -599,6 +631,8 @@ impl Server {
 #[derive(Debug)]
 struct Activity {
     state: std::sync::Mutex<ActivityState>,
+    /// Wakes the watchdog when its deadline may have moved.
+    changed: tokio::sync::Notify,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -619,6 +653,7 @@ impl Activity {
                 idle_since: Instant::now(),
                 head_started: None,
             }),
+            changed: tokio::sync::Notify::new(),
         }
     }
 
@@ -631,11 +666,17 @@ impl Activity {
     }
 
     fn bytes_read(&self) {
-        self.with(|s| {
+        let started = self.with(|s| {
             if s.in_flight == 0 && s.head_started.is_none() {
                 s.head_started = Some(Instant::now());
+                true
+            } else {
+                false
             }
         });
+        if started {
+            self.changed.notify_one();
+        }
     }
 
     /// A request's head is complete and its handling starts.
@@ -644,6 +685,7 @@ impl Activity {
             s.in_flight += 1;
             s.head_started = None;
         });
+        self.changed.notify_one();
         InFlight(self.clone())
     }
 
@@ -675,6 +717,7 @@ impl Drop for InFlight {
                 s.head_started = None;
             }
         });
+        self.0.changed.notify_one();
     }
 }
 
@@ -784,6 +827,8 @@ async fn serve_connection<IO>(
                 }
                 return;
             }
+            // The deadline moved (headers started, a request began or ended): recompute it.
+            () = activity.changed.notified() => {}
             changed = closing.changed(), if close_by.is_none() => {
                 if changed.is_ok() {
                     conn.as_mut().graceful_shutdown();
@@ -1114,7 +1159,11 @@ async fn handle(state: Arc<AppState>, peer: SocketAddr, request: Request) -> Res
     if parts.method == Method::GET {
         let path = parts.uri.path();
         if path == "/health" {
-            let (status, body) = health(&state);
+            // A store read: on the blocking pool, like every other one that may wait.
+            let probe = state.clone();
+            let (status, body) = tokio::task::spawn_blocking(move || health(&probe))
+                .await
+                .unwrap_or_else(|_| (500, b"{\"status\":\"unavailable\"}".to_vec()));
             return plain_response(status, "application/json;charset=utf-8", body);
         }
         if path == "/metrics" && state.serve_metrics {
@@ -1538,7 +1587,6 @@ fn runs_inline(action: &str) -> bool {
             | "GenerateDataKey"
             | "GenerateDataKeyWithoutPlaintext"
             | "GenerateMac"
-            | "VerifyMac"
     )
 }
 

@@ -240,3 +240,16 @@ fn health_answers_without_authentication_and_metrics_only_when_enabled() {
     }
     assert!(!text.contains("MakeCoffee"));
 }
+
+#[test]
+fn the_header_timeout_counts_from_the_first_byte_even_when_the_idle_timeout_is_longer() {
+    let server = server_with(ConnectionLimits {
+        header_read_timeout: Duration::from_secs(1),
+        idle_timeout: Duration::from_secs(60),
+        ..ConnectionLimits::default()
+    });
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    s.write_all(b"POST / HTTP/1.1\r\nHost: x\r\n").unwrap();
+    // Well before the idle timeout (and hyper's backstop of both together).
+    assert!(closed_by_server(&mut s, Duration::from_secs(20)));
+}

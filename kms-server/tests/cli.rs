@@ -763,6 +763,14 @@ fn a_data_directory_that_lost_its_store_or_root_key_is_refused_not_replaced() {
     std::fs::write(&key, &saved_key).unwrap();
     kms_json(&data, &["describe-key", &id]);
 
+    // A first start cut short after writing the root key (or a root key provisioned ahead)
+    // is no loss: the next start creates the store.
+    let provisioned = dir.path().join("provisioned");
+    std::fs::create_dir(&provisioned).unwrap();
+    std::fs::write(provisioned.join("root.key"), &saved_key).unwrap();
+    kms_json(&provisioned, &["list-keys"]);
+    assert!(provisioned.join("kms.initialized").exists());
+
     // kms init creates new directories only.
     let out = kms(&data, &["init"]);
     assert!(!out.status.success());

@@ -39,6 +39,8 @@ pub struct RedbStorage {
     db: RwLock<Option<Database>>,
     path: PathBuf,
     fault: Mutex<Option<Fault>>,
+    /// Bumped at every reopen: an error met on an older handle does not close a newer one.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 /// A fault being recovered from.
@@ -64,6 +66,7 @@ impl RedbStorage {
             db: RwLock::new(Some(db)),
             path,
             fault: Mutex::new(None),
+            generation: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -87,18 +90,19 @@ impl RedbStorage {
         f: impl FnOnce(&Database) -> Result<T, StorageError>,
     ) -> Result<T, StorageError> {
         self.recover_if_due()?;
-        let result = {
+        let (result, generation) = {
             let guard = self
                 .db
                 .read()
                 .map_err(|_| StorageError::Backend("the store's lock was poisoned".into()))?;
+            let generation = self.generation.load(std::sync::atomic::Ordering::Acquire);
             match guard.as_ref() {
-                Some(db) => f(db),
-                None => Err(self.unavailable()),
+                Some(db) => (f(db), generation),
+                None => return Err(self.unavailable()),
             }
         };
         if let Err(StorageError::Unavailable(cause)) = &result {
-            self.start_fault(cause);
+            self.start_fault(cause, generation);
         }
         result
     }
@@ -111,8 +115,12 @@ impl RedbStorage {
         ))
     }
 
-    /// Records a fault (once) and closes the database so that it can be opened again.
-    fn start_fault(&self, cause: &str) {
+    /// Records a fault (once) and closes the database so that it can be opened again; an
+    /// error met on a handle that was since reopened changes nothing.
+    fn start_fault(&self, cause: &str, generation: u64) {
+        if self.generation.load(std::sync::atomic::Ordering::Acquire) != generation {
+            return;
+        }
         {
             let Ok(mut fault) = self.fault.lock() else {
                 return;
@@ -149,16 +157,24 @@ impl RedbStorage {
         if !due {
             return Err(self.unavailable());
         }
-        let mut db = self
-            .db
-            .write()
-            .map_err(|_| StorageError::Backend("the store's lock was poisoned".into()))?;
+        // One caller reopens; the others answer Unavailable at once instead of waiting on it.
+        let mut db = match self.db.try_write() {
+            Ok(db) => db,
+            Err(std::sync::TryLockError::WouldBlock) => return Err(self.unavailable()),
+            Err(std::sync::TryLockError::Poisoned(_)) => {
+                return Err(StorageError::Backend(
+                    "the store's lock was poisoned".into(),
+                ))
+            }
+        };
         if db.is_some() {
             return Ok(()); // another thread reopened it
         }
         match open_database(&self.path) {
             Ok(reopened) => {
                 *db = Some(reopened);
+                self.generation
+                    .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
                 if let Ok(mut fault) = self.fault.lock() {
                     *fault = None;
                 }

@@ -48,7 +48,7 @@ impl Status {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct CertificateRecord {
+pub(super) struct CertificateRecord {
     id: String,
     key_spec: KeySpec,
     private_key: KeyMaterial,

@@ -16,7 +16,7 @@ use crate::storage::Precondition;
 const MARKER: &[u8] = b"m/default-key";
 
 #[derive(Serialize, Deserialize)]
-struct DefaultKeyMarker {
+pub(super) struct DefaultKeyMarker {
     key_id: String,
 }
 

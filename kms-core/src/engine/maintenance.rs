@@ -88,15 +88,15 @@ impl Kms {
         let mut batch = Batch::new();
         batch.delete_if(kk, Precondition::Revision(entry.revision));
         let mut materials = Vec::new();
-        // Every version record goes, even one that no longer opens (its material, if any,
-        // cannot be destroyed through it; fsck reports such records while they exist).
+        // Every version must open: a version that does not could hold HSM material that
+        // would stay undestroyed, so the purge fails (reported, retried each pass) and the
+        // record stays for fsck to report.
         for (k, entry) in self
             .storage
             .scan(&version_prefix(key_id), None, usize::MAX)?
         {
-            if let Ok(version) = self.decode::<VersionRecord>(&k, &entry.value) {
-                materials.extend(version.material);
-            }
+            let version = self.read_entry::<VersionRecord>(&k, &entry.value)?;
+            materials.extend(version.material);
             batch.delete(k);
         }
         for (k, _) in self

@@ -402,20 +402,20 @@ impl Kms {
         sealed: &[u8],
     ) -> Result<T, KmsError> {
         let plain = self.sealer.open(record_key, sealed)?;
-        let (&schema, json) = plain
-            .split_first()
-            .ok_or_else(|| KmsError::internal("an empty record"))?;
+        let (&schema, json) = plain.split_first().ok_or_else(|| KmsError::RecordCorrupt {
+            reason: format!("record {} is empty", String::from_utf8_lossy(record_key)),
+        })?;
         if schema != SCHEMA_V1 {
             return Err(KmsError::internal(format!(
                 "record {} has unknown schema version {schema}",
                 String::from_utf8_lossy(record_key)
             )));
         }
-        serde_json::from_slice(json).map_err(|e| {
-            KmsError::internal(format!(
+        serde_json::from_slice(json).map_err(|e| KmsError::RecordCorrupt {
+            reason: format!(
                 "record {} is malformed: {e}",
                 String::from_utf8_lossy(record_key)
-            ))
+            ),
         })
     }
 
@@ -447,8 +447,22 @@ impl Kms {
         }
     }
 
-    /// Remembers a record that failed to open.
+    /// Decodes a record read by a scan, remembering it when it does not open.
+    pub(crate) fn read_entry<T: DeserializeOwned>(
+        &self,
+        record_key: &[u8],
+        sealed: &[u8],
+    ) -> Result<T, KmsError> {
+        self.decode(record_key, sealed)
+            .inspect_err(|e| self.note_corrupt(record_key, e))
+    }
+
+    /// Remembers a record that failed to open (only a record that is itself bad: a storage
+    /// fault is no corruption).
     fn note_corrupt(&self, record_key: &[u8], e: &KmsError) {
+        if !matches!(e, KmsError::RecordCorrupt { .. }) {
+            return;
+        }
         if let Ok(mut c) = self.corrupt.lock() {
             if c.len() < MAX_CORRUPT_REMEMBERED || c.contains_key(record_key) {
                 c.insert(record_key.to_vec(), e.to_string());
@@ -492,12 +506,17 @@ impl Kms {
                     continue;
                 }
                 checked += 1;
-                if let Err(e) = self.decode::<serde_json::Value>(&k, &entry.value) {
-                    self.note_corrupt(&k, &e);
-                    bad.push(CorruptRecord {
-                        key: k,
-                        reason: e.to_string(),
-                    });
+                match self.check_record(&k, &entry.value) {
+                    Ok(()) => {}
+                    Err(e @ KmsError::RecordCorrupt { .. }) => {
+                        self.note_corrupt(&k, &e);
+                        bad.push(CorruptRecord {
+                            key: k,
+                            reason: e.to_string(),
+                        });
+                    }
+                    // Not corruption (a newer schema, the store failing): the caller's to see.
+                    Err(e) => return Err(e),
                 }
             }
             if len < SCAN_PAGE {
@@ -506,26 +525,60 @@ impl Kms {
         }
     }
 
-    /// Host API: removes one record from the store and returns its raw (still sealed) bytes,
-    /// to be kept aside (`kms fsck --quarantine`). Refuses a record that opens.
+    /// Decodes a record as the type its key prefix holds (what every read of it does).
+    fn check_record(&self, k: &[u8], v: &[u8]) -> Result<(), KmsError> {
+        use serde_json::Value;
+        match k.get(..2) {
+            Some(b"k/") => self.decode::<KeyRecord>(k, v).map(drop),
+            Some(b"v/") => self.decode::<VersionRecord>(k, v).map(drop),
+            Some(b"a/") => self.decode::<AliasRecord>(k, v).map(drop),
+            Some(b"s/") => self.decode::<crate::secrets::SecretRecord>(k, v).map(drop),
+            Some(b"w/") => self.decode::<secrets::SecretValueRecord>(k, v).map(drop),
+            Some(b"t/") => self.decode::<byok::ImportToken>(k, v).map(drop),
+            Some(b"u/") => self.decode::<crate::api::KeyAssociation>(k, v).map(drop),
+            Some(b"x/") => self
+                .decode::<certificates::CertificateRecord>(k, v)
+                .map(drop),
+            _ if k == b"m/default-key" => {
+                self.decode::<default_key::DefaultKeyMarker>(k, v).map(drop)
+            }
+            _ => self.decode::<Value>(k, v).map(drop),
+        }
+    }
+
+    /// Host API: removes one record that fails to open from the store, after `keep` has kept
+    /// its raw (still sealed) bytes aside (`kms fsck --quarantine`): if `keep` fails, the
+    /// record stays. Refuses a record that opens.
     ///
-    /// Errors: `InvalidParameter` for a record that is fine or absent; storage errors.
-    pub fn quarantine(&self, record_key: &[u8]) -> Result<Vec<u8>, KmsError> {
+    /// Errors: `InvalidParameter` for a record that is fine or absent; `keep`'s error; storage
+    /// errors.
+    pub fn quarantine(
+        &self,
+        record_key: &[u8],
+        keep: impl FnOnce(&[u8]) -> Result<(), KmsError>,
+    ) -> Result<(), KmsError> {
         let _guard = self.write_guard()?;
         let entry = self
             .storage
             .get(record_key)?
             .ok_or_else(|| KmsError::invalid("Record", "there is no such record"))?;
-        if record_key == crate::seal::KEYRING_KEY
-            || self
-                .decode::<serde_json::Value>(record_key, &entry.value)
-                .is_ok()
-        {
+        if record_key == crate::seal::KEYRING_KEY {
             return Err(KmsError::invalid(
                 "Record",
-                "the record opens; only records that fail to open are quarantined",
+                "the keyring is never quarantined",
             ));
         }
+        match self.check_record(record_key, &entry.value) {
+            Err(KmsError::RecordCorrupt { .. }) => {}
+            Ok(()) => {
+                return Err(KmsError::invalid(
+                    "Record",
+                    "the record opens; only records that fail to open are quarantined",
+                ))
+            }
+            Err(e) => return Err(e),
+        }
+        keep(&entry.value)?;
         let mut batch = crate::storage::Batch::new();
         batch.delete_if(
             record_key.to_vec(),
@@ -535,7 +588,7 @@ impl Kms {
         if let Ok(mut c) = self.corrupt.lock() {
             c.remove(record_key);
         }
-        Ok(entry.value)
+        Ok(())
     }
 
     /// Every record under `prefix`, decoded, in key order.
@@ -551,10 +604,12 @@ impl Kms {
             for (k, entry) in page {
                 after = Some(k.clone());
                 // A record that fails to open is remembered and skipped: one bad record must
-                // not take down every list and every maintenance pass around it.
+                // not take down every list and every maintenance pass around it. Any other
+                // failure (the store, a lock) is the caller's to see.
                 match self.decode(&k, &entry.value) {
                     Ok(v) => out.push((k, v, entry.revision)),
-                    Err(e) => self.note_corrupt(&k, &e),
+                    Err(e @ KmsError::RecordCorrupt { .. }) => self.note_corrupt(&k, &e),
+                    Err(e) => return Err(e),
                 }
             }
             if len < SCAN_PAGE {
@@ -901,11 +956,40 @@ impl Kms {
 
     /// Commits a batch; a precondition failure means another writer changed the records.
     pub(crate) fn commit(&self, batch: crate::storage::Batch) -> Result<(), KmsError> {
-        self.storage.commit(batch).map_err(|e| match e {
-            crate::storage::StorageError::Conflict { key } => KmsError::internal(format!(
-                "record {key} was changed by another writer; nothing was applied, try again"
-            )),
-            other => other.into(),
-        })
+        let touched: Vec<Vec<u8>> = batch.ops.iter().map(|op| op.key().to_vec()).collect();
+        match self.storage.commit(batch) {
+            Ok(()) => {
+                // Rewritten or deleted: whatever failed to open there is gone.
+                if let Ok(mut c) = self.corrupt.lock() {
+                    if !c.is_empty() {
+                        for k in &touched {
+                            c.remove(k);
+                        }
+                    }
+                }
+                Ok(())
+            }
+            Err(crate::storage::StorageError::Conflict { key }) => {
+                Err(KmsError::internal(format!(
+                    "record {key} was changed by another writer; nothing was applied, try again"
+                )))
+            }
+            Err(other) => {
+                // An I/O error can strike after the batch reached the disk: the outcome is
+                // unknown, so nothing cached about these records is trusted any longer.
+                for k in &touched {
+                    if let Some(id) = k.strip_prefix(b"k/") {
+                        let _ = self.cache_remove(&String::from_utf8_lossy(id));
+                    } else if let Some(alias) = k.strip_prefix(b"a/") {
+                        let _ = self.alias_cache_remove(&String::from_utf8_lossy(alias));
+                    } else if let Some(rest) = k.strip_prefix(b"v/") {
+                        if let Some(id) = rest.split(|b| *b == b'/').next() {
+                            let _ = self.cache_remove(&String::from_utf8_lossy(id));
+                        }
+                    }
+                }
+                Err(other.into())
+            }
+        }
     }
 }

@@ -35,7 +35,7 @@ pub trait SecretRotationHandler: Send + Sync {
 
 /// One version's value, envelope-encrypted.
 #[derive(Serialize, Deserialize)]
-struct SecretValueRecord {
+pub(super) struct SecretValueRecord {
     data_type: String,
     /// The data key, as a blob of the secret's CMK.
     #[serde(with = "crate::wire::base64_bytes")]
