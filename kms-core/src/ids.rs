@@ -114,6 +114,22 @@ impl ArnScope {
         format!("acs:kms:{}:{}:key/{}", self.region, self.account_id, key_id)
     }
 
+    /// `acs:kms:{region}:{account}:secret/{name}`.
+    pub fn secret_arn(&self, name: &str) -> String {
+        format!(
+            "acs:kms:{}:{}:secret/{}",
+            self.region, self.account_id, name
+        )
+    }
+
+    /// `acs:kms:{region}:{account}:certificate/{id}`.
+    pub fn certificate_arn(&self, id: &str) -> String {
+        format!(
+            "acs:kms:{}:{}:certificate/{}",
+            self.region, self.account_id, id
+        )
+    }
+
     /// The resource an account-level action is authorized on, as RAM policies name it: the
     /// collection ARN `acs:kms:{region}:{account}:key` for CreateKey and ListKeys, `...:alias`
     /// for ListAliases, `...:secret` for CreateSecret and ListSecrets, `...:certificate` for

@@ -21,6 +21,8 @@ use std::sync::Mutex;
 use kms_core::UnixTime;
 use ring::rand::{SecureRandom, SystemRandom};
 use serde::Serialize;
+
+use crate::signature::sha256_hex;
 use serde_json::{Map, Value};
 
 /// The `previousHash` of a trail's first line: 64 zeros.
@@ -720,15 +722,6 @@ fn new_event_id(rng: &SystemRandom) -> Result<String, AuditError> {
         let _ = write!(id, "{b:02x}");
     }
     Ok(id)
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
-    let mut hex = String::with_capacity(64);
-    for b in digest.as_ref() {
-        let _ = write!(hex, "{b:02x}");
-    }
-    hex
 }
 
 enum Tail {

@@ -363,7 +363,7 @@ fn execute(cli: Cli) -> Result<(), CliError> {
                     source,
                 })?;
                 for record in &corrupt {
-                    let name: String = record.key.iter().map(|b| format!("{b:02x}")).collect();
+                    let name = crate::signature::hex(&record.key);
                     let path = dir.join(format!("{}-{name}", kms.now().secs()));
                     // The bytes are on disk (synced) before the record leaves the store.
                     kms.quarantine(&record.key, |raw| {
@@ -707,14 +707,7 @@ fn reset_policy(kms: &kms_core::Kms, resource: &str) -> Result<(String, bool), k
             ) =>
         {
             match kms.reset_secret_policy(resource) {
-                Ok(had) => Ok((
-                    format!(
-                        "acs:kms:{}:{}:secret/{resource}",
-                        kms.scope().region,
-                        kms.scope().account_id
-                    ),
-                    had,
-                )),
+                Ok(had) => Ok((kms.scope().secret_arn(resource), had)),
                 // Neither a key nor a secret: report it as a key, what was tried first.
                 Err(s) if s.code() == "Forbidden.ResourceNotFound" => Err(e),
                 Err(s) => Err(s),

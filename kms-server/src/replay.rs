@@ -353,7 +353,7 @@ impl ReplayGuard {
                     r = r.max(signed.saturating_add(RESERVATION_STEP_SECS));
                 }
             }
-            text.push_str(&format!("{r} {}\n", hex(id.as_bytes())));
+            text.push_str(&format!("{r} {}\n", crate::signature::hex(id.as_bytes())));
             next.push((slot, r));
         }
         write_atomically(&persisted.dir.join(STATE_FILE), text.as_bytes())?;
@@ -577,24 +577,10 @@ fn parse_state(text: &str) -> Option<(Run, HashMap<String, i64>)> {
     let mut out = HashMap::new();
     for line in lines {
         let (r, id) = line.split_once(' ')?;
-        let id = String::from_utf8(unhex(id)?).ok()?;
+        let id = String::from_utf8(crate::signature::from_hex(id)?).ok()?;
         out.insert(id, r.parse().ok()?);
     }
     Some((run, out))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 fn take<const N: usize>(rest: &mut &[u8]) -> Option<[u8; N]> {
@@ -605,7 +591,7 @@ fn take<const N: usize>(rest: &mut &[u8]) -> Option<[u8; N]> {
 
 /// Writes `bytes` to a temporary file beside `path` (mode 0600), syncs it, renames it over
 /// `path` and syncs the directory, so `path` is either the old or the new content.
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);

@@ -239,20 +239,10 @@ fn mark_initialized(dir: &Path) -> Result<(), ServerError> {
     if path.exists() {
         return Ok(());
     }
-    let io = |source| ServerError::Io {
+    crate::replay::write_atomically(&path, b"").map_err(|source| ServerError::Io {
         context: format!("write {}", path.display()),
         source,
-    };
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let f = options.open(&path).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    })
 }
 
 /// Sets a file's or directory's mode to `mode` when it grants more (group or other bits).
@@ -1071,12 +1061,6 @@ fn maintenance_events(kms: &Kms, report: &kms_core::api::MaintenanceReport) -> V
         error_code: error.map(str::to_owned),
         ..AuditEvent::default()
     };
-    let secret_arn = |name: &str| {
-        format!(
-            "acs:kms:{}:{}:secret/{name}",
-            scope.region, scope.account_id
-        )
-    };
     let mut out = Vec::new();
     for k in &report.purged_keys {
         out.push(event("PurgeKey", scope.key_arn(k), None));
@@ -1088,13 +1072,13 @@ fn maintenance_events(kms: &Kms, report: &kms_core::api::MaintenanceReport) -> V
         out.push(event("ExpireKeyMaterial", scope.key_arn(k), None));
     }
     for s in &report.purged_secrets {
-        out.push(event("PurgeSecret", secret_arn(s), None));
+        out.push(event("PurgeSecret", scope.secret_arn(s), None));
     }
     for s in &report.rotated_secrets {
-        out.push(event("RotateSecret", secret_arn(s), None));
+        out.push(event("RotateSecret", scope.secret_arn(s), None));
     }
     for (s, code) in &report.failed_secret_rotations {
-        out.push(event("RotateSecret", secret_arn(s), Some(code)));
+        out.push(event("RotateSecret", scope.secret_arn(s), Some(code)));
     }
     if report.expired_import_tokens > 0 {
         let mut e = event("ExpireImportTokens", "*".to_owned(), None);
@@ -1337,16 +1321,10 @@ fn request_resources(kms: &Kms, params: &Params) -> Vec<String> {
         add(scope.alias_arn(v));
     }
     if let Some(v) = params.get("SecretName").filter(|v| !v.is_empty()) {
-        add(format!(
-            "acs:kms:{}:{}:secret/{v}",
-            scope.region, scope.account_id
-        ));
+        add(scope.secret_arn(v));
     }
     if let Some(v) = params.get("CertificateId").filter(|v| !v.is_empty()) {
-        add(format!(
-            "acs:kms:{}:{}:certificate/{v}",
-            scope.region, scope.account_id
-        ));
+        add(scope.certificate_arn(v));
     }
     out
 }
@@ -1377,16 +1355,10 @@ fn response_resources(kms: &Kms, body: &[u8]) -> Vec<String> {
         out.push(key_ref_arn(scope, k));
     }
     if let Some(serde_json::Value::String(s)) = map.get("SecretName") {
-        out.push(format!(
-            "acs:kms:{}:{}:secret/{s}",
-            scope.region, scope.account_id
-        ));
+        out.push(scope.secret_arn(s));
     }
     if let Some(serde_json::Value::String(c)) = map.get("CertificateId") {
-        out.push(format!(
-            "acs:kms:{}:{}:certificate/{c}",
-            scope.region, scope.account_id
-        ));
+        out.push(scope.certificate_arn(c));
     }
     out
 }
@@ -1400,7 +1372,7 @@ async fn process(
 ) -> Result<Reply, ApiError> {
     // hyper bounds a head that arrives in pieces; this bounds one that arrived whole.
     let head_bytes = parts.method.as_str().len()
-        + parts.uri.to_string().len()
+        + parts.uri.path_and_query().map_or(0, |pq| pq.as_str().len())
         + parts
             .headers
             .iter()

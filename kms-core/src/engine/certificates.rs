@@ -102,10 +102,7 @@ fn message_digest(message: &[u8], message_type: Option<&str>) -> Result<Vec<u8>,
 
 impl Kms {
     fn certificate_arn(&self, id: &str) -> String {
-        format!(
-            "acs:kms:{}:{}:certificate/{}",
-            self.scope.region, self.scope.account_id, id
-        )
+        self.scope.certificate_arn(id)
     }
 
     fn authorize_certificate(

@@ -439,9 +439,7 @@ impl Kms {
         match self.storage.get(record_key)? {
             None => Ok(None),
             Some(entry) => {
-                let value = self
-                    .decode(record_key, &entry.value)
-                    .inspect_err(|e| self.note_corrupt(record_key, e))?;
+                let value = self.read_entry(record_key, &entry.value)?;
                 Ok(Some((value, entry)))
             }
         }

@@ -124,10 +124,7 @@ fn tag_list(tags: &BTreeMap<String, String>) -> TagList {
 
 impl Kms {
     pub(crate) fn secret_arn(&self, name: &str) -> String {
-        format!(
-            "acs:kms:{}:{}:secret/{}",
-            self.scope.region, self.scope.account_id, name
-        )
+        self.scope.secret_arn(name)
     }
 
     pub(crate) fn authorize_secret(
