@@ -10,7 +10,8 @@
 //!
 //! Run with `cargo bench -p kms-benches`; one group with `cargo bench -p kms-benches --
 //! encrypt_1k`. The group and function names are stable so results compare across runs.
-//! `KMS_BENCH_1M=0` leaves out the 1M-key case of `scale` (about a minute to populate).
+//! `scale` measures stores of `KMS_BENCH_KEYS` keys (default `1000,100000,1000000`); with
+//! `KMS_BENCH_STORE_DIR` the populated stores are kept there and reused by later runs.
 
 use std::cell::{Cell, OnceCell, RefCell};
 use std::hint::black_box;
@@ -22,8 +23,8 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, BenchmarkId, Criterion, SamplingMode, Throughput};
 use kms_core::api::*;
 use kms_core::model::{KeySpec, KeyUsage};
-use kms_core::{Batch, Caller, Kms, RootKey, Storage};
-use kms_storage::{MemoryStorage, RedbStorage};
+use kms_core::{Caller, Kms, RootKey, Storage};
+use kms_storage::{MemoryStorage, RedbOptions, RedbStorage};
 use p256::pkcs8::DecodePrivateKey;
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use ring::rand::{SecureRandom, SystemRandom};
@@ -367,150 +368,312 @@ fn lifecycle(c: &mut Criterion) {
 
 /// Keys the hot Encrypt loop cycles through, spread evenly over the store.
 const SAMPLE: usize = 1024;
-/// Keys created by one populating engine (bounds the memory its key cache holds).
-const CREATE_CHUNK: usize = 100_000;
-/// Records per write transaction when copying into redb.
-const COPY_PAGE: usize = 20_000;
+/// Commits per durable commit while populating (a store that can be made again).
+const POPULATE_SYNC_EVERY: u32 = 1_000;
+/// The key cache of the populating engine (it touches each key once).
+const POPULATE_CACHE: usize = 10_000;
+/// ListKeys page size in the list measurements (the largest Alibaba allows).
+const LIST_PAGE: i64 = 100;
 
 /// Set (to a directory) in the child process that populates a store; see [`populate`].
 const POPULATE_DIR: &str = "KMS_BENCH_POPULATE_DIR";
+/// Set (to a directory) in the child process that touches every key of a store; see
+/// [`touch_all`].
+const TOUCH_DIR: &str = "KMS_BENCH_TOUCH_DIR";
 /// The number of keys the child creates.
 const POPULATE_KEYS: &str = "KMS_BENCH_POPULATE_KEYS";
+/// Where populated stores are kept between runs (default: a temporary directory each run).
+const STORE_DIR: &str = "KMS_BENCH_STORE_DIR";
+/// The store sizes (comma-separated; default `1000,100000,1000000`).
+const KEY_COUNTS: &str = "KMS_BENCH_KEYS";
 const STORE_FILE: &str = "scale.redb";
 const SAMPLE_FILE: &str = "sample.txt";
 
 /// A redb store holding `n` keys, made through the public API.
 struct Populated {
-    dir: tempfile::TempDir,
+    /// Removed at the end of the run unless [`STORE_DIR`] keeps the stores.
+    _temp: Option<tempfile::TempDir>,
+    dir: PathBuf,
     root: RootKey,
     sample: Vec<String>,
 }
 
 impl Populated {
     fn path(&self) -> PathBuf {
-        self.dir.path().join(STORE_FILE)
+        self.dir.join(STORE_FILE)
     }
 }
 
-/// A store of `n` keys in a temporary directory, populated by a child process (this binary
-/// run again with [`POPULATE_DIR`] set), so that the 2.5 GB heap of populating 1M keys is
-/// not left fragmented under the engine being measured, as it would not be in a process that
-/// opens an existing store.
-fn populate(n: usize) -> Populated {
-    let dir = tempfile::Builder::new()
-        .prefix("kms-bench-scale")
-        .tempdir()
-        .unwrap();
+fn child(var: &str, dir: &Path, n: usize) {
     let status = std::process::Command::new(std::env::current_exe().unwrap())
-        .env(POPULATE_DIR, dir.path())
+        .env(var, dir)
         .env(POPULATE_KEYS, n.to_string())
         .status()
         .unwrap();
-    assert!(status.success(), "populating {n} keys failed: {status}");
+    assert!(status.success(), "{var} for {n} keys failed: {status}");
+}
+
+/// A store of `n` keys, populated by a child process (this binary run again with
+/// [`POPULATE_DIR`] set), so that the memory populating used is not left under the engine
+/// being measured, as it would not be in a process that opens an existing store.
+fn populate(n: usize) -> Populated {
+    let (temp, dir) = match std::env::var_os(STORE_DIR) {
+        Some(base) => (None, Path::new(&base).join(n.to_string())),
+        None => {
+            let t = tempfile::Builder::new()
+                .prefix("kms-bench-scale")
+                .tempdir()
+                .unwrap();
+            let d = t.path().to_path_buf();
+            (Some(t), d)
+        }
+    };
+    if !dir.join(SAMPLE_FILE).exists() {
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        child(POPULATE_DIR, &dir, n);
+    }
     let root =
-        kms_storage::root_key_file::load(&dir.path().join(kms_storage::root_key_file::FILE_NAME))
-            .unwrap();
-    let sample = std::fs::read_to_string(dir.path().join(SAMPLE_FILE))
+        kms_storage::root_key_file::load(&dir.join(kms_storage::root_key_file::FILE_NAME)).unwrap();
+    let sample = std::fs::read_to_string(dir.join(SAMPLE_FILE))
         .unwrap()
         .lines()
         .map(str::to_owned)
         .collect();
-    Populated { dir, root, sample }
+    Populated {
+        _temp: temp,
+        dir,
+        root,
+        sample,
+    }
 }
 
-/// The child's side of [`populate`]: creates `n` keys through the engine on a MemoryStorage
-/// (no fsync per CreateKey), then copies the sealed records unchanged into a RedbStorage in
-/// large transactions. Records are sealed with their record key as associated data, not with
-/// anything of the backend, so the copy opens under the same root key exactly as if the
-/// engine had written it there.
+/// The child's side of [`populate`]: creates `n` keys through the engine on the RedbStorage
+/// itself, every key with its version, sequence and due-date index records, making one commit
+/// in [`POPULATE_SYNC_EVERY`] durable.
 fn populate_into(dir: &Path, n: usize) {
     let started = Instant::now();
     let root = kms_storage::root_key_file::load_or_create(dir).unwrap();
-    let memory = Arc::new(MemoryStorage::new());
+    let redb = RedbStorage::open_with(
+        dir.join(STORE_FILE),
+        RedbOptions {
+            sync_every: POPULATE_SYNC_EVERY,
+            ..RedbOptions::default()
+        },
+    )
+    .unwrap();
+    let redb = Arc::new(redb);
+    let kms = Kms::builder()
+        .shared_storage(redb.clone())
+        .root_key(root)
+        .account_id(ACCOUNT)
+        .key_cache_capacity(POPULATE_CACHE)
+        .build()
+        .unwrap();
     let me = caller();
     let stride = (n / SAMPLE).max(1);
     let mut sample = Vec::with_capacity(SAMPLE);
-    let mut created = 0;
-    while created < n {
-        let kms = Kms::builder()
-            .shared_storage(memory.clone())
-            .root_key(root.clone())
-            .account_id(ACCOUNT)
-            .build()
-            .unwrap();
-        for _ in 0..CREATE_CHUNK.min(n - created) {
-            let id = kms
-                .create_key(&me, CreateKeyRequest::default())
-                .unwrap()
-                .key_metadata
-                .key_id;
-            if created % stride == 0 && sample.len() < SAMPLE {
-                sample.push(id);
-            }
-            created += 1;
+    for created in 0..n {
+        let id = kms
+            .create_key(&me, CreateKeyRequest::default())
+            .unwrap()
+            .key_metadata
+            .key_id;
+        if created % stride == 0 && sample.len() < SAMPLE {
+            sample.push(id);
+        }
+        if created % 1_000_000 == 999_999 {
+            eprintln!("scale: {} keys in {:.0?}", created + 1, started.elapsed());
         }
     }
-    let redb = RedbStorage::open(dir.join(STORE_FILE)).unwrap();
-    let mut after: Option<Vec<u8>> = None;
-    loop {
-        let page = memory.scan(b"", after.as_deref(), COPY_PAGE).unwrap();
-        let Some((last, _)) = page.last() else { break };
-        after = Some(last.clone());
-        let mut batch = Batch::new();
-        for (key, entry) in page {
-            batch.put(key, entry.value);
-        }
-        redb.commit(batch).unwrap();
-    }
+    drop(kms);
+    redb.sync().unwrap();
     std::fs::write(dir.join(SAMPLE_FILE), sample.join("\n")).unwrap();
     eprintln!("scale: populated {n} keys in {:.1?}", started.elapsed());
 }
 
+/// The resident memory of this process, from /proc/self/status: (VmRSS, VmHWM) in MiB.
+fn rss_mib() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            .map_or(0, |kib| kib / 1024)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// The child that measures memory: opens the store with the server's defaults (a key cache
+/// of 100,000 keys, a 128 MiB store cache), lists every key through ListKeys pages and
+/// encrypts once under each, then reports its resident memory.
+fn touch_all(dir: &Path, n: usize) {
+    let started = Instant::now();
+    let root =
+        kms_storage::root_key_file::load(&dir.join(kms_storage::root_key_file::FILE_NAME)).unwrap();
+    let kms = open_engine(&dir.join(STORE_FILE), &root);
+    let me = caller();
+    let plaintext = vec![0x5a; PLAINTEXT_LEN];
+    let mut touched = 0;
+    for page in 1.. {
+        let keys = kms
+            .list_keys(
+                &me,
+                ListKeysRequest {
+                    page_number: Some(page),
+                    page_size: Some(LIST_PAGE),
+                    ..Default::default()
+                },
+            )
+            .unwrap()
+            .keys
+            .key;
+        if keys.is_empty() {
+            break;
+        }
+        for k in keys {
+            black_box(engine_encrypt(&kms, &me, &k.key_id, &plaintext));
+            touched += 1;
+        }
+    }
+    assert_eq!(touched, n);
+    let (rss, peak) = rss_mib();
+    let cached = kms.cache_stats().keys;
+    eprintln!(
+        "scale/rss/{n}: {rss} MiB resident ({peak} MiB peak) after touching {touched} keys \
+         in {:.0?}; {cached} keys cached",
+        started.elapsed()
+    );
+}
+
 fn open_engine(path: &Path, root: &RootKey) -> Kms {
-    Kms::builder()
-        .storage(RedbStorage::open(path).unwrap())
+    open_shared(path, root).0
+}
+
+/// The engine and its store, shared so that the raw store can be measured beside it.
+fn open_shared(path: &Path, root: &RootKey) -> (Kms, Arc<RedbStorage>) {
+    let storage = Arc::new(RedbStorage::open(path).unwrap());
+    let kms = Kms::builder()
+        .shared_storage(storage.clone())
         .root_key(root.clone())
         .account_id(ACCOUNT)
         .build()
-        .unwrap()
+        .unwrap();
+    (kms, storage)
 }
 
-/// 1k, 100k and 1M keys; `KMS_BENCH_1M=0` leaves out the 1M case (about a minute to
-/// populate and 2.5 GB of memory while populating).
+/// The store sizes measured ([`KEY_COUNTS`]); 1M keys take about N minutes to populate.
 fn key_counts() -> Vec<usize> {
-    let mut counts = vec![1_000, 100_000];
-    if std::env::var_os("KMS_BENCH_1M").is_none_or(|v| v != "0") {
-        counts.push(1_000_000);
+    match std::env::var(KEY_COUNTS) {
+        Ok(list) => list
+            .split(',')
+            .map(|n| {
+                n.trim()
+                    .parse()
+                    .expect("KMS_BENCH_KEYS: comma-separated counts")
+            })
+            .collect(),
+        Err(_) => vec![1_000, 100_000, 1_000_000],
     }
-    counts
+}
+
+fn list_keys(kms: &Kms, me: &Caller, page: i64, filters: &[Filter]) -> ListKeysResponse {
+    let r = kms
+        .list_keys(
+            me,
+            ListKeysRequest {
+                page_number: Some(page),
+                page_size: Some(LIST_PAGE),
+                filters: filters.to_vec(),
+            },
+        )
+        .unwrap();
+    assert_eq!(r.keys.key.len(), LIST_PAGE.min(r.total_count) as usize);
+    r
 }
 
 fn scale(c: &mut Criterion) {
     let me = caller();
     let plaintext = vec![0x5a; PLAINTEXT_LEN];
+    let filtered = [
+        Filter {
+            key: "KeyState".into(),
+            values: vec!["Enabled".into()],
+        },
+        Filter {
+            key: "KeySpec".into(),
+            values: vec!["Aliyun_AES_256".into()],
+        },
+    ];
     let mut g = c.benchmark_group("scale");
     for n in key_counts() {
         // Populated lazily, so a filter that skips this group skips the populating too.
-        let store: OnceCell<Populated> = OnceCell::new();
-        let store = || store.get_or_init(|| populate(n));
-        let engine: RefCell<Option<Kms>> = RefCell::new(None);
+        let cell: OnceCell<Populated> = OnceCell::new();
+        let store = || cell.get_or_init(|| populate(n));
+        let engine: RefCell<Option<(Kms, Arc<RedbStorage>)>> = RefCell::new(None);
+        let shared = || {
+            let s = store();
+            std::cell::RefMut::map(engine.borrow_mut(), |e| {
+                e.get_or_insert_with(|| {
+                    let (kms, storage) = open_shared(&s.path(), &s.root);
+                    for id in &s.sample {
+                        engine_encrypt(&kms, &me, id, &plaintext);
+                    }
+                    (kms, storage)
+                })
+            })
+        };
+        let kms = || std::cell::RefMut::map(shared(), |(kms, _)| kms);
         let next = Cell::new(0usize);
+        let last_page = (n as i64 + LIST_PAGE - 1) / LIST_PAGE;
 
         // Encrypt on the durable store, cycling through SAMPLE keys already in the cache.
         g.bench_with_input(BenchmarkId::new("encrypt", n), &n, |b, _| {
             let s = store();
-            let mut engine = engine.borrow_mut();
-            let kms = engine.get_or_insert_with(|| {
-                let kms = open_engine(&s.path(), &s.root);
-                for id in &s.sample {
-                    engine_encrypt(&kms, &me, id, &plaintext);
-                }
-                kms
-            });
+            let kms = kms();
             b.iter(|| {
                 let i = next.get();
                 next.set((i + 1) % s.sample.len());
-                engine_encrypt(kms, &me, &s.sample[i], &plaintext)
+                engine_encrypt(&kms, &me, &s.sample[i], &plaintext)
+            })
+        });
+        // ListKeys: the first page, the last page, and the last page of a filter on two
+        // indexed values (every key matches it here), each a page of 100.
+        g.bench_with_input(BenchmarkId::new("list_keys_first_page", n), &n, |b, _| {
+            let kms = kms();
+            b.iter(|| list_keys(&kms, &me, 1, &[]))
+        });
+        // The primitive a page is made of: one scan of 100 sealed records of the store.
+        g.bench_with_input(BenchmarkId::new("raw_scan_100", n), &n, |b, _| {
+            let shared = shared();
+            let storage = &shared.1;
+            b.iter(|| {
+                let page = storage.scan(b"k/", None, LIST_PAGE as usize).unwrap();
+                assert_eq!(page.len(), LIST_PAGE.min(n as i64) as usize);
+                page
+            })
+        });
+        g.bench_with_input(BenchmarkId::new("list_keys_last_page", n), &n, |b, _| {
+            let kms = kms();
+            b.iter(|| list_keys(&kms, &me, last_page, &[]))
+        });
+        g.bench_with_input(
+            BenchmarkId::new("list_keys_last_page_filtered", n),
+            &n,
+            |b, _| {
+                let kms = kms();
+                b.iter(|| list_keys(&kms, &me, last_page, &filtered))
+            },
+        );
+        // A maintenance pass with nothing due (no rotation, no deletion, no expiry).
+        g.bench_with_input(BenchmarkId::new("maintenance_idle", n), &n, |b, _| {
+            let kms = kms();
+            let now = kms.now();
+            b.iter(|| {
+                let report = kms.run_maintenance(now).unwrap();
+                assert!(report.purged_keys.is_empty() && report.rotated_keys.is_empty());
+                report
             })
         });
         // The file is locked while an engine holds it open.
@@ -536,6 +699,12 @@ fn scale(c: &mut Criterion) {
             })
         });
         g.sampling_mode(SamplingMode::Auto);
+        // Memory after every key was used once, in a process of its own (printed, not timed;
+        // skipped when a filter leaves out every scale measurement, as the store is then
+        // not populated).
+        if let Some(s) = cell.get() {
+            child(TOUCH_DIR, &s.dir, n);
+        }
     }
     g.finish();
 }
@@ -558,6 +727,11 @@ fn main() {
     if let Some(dir) = std::env::var_os(POPULATE_DIR) {
         let n = std::env::var(POPULATE_KEYS).unwrap().parse().unwrap();
         populate_into(Path::new(&dir), n);
+        return;
+    }
+    if let Some(dir) = std::env::var_os(TOUCH_DIR) {
+        let n = std::env::var(POPULATE_KEYS).unwrap().parse().unwrap();
+        touch_all(Path::new(&dir), n);
         return;
     }
     // What criterion_main! expands to.

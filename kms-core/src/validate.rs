@@ -118,6 +118,18 @@ pub struct Paged<T> {
     pub total_count: i64,
 }
 
+impl<T> Paged<T> {
+    /// The same page with each item mapped.
+    pub fn map<U>(self, f: impl FnMut(T) -> U) -> Paged<U> {
+        Paged {
+            items: self.items.into_iter().map(f).collect(),
+            page_number: self.page_number,
+            page_size: self.page_size,
+            total_count: self.total_count,
+        }
+    }
+}
+
 impl Page {
     /// This page of `items`.
     pub fn take<T>(self, items: Vec<T>) -> Paged<T> {

@@ -1344,9 +1344,9 @@ fn filters(pairs: &[(&str, &[&str])]) -> Vec<Filter> {
 }
 
 #[test]
-fn list_secrets_pages_by_name_with_a_default_of_10() {
+fn list_secrets_pages_in_creation_order_with_a_default_of_10() {
     let env = Env::new();
-    for i in (0..12).rev() {
+    for i in 0..12 {
         env.new_secret(&format!("s{i:02}"), "x");
     }
     let first = env.list_secrets(ListSecretsRequest::default()).unwrap();
@@ -1423,14 +1423,15 @@ fn list_secrets_filters_on_name_description_tag_key_and_tag_value() {
             ..Default::default()
         })
     };
-    assert_eq!(names(&[("SecretName", &["app/"])]), ["app/cache", "app/db"]);
+    // In creation order, filtered or not.
+    assert_eq!(names(&[("SecretName", &["app/"])]), ["app/db", "app/cache"]);
     assert_eq!(
         names(&[("SecretName", &["db", "api"])]),
         ["app/db", "web/api-key"],
         "OR across values"
     );
     assert_eq!(names(&[("Description", &["cache"])]), ["app/cache"]);
-    assert_eq!(names(&[("TagKey", &["env"])]), ["app/cache", "app/db"]);
+    assert_eq!(names(&[("TagKey", &["env"])]), ["app/db", "app/cache"]);
     assert_eq!(
         names(&[("TagKey", &["en"])]),
         Vec::<String>::new(),

@@ -94,11 +94,15 @@ pub enum Command {
     },
     /// Opens every record of the store and lists those that fail to open (exit status 1 when
     /// there are any); with --quarantine moves them to <DATA_DIR>/quarantine/ (still sealed)
-    /// so that the rest serves cleanly.
+    /// so that the rest serves cleanly (rebuilding the list indexes when an index record was
+    /// among them).
     Fsck {
         /// Move the records that fail to open aside.
         #[arg(long)]
         quarantine: bool,
+        /// Rebuild the list and due-date indexes from the records.
+        #[arg(long)]
+        reindex: bool,
     },
     /// Creates a new data directory: a root key (0600) and an empty store (0600) in a 0700
     /// directory. Refuses a directory that already holds a store or a root key.
@@ -347,11 +351,15 @@ fn execute(cli: Cli) -> Result<(), CliError> {
             }
             return Ok(());
         }
-        Command::Fsck { quarantine } => {
+        Command::Fsck {
+            quarantine,
+            reindex,
+        } => {
             let engine = EngineSettings::resolve(&file, &overrides);
             let kms = open_engine(&engine)?;
             let (checked, corrupt) = kms.fsck()?;
             let mut moved = Vec::new();
+            let mut reindexed = None;
             if quarantine && !corrupt.is_empty() {
                 let dir = engine.data_dir.join("quarantine");
                 let mut builder = std::fs::DirBuilder::new();
@@ -362,7 +370,16 @@ fn execute(cli: Cli) -> Result<(), CliError> {
                     context: format!("create {}", dir.display()),
                     source,
                 })?;
-                for record in &corrupt {
+                // Index records first: the indexes are then rebuilt from the records that
+                // open, so the records moved after them have no index entries left to fix.
+                let mut order: Vec<&kms_core::CorruptRecord> = corrupt.iter().collect();
+                order.sort_by_key(|r| !r.key.starts_with(b"i/"));
+                let mut index_moved = false;
+                for record in order {
+                    if !record.key.starts_with(b"i/") && std::mem::take(&mut index_moved) {
+                        reindexed = Some(kms.rebuild_indexes()?);
+                    }
+                    index_moved |= record.key.starts_with(b"i/");
                     let name = crate::signature::hex(&record.key);
                     let path = dir.join(format!("{}-{name}", kms.now().secs()));
                     // The bytes are on disk (synced) before the record leaves the store.
@@ -372,6 +389,12 @@ fn execute(cli: Cli) -> Result<(), CliError> {
                     })?;
                     moved.push(path);
                 }
+                if index_moved {
+                    reindexed = Some(kms.rebuild_indexes()?);
+                }
+            }
+            if reindex && reindexed.is_none() {
+                reindexed = Some(kms.rebuild_indexes()?);
             }
             let list: Vec<Value> = corrupt
                 .iter()
@@ -386,6 +409,7 @@ fn execute(cli: Cli) -> Result<(), CliError> {
                 "Checked": checked,
                 "Corrupt": list,
                 "Quarantined": moved,
+                "Reindexed": reindexed,
             }));
             if !corrupt.is_empty() && !quarantine {
                 return Err(CliError::Usage(format!(

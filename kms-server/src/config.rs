@@ -39,6 +39,7 @@
 //!
 //! metrics = false                             # true: Prometheus text at GET /metrics
 //! key_cache_capacity = 100000                 # decoded keys kept in memory (LRU beyond)
+//! store_cache_mb = 128                        # the store's own page cache
 //!
 //! [rate_limits]            # optional: requests per second per access key, by class
 //! symmetric = 1000         # Encrypt, Decrypt, data keys, MACs (Alibaba's per-account quota)
@@ -147,6 +148,8 @@ pub struct FileConfig {
     pub metrics: Option<bool>,
     /// Most decoded keys kept in memory.
     pub key_cache_capacity: Option<usize>,
+    /// MiB of the store's page cache.
+    pub store_cache_mb: Option<usize>,
 }
 
 /// The `[external_key_store]` section: where the external key proxy is.
@@ -319,6 +322,8 @@ pub struct EngineSettings {
     pub external_key_store: Option<ExternalKeyStoreConfig>,
     /// Most decoded keys kept in memory (the engine's default when `None`).
     pub key_cache_capacity: Option<usize>,
+    /// MiB of the store's page cache (the store's default when `None`).
+    pub store_cache_mb: Option<usize>,
 }
 
 impl Default for EngineSettings {
@@ -330,6 +335,7 @@ impl Default for EngineSettings {
             account_id: DEFAULT_ACCOUNT_ID.into(),
             external_key_store: None,
             key_cache_capacity: None,
+            store_cache_mb: None,
         }
     }
 }
@@ -482,6 +488,7 @@ impl EngineSettings {
                 .unwrap_or(d.account_id),
             external_key_store: file.external_key_store.clone(),
             key_cache_capacity: file.key_cache_capacity,
+            store_cache_mb: file.store_cache_mb,
         }
     }
 }

@@ -128,7 +128,11 @@ pub fn open_engine_with(
         Some(path) => warn_if_exposed(path, "the root key file"),
     }
     let store = settings.data_dir.join(STORE_FILE);
-    let storage = RedbStorage::open(&store)?;
+    let mut options = kms_storage::RedbOptions::default();
+    if let Some(mb) = settings.store_cache_mb {
+        options.cache_bytes = mb.saturating_mul(1 << 20);
+    }
+    let storage = RedbStorage::open_with(&store, options)?;
     restrict_mode(&store, 0o600)?;
     mark_initialized(&settings.data_dir)?;
     let mut builder = Kms::builder()

@@ -17,4 +17,4 @@ pub mod conformance;
 pub mod root_key_file;
 
 pub use memory::MemoryStorage;
-pub use redb_store::RedbStorage;
+pub use redb_store::{RedbOptions, RedbStorage};

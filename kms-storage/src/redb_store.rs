@@ -38,6 +38,9 @@ const REVISION_LEN: usize = 8;
 pub struct RedbStorage {
     db: RwLock<Option<Database>>,
     path: PathBuf,
+    options: RedbOptions,
+    /// Commits since the last durable one (with [`RedbOptions::sync_every`] above 1).
+    unsynced: std::sync::atomic::AtomicU32,
     fault: Mutex<Option<Fault>>,
     /// Bumped at every reopen: an error met on an older handle does not close a newer one.
     generation: std::sync::atomic::AtomicU64,
@@ -51,6 +54,29 @@ struct Fault {
     backoff: Duration,
 }
 
+/// How a [`RedbStorage`] is opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RedbOptions {
+    /// Bytes of redb's own page cache (default 128 MiB). The store's share of the process's
+    /// memory stays within it, whatever the size of the file; pages beyond it are read
+    /// through the operating system's file cache.
+    pub cache_bytes: usize,
+    /// Every how many commits one is made durable (default 1: every commit is on disk when
+    /// it returns). Above 1, a crash can lose up to `sync_every - 1` acknowledged commits
+    /// (never half of one): only for bulk-loading a store that can be made again, such as a
+    /// benchmark's; [`RedbStorage::sync`] makes everything durable.
+    pub sync_every: u32,
+}
+
+impl Default for RedbOptions {
+    fn default() -> Self {
+        RedbOptions {
+            cache_bytes: 128 << 20,
+            sync_every: 1,
+        }
+    }
+}
+
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -60,11 +86,20 @@ impl RedbStorage {
     /// Errors: [`StorageError::Backend`] when the file cannot be opened or created, is not a
     /// redb database, or is already open (in this or another process).
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StorageError> {
+        Self::open_with(path, RedbOptions::default())
+    }
+
+    /// As [`RedbStorage::open`], with `options`.
+    ///
+    /// Errors: as [`RedbStorage::open`].
+    pub fn open_with(path: impl AsRef<Path>, options: RedbOptions) -> Result<Self, StorageError> {
         let path = path.as_ref().to_path_buf();
-        let db = open_database(&path)?;
+        let db = open_database(&path, &options)?;
         Ok(Self {
             db: RwLock::new(Some(db)),
             path,
+            options,
+            unsynced: std::sync::atomic::AtomicU32::new(0),
             fault: Mutex::new(None),
             generation: std::sync::atomic::AtomicU64::new(0),
         })
@@ -170,7 +205,7 @@ impl RedbStorage {
         if db.is_some() {
             return Ok(()); // another thread reopened it
         }
-        match open_database(&self.path) {
+        match open_database(&self.path, &self.options) {
             Ok(reopened) => {
                 *db = Some(reopened);
                 self.generation
@@ -195,10 +230,12 @@ impl RedbStorage {
 }
 
 /// Opens (or creates) the database and its tables.
-fn open_database(path: &Path) -> Result<Database, StorageError> {
+fn open_database(path: &Path, options: &RedbOptions) -> Result<Database, StorageError> {
     // Not opening is a Backend failure: a file that is not a database, or is locked, is no
     // fault to wait out (a reopen after a fault retries on its own).
-    let db = Database::create(path)
+    let db = Database::builder()
+        .set_cache_size(options.cache_bytes)
+        .create(path)
         .map_err(|e| StorageError::Backend(format!("open {}: {e}", path.display())))?;
     // Create both tables now so that read transactions can always open them.
     let txn = db.begin_write().map_err(backend)?;
@@ -248,7 +285,37 @@ impl Storage for RedbStorage {
         if batch.is_empty() {
             return Ok(());
         }
-        self.with_db(|db| commit_in(db, batch))
+        let durable = self.options.sync_every <= 1 || {
+            let n = self
+                .unsynced
+                .fetch_add(1, std::sync::atomic::Ordering::AcqRel)
+                + 1;
+            n >= self.options.sync_every
+        };
+        if durable && self.options.sync_every > 1 {
+            self.unsynced.store(0, std::sync::atomic::Ordering::Release);
+        }
+        self.with_db(|db| commit_in(db, batch, durable))
+    }
+}
+
+impl RedbStorage {
+    /// Makes every commit so far durable (a no-op when every commit already is).
+    ///
+    /// Errors: the I/O error, as with `commit`.
+    pub fn sync(&self) -> Result<(), StorageError> {
+        if self.unsynced.swap(0, std::sync::atomic::Ordering::AcqRel) == 0 {
+            return Ok(());
+        }
+        self.with_db(|db| commit_in(db, Batch::new(), true))
+    }
+}
+
+impl Drop for RedbStorage {
+    fn drop(&mut self) {
+        // Commits not yet made durable (sync_every above 1) are made so on a clean close; a
+        // caller that must know it worked calls `sync` first.
+        let _ = self.sync();
     }
 }
 
@@ -281,11 +348,16 @@ fn scan_in(
     }
 }
 
-fn commit_in(db: &Database, batch: Batch) -> Result<(), StorageError> {
+fn commit_in(db: &Database, batch: Batch, durable: bool) -> Result<(), StorageError> {
     {
         let mut txn = db.begin_write().map_err(backend)?;
         // Immediate is redb's default; set it so durability never rests on a default.
-        txn.set_durability(Durability::Immediate).map_err(backend)?;
+        let durability = if durable {
+            Durability::Immediate
+        } else {
+            Durability::None
+        };
+        txn.set_durability(durability).map_err(backend)?;
         {
             let mut records = txn.open_table(RECORDS).map_err(backend)?;
             for op in &batch.ops {

@@ -20,6 +20,20 @@ fn redb_storage_passes_conformance() {
 }
 
 #[test]
+fn redb_storage_with_a_small_cache_and_batched_syncs_passes_conformance() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = kms_storage::RedbStorage::open_with(
+        dir.path().join("kms.redb"),
+        kms_storage::RedbOptions {
+            cache_bytes: 1 << 20,
+            sync_every: 7,
+        },
+    )
+    .unwrap();
+    conformance::run(&storage);
+}
+
+#[test]
 fn arc_of_storage_passes_conformance() {
     let storage: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
     conformance::run(&storage);

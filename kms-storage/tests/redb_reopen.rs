@@ -103,3 +103,30 @@ fn storage_is_send_and_sync() {
     assert_send_sync::<RedbStorage>();
     assert_send_sync::<kms_storage::MemoryStorage>();
 }
+
+#[test]
+fn batched_syncs_are_made_durable_by_sync_and_by_a_clean_close() {
+    use kms_storage::RedbOptions;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bulk.redb");
+    let options = RedbOptions {
+        sync_every: 1000,
+        ..RedbOptions::default()
+    };
+    {
+        let storage = RedbStorage::open_with(&path, options).unwrap();
+        for i in 0..10u8 {
+            let mut batch = Batch::new();
+            batch.put(vec![b'n', i], vec![i]);
+            storage.commit(batch).unwrap();
+        }
+        storage.sync().unwrap();
+        let mut batch = Batch::new();
+        batch.put(b"after-sync".to_vec(), b"x".to_vec());
+        storage.commit(batch).unwrap();
+        // Dropped here: the clean close makes the last commit durable too.
+    }
+    let storage = RedbStorage::open(&path).unwrap();
+    assert_eq!(storage.scan(b"n", None, 100).unwrap().len(), 10);
+    assert_eq!(storage.get(b"after-sync").unwrap().unwrap().value, b"x");
+}

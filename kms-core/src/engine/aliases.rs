@@ -1,6 +1,6 @@
 //! Alias operations: an alias names exactly one key; a key may have up to 50 aliases.
 
-use super::{alias_record_key, key_record_key, Kms};
+use super::{alias_record_key, index, key_record_key, Kms};
 use crate::api::*;
 use crate::auth::{Action, Caller};
 use crate::error::KmsError;
@@ -206,16 +206,38 @@ impl Kms {
         let page = validate::paging(req.page_number, req.page_size, 10)?;
         self.authorize(caller, Action::new("kms:ListAliases"), None)?;
         let now = self.clock.now();
-        let mut aliases = Vec::new();
-        for (_, a, _) in self.scan_all::<AliasRecord>(b"a/")? {
-            // An alias of a key past its DeleteDate is gone with the key.
-            match self.load_key(&a.key_id) {
-                Ok(k) if !lifecycle::is_purged(&k.record, now) => aliases.push(a),
-                Ok(_) | Err(KmsError::KeyNotFound { .. }) => {}
+        // An alias of a key past its DeleteDate is gone with the key, before maintenance
+        // removes it.
+        let mut gone = Vec::new();
+        for record_key in self.overdue_purges(now)? {
+            let Some(key_id) = record_key.strip_prefix(b"k/") else {
+                continue;
+            };
+            match self.load_key(&String::from_utf8_lossy(key_id)) {
+                Ok(k) => gone.extend(k.record.aliases.iter().map(|a| alias_record_key(a))),
+                Err(KmsError::KeyNotFound { .. } | KmsError::RecordCorrupt { .. }) => {}
                 Err(e) => return Err(e),
             }
         }
-        Ok(self.alias_page(aliases, page))
+        let sel = self.single_selection(index::ALIASES, b"a/", &gone)?;
+        let paged = self.index_page(&sel, page)?;
+        Ok(ListAliasesResponse {
+            request_id: self.request_id(),
+            aliases: AliasList {
+                alias: paged
+                    .items
+                    .into_iter()
+                    .map(|e| AliasEntry {
+                        alias_arn: self.scope.alias_arn(&e.id),
+                        alias_name: e.id,
+                        key_id: e.extra.unwrap_or_default(),
+                    })
+                    .collect(),
+            },
+            page_number: paged.page_number,
+            page_size: paged.page_size,
+            total_count: paged.total_count,
+        })
     }
 
     /// ListAliasesByKeyId: the aliases of one key, by name. Works in every key state.

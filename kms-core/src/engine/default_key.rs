@@ -89,7 +89,7 @@ impl Kms {
                 "aliases under alias/acs/ are reserved for service keys",
             ));
         }
-        let _guard = self.write_guard()?;
+        let guard = self.write_guard()?;
         let marker_entry = self.storage.get(MARKER)?;
         if let Some(id) = self.default_key_id()? {
             return Err(KmsError::ResourceExist {
@@ -116,6 +116,7 @@ impl Kms {
                 description: req.description.clone(),
                 ..Default::default()
             },
+            Some(&guard),
             |record, batch| {
                 record.aliases.insert(alias.clone());
                 let alias_record = AliasRecord {
@@ -126,11 +127,11 @@ impl Kms {
                 let marker = DefaultKeyMarker {
                     key_id: record.key_id.clone(),
                 };
-                let guard = match &marker_entry {
+                let precondition = match &marker_entry {
                     Some(e) => Precondition::Revision(e.revision),
                     None => Precondition::Absent,
                 };
-                self.stage_put(batch, MARKER.to_vec(), &marker, guard)?;
+                self.stage_put(batch, MARKER.to_vec(), &marker, precondition)?;
                 Ok(())
             },
         )?;

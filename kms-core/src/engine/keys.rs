@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::{key_record_key, version_prefix, version_record_key, CachedKey, Kms};
+use super::{index, key_record_key, version_prefix, version_record_key, CachedKey, Kms};
 use crate::api::*;
 use crate::auth::{Action, Caller};
 use crate::error::KmsError;
@@ -77,7 +77,7 @@ impl Kms {
         caller: &Caller,
         req: CreateKeyRequest,
     ) -> Result<CreateKeyResponse, KmsError> {
-        let cached = self.create_key_with(caller, req, |_, _| Ok(()))?;
+        let cached = self.create_key_with(caller, req, None, |_, _| Ok(()))?;
         Ok(CreateKeyResponse {
             request_id: self.request_id(),
             key_metadata: self.metadata(&cached),
@@ -86,10 +86,15 @@ impl Kms {
 
     /// CreateKey's work; `extra` may amend the new record and add writes to the same atomic
     /// batch (the default key's alias and marker).
+    ///
+    /// `held` is the write lock when the caller holds it; otherwise it is taken for the
+    /// commit only (after the material is made), since the commit updates shared index
+    /// records.
     pub(crate) fn create_key_with(
         &self,
         caller: &Caller,
         req: CreateKeyRequest,
+        held: Option<&std::sync::MutexGuard<'_, ()>>,
         extra: impl FnOnce(&mut KeyRecord, &mut Batch) -> Result<(), KmsError>,
     ) -> Result<Arc<CachedKey>, KmsError> {
         let spec = req.key_spec.unwrap_or(KeySpec::Aes256);
@@ -255,6 +260,10 @@ impl Kms {
         let written = extra(&mut record, &mut batch).and_then(|()| {
             self.stage_put(&mut batch, kk, &record, Precondition::Absent)?;
             self.stage_put(&mut batch, vk, &version, Precondition::Absent)?;
+            let _guard = match held {
+                Some(_) => None,
+                None => Some(self.write_guard()?),
+            };
             self.commit(batch)
         });
         if let Err(e) = written {
@@ -296,22 +305,36 @@ impl Kms {
         let filters = parse_filters(&req.filters)?;
         self.authorize(caller, Action::new("kms:ListKeys"), None)?;
         let now = self.clock.now();
-        let matching: Vec<KeyRecord> = self
-            .scan_all::<KeyRecord>(b"k/")?
+        // Filters pick whole sequences (one per combination of the filtered values); keys
+        // past their DeleteDate that maintenance has not removed yet, and keys known to fail
+        // to open (once read, or found by fsck), are skipped.
+        let sequences: Vec<(String, u64)> = self
+            .key_sequences()?
             .into_iter()
-            .map(|(_, r, _)| r)
-            .filter(|r| !lifecycle::is_purged(r, now) && filters.iter().all(|f| f.matches(r)))
+            .filter(|(name, _)| {
+                index::parse_key_sequence(name)
+                    .is_some_and(|values| filters.iter().all(|f| f.matches(values)))
+            })
             .collect();
-        let paged = page.take(matching);
+        let mut hidden = std::collections::BTreeMap::new();
+        for record_key in self.overdue_purges(now)? {
+            if record_key.starts_with(b"k/") {
+                self.hide(&record_key, &mut hidden)?;
+            }
+        }
+        // The page is served from the index alone (a key's id is all it shows), so its cost
+        // does not depend on what the key cache holds.
+        self.hide_corrupt(b"k/", &mut hidden)?;
+        let paged = self.index_page(&index::Selection { sequences, hidden }, page)?;
         Ok(ListKeysResponse {
             request_id: self.request_id(),
             keys: KeyList {
                 key: paged
                     .items
                     .into_iter()
-                    .map(|r| KeyListEntry {
-                        key_arn: self.scope.key_arn(&r.key_id),
-                        key_id: r.key_id,
+                    .map(|e| KeyListEntry {
+                        key_arn: self.scope.key_arn(&e.id),
+                        key_id: e.id,
                     })
                     .collect(),
             },
@@ -483,23 +506,25 @@ impl Kms {
         let page = validate::paging(req.page_number, req.page_size, 10)?;
         let key = self.live_key("KeyId", &req.key_id, self.clock.now())?;
         self.authorize(caller, Action::new("kms:ListKeyVersions"), Some(&key))?;
-        let mut versions: Vec<VersionRecord> = self
-            .scan_all::<VersionRecord>(&version_prefix(&key.record.key_id))?
-            .into_iter()
-            .map(|(_, v, _)| v)
-            .collect();
-        versions.sort_by_key(|v| v.seq);
-        let paged = page.take(versions);
+        let key_id = &key.record.key_id;
+        let sel = self.single_selection(
+            &index::version_sequence(key_id),
+            &version_prefix(key_id),
+            &[],
+        )?;
+        let paged = self.index_page(&sel, page)?;
         Ok(ListKeyVersionsResponse {
             request_id: self.request_id(),
             key_versions: KeyVersionList {
                 key_version: paged
                     .items
                     .into_iter()
-                    .map(|v| KeyVersion {
-                        key_id: v.key_id,
-                        key_version_id: v.version_id,
-                        creation_date: v.creation_date,
+                    .map(|e| KeyVersion {
+                        key_id: key_id.clone(),
+                        creation_date: UnixTime(
+                            e.extra.and_then(|d| d.parse().ok()).unwrap_or_default(),
+                        ),
+                        key_version_id: e.id,
                     })
                     .collect(),
             },
@@ -773,13 +798,22 @@ enum KeyFilter {
 }
 
 impl KeyFilter {
-    fn matches(&self, r: &KeyRecord) -> bool {
+    fn matches(
+        &self,
+        (state, spec, usage, level, creator): (
+            KeyState,
+            KeySpec,
+            KeyUsage,
+            ProtectionLevel,
+            CreatorType,
+        ),
+    ) -> bool {
         match self {
-            KeyFilter::State(v) => v.contains(&r.state),
-            KeyFilter::Spec(v) => v.contains(&r.key_spec),
-            KeyFilter::Usage(v) => v.contains(&r.key_usage),
-            KeyFilter::Creator(v) => v.contains(&r.creator_type),
-            KeyFilter::Protection(v) => v.contains(&r.protection_level),
+            KeyFilter::State(v) => v.contains(&state),
+            KeyFilter::Spec(v) => v.contains(&spec),
+            KeyFilter::Usage(v) => v.contains(&usage),
+            KeyFilter::Creator(v) => v.contains(&creator),
+            KeyFilter::Protection(v) => v.contains(&level),
         }
     }
 }

@@ -22,41 +22,78 @@ impl Kms {
     /// and each key's change is atomic.
     pub fn run_maintenance(&self, now: UnixTime) -> Result<MaintenanceReport, KmsError> {
         let mut report = MaintenanceReport::default();
-        for (_, record, _) in self.scan_all::<KeyRecord>(b"k/")? {
-            // One key failing (a version that does not open, a provider that is down) is
-            // reported and retried next pass; every other key is still looked after.
-            let outcome = if lifecycle::is_purged(&record, now) {
-                self.purge_key(&record.key_id, now)
-                    .map(|done| done.then_some(&mut report.purged_keys))
-            } else if lifecycle::rotation_due(&record, now) {
-                self.rotate_if_due(&record.key_id, now)
-                    .map(|done| done.then_some(&mut report.rotated_keys))
-            } else if lifecycle::material_expired(&record, now) {
-                self.expire_material(&record.key_id, now)
-                    .map(|done| done.then_some(&mut report.expired_material_keys))
-            } else {
-                Ok(None)
-            };
-            match outcome {
-                Ok(Some(list)) => list.push(record.key_id),
-                Ok(None) => {}
-                Err(e) => report.failed_keys.push((record.key_id, e.code())),
+        // The due-date index names every record with work due by now: O(due), not O(store).
+        let mut due: Vec<Vec<u8>> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        self.for_each_due(now, |record_key, _| {
+            if seen.insert(record_key.to_vec()) {
+                due.push(record_key.to_vec());
+            }
+            Ok(())
+        })?;
+        for record_key in due {
+            match record_key.get(..2) {
+                Some(b"k/") => self.key_maintenance(&record_key, now, &mut report),
+                Some(b"s/") => self.secret_maintenance(&record_key, now, &mut report)?,
+                Some(b"t/") if self.expire_token(&record_key, now)? => {
+                    report.expired_import_tokens += 1;
+                }
+                _ => {}
             }
         }
         report.associations_written = self.flush_associations()?;
-        self.secrets_maintenance(now, &mut report)?;
-        for (token_key, token, revision) in self.scan_all::<ImportToken>(b"t/")? {
-            if token.expires <= now {
-                let mut batch = Batch::new();
-                batch.delete_if(token_key, Precondition::Revision(revision));
-                // A token used or removed meanwhile is gone either way.
-                if self.commit(batch).is_ok() {
-                    report.expired_import_tokens += 1;
-                }
-            }
-        }
         report.corrupt_records = self.corrupt.lock().map(|c| c.len()).unwrap_or(0);
         Ok(report)
+    }
+
+    /// The due work of one key. One key failing (a version that does not open, a provider
+    /// that is down) is reported and retried next pass; every other key is still looked
+    /// after.
+    fn key_maintenance(&self, record_key: &[u8], now: UnixTime, report: &mut MaintenanceReport) {
+        let key_id = String::from_utf8_lossy(record_key.get(2..).unwrap_or_default()).into_owned();
+        let record = match self.read::<KeyRecord>(record_key) {
+            Ok(Some((record, _))) => record,
+            // Gone meanwhile, or failing to open (remembered, and reported by fsck).
+            Ok(None) | Err(KmsError::RecordCorrupt { .. }) => return,
+            Err(e) => {
+                report.failed_keys.push((key_id, e.code()));
+                return;
+            }
+        };
+        let outcome = if lifecycle::is_purged(&record, now) {
+            self.purge_key(&key_id, now)
+                .map(|done| done.then_some(&mut report.purged_keys))
+        } else if lifecycle::rotation_due(&record, now) {
+            self.rotate_if_due(&key_id, now)
+                .map(|done| done.then_some(&mut report.rotated_keys))
+        } else if lifecycle::material_expired(&record, now) {
+            self.expire_material(&key_id, now)
+                .map(|done| done.then_some(&mut report.expired_material_keys))
+        } else {
+            Ok(None)
+        };
+        match outcome {
+            Ok(Some(list)) => list.push(key_id),
+            Ok(None) => {}
+            Err(e) => report.failed_keys.push((key_id, e.code())),
+        }
+    }
+
+    /// Deletes an import token past its expiry; false when it is not due or gone.
+    fn expire_token(&self, record_key: &[u8], now: UnixTime) -> Result<bool, KmsError> {
+        let _guard = self.write_guard()?;
+        let (token, entry) = match self.read::<ImportToken>(record_key) {
+            Ok(Some(found)) => found,
+            Ok(None) | Err(KmsError::RecordCorrupt { .. }) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        if token.expires > now {
+            return Ok(false);
+        }
+        let mut batch = Batch::new();
+        batch.delete_if(record_key.to_vec(), Precondition::Revision(entry.revision));
+        self.commit(batch)?;
+        Ok(true)
     }
 
     fn expire_material(&self, key_id: &str, now: UnixTime) -> Result<bool, KmsError> {

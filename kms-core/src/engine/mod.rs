@@ -9,6 +9,7 @@
 //! | `k/<key id>` | [`KeyRecord`] |
 //! | `v/<key id>/<version id>` | [`VersionRecord`] with the version's material |
 //! | `a/<alias name>` | [`AliasRecord`] |
+//! | `i/...` | the list and due-date indexes (see `index.rs`), derived from the records |
 //!
 //! Decoded key records live in an in-memory cache, filled on first use, so the crypto hot path
 //! reads no storage. Mutations are serialized by one lock, re-read the record from storage,
@@ -24,6 +25,7 @@ mod cache;
 mod certificates;
 mod crypto_ops;
 mod default_key;
+mod index;
 mod keys;
 mod mac;
 mod maintenance;
@@ -251,7 +253,7 @@ impl KmsBuilder {
         let mut prefix = [0u8; 8];
         self.rng.fill(&mut prefix)?;
         let prefix = u64::from_be_bytes(prefix);
-        Ok(Kms {
+        let kms = Kms {
             storage,
             sealer,
             authorizer: self.authorizer,
@@ -273,7 +275,9 @@ impl KmsBuilder {
             cache_hits: AtomicU64::new(0),
             cache_misses: AtomicU64::new(0),
             corrupt: Mutex::new(std::collections::BTreeMap::new()),
-        })
+        };
+        kms.ensure_indexes()?;
+        Ok(kms)
     }
 }
 
@@ -537,6 +541,7 @@ impl Kms {
             Some(b"x/") => self
                 .decode::<certificates::CertificateRecord>(k, v)
                 .map(drop),
+            Some(b"i/") => self.check_index_record(k, v),
             _ if k == b"m/default-key" => {
                 self.decode::<default_key::DefaultKeyMarker>(k, v).map(drop)
             }
@@ -952,8 +957,16 @@ impl Kms {
         self.cache_put(next, Vec::new())
     }
 
-    /// Commits a batch; a precondition failure means another writer changed the records.
-    pub(crate) fn commit(&self, batch: crate::storage::Batch) -> Result<(), KmsError> {
+    /// Commits a batch together with the index writes it needs; a precondition failure means
+    /// another writer changed the records.
+    pub(crate) fn commit(&self, mut batch: crate::storage::Batch) -> Result<(), KmsError> {
+        let index = self.index_ops(&batch.ops)?;
+        batch.ops.extend(index);
+        self.commit_raw(batch)
+    }
+
+    /// Commits a batch as it is (no index writes added).
+    fn commit_raw(&self, batch: crate::storage::Batch) -> Result<(), KmsError> {
         let touched: Vec<Vec<u8>> = batch.ops.iter().map(|op| op.key().to_vec()).collect();
         match self.storage.commit(batch) {
             Ok(()) => {

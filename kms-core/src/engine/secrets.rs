@@ -694,7 +694,7 @@ impl Kms {
         })
     }
 
-    /// ListSecrets: the account's secrets by name, with Filters on SecretName, Description
+    /// ListSecrets: the account's secrets in creation order, with Filters on SecretName, Description
     /// (substring), TagKey and TagValue (exact); AND across filters, OR across values.
     ///
     /// Errors: `InvalidParameter` (paging, filters).
@@ -736,34 +736,66 @@ impl Kms {
                 })
             })
         };
-        let found: Vec<SecretRecord> = self
-            .scan_all::<SecretRecord>(b"s/")?
-            .into_iter()
-            .map(|(_, r, _)| r)
-            .filter(|r| !r.is_purged(now) && matches(r))
-            .collect();
         let fetch_tags = req.fetch_tags.unwrap_or(false);
-        let paged = page.take(found);
+        let entry = |r: SecretRecord| SecretListEntry {
+            tags: fetch_tags.then(|| tag_list(&r.tags)),
+            secret_name: r.name,
+            create_time: r.created,
+            update_time: r.updated,
+            planned_delete_time: r.planned_delete_time,
+            secret_type: r.secret_type,
+        };
+        let paged = if req.filters.is_empty() {
+            self.secret_index_page(now, page)?.map(entry)
+        } else {
+            // Substring filters match no index: these lists read every secret (in the
+            // index's order, as unfiltered lists show them).
+            let all = validate::Page {
+                number: 1,
+                size: usize::MAX,
+            };
+            let found: Vec<SecretRecord> = self
+                .secret_index_page(now, all)?
+                .items
+                .into_iter()
+                .filter(|r| matches(r))
+                .collect();
+            page.take(found).map(entry)
+        };
         Ok(ListSecretsResponse {
             request_id: self.request_id(),
             secret_list: SecretList {
-                secret: paged
-                    .items
-                    .into_iter()
-                    .map(|r| SecretListEntry {
-                        tags: fetch_tags.then(|| tag_list(&r.tags)),
-                        secret_name: r.name,
-                        create_time: r.created,
-                        update_time: r.updated,
-                        planned_delete_time: r.planned_delete_time,
-                        secret_type: r.secret_type,
-                    })
-                    .collect(),
+                secret: paged.items,
             },
             page_number: paged.page_number,
             page_size: paged.page_size,
             total_count: paged.total_count,
         })
+    }
+
+    /// One page of the secrets from the index: O(page), reading only the page's records.
+    /// A record found failing to open is hidden and the page read again, so that the page
+    /// and TotalCount agree.
+    fn secret_index_page(
+        &self,
+        now: UnixTime,
+        page: validate::Page,
+    ) -> Result<validate::Paged<SecretRecord>, KmsError> {
+        let gone: Vec<Vec<u8>> = self
+            .overdue_purges(now)?
+            .into_iter()
+            .filter(|k| k.starts_with(b"s/"))
+            .collect();
+        self.checked_page(
+            page,
+            || self.single_selection(super::index::SECRETS, b"s/", &gone),
+            |e| {
+                Ok(self
+                    .read::<SecretRecord>(&secret_record_key(&e.id))?
+                    .map(|(r, _)| r)
+                    .filter(|r| !r.is_purged(now)))
+            },
+        )
     }
 
     /// DeleteSecret: pending deletion for RecoveryWindowInDays (7 to 30, default 30), or
@@ -1140,35 +1172,40 @@ impl Kms {
         Ok(true)
     }
 
-    /// Maintenance: purges secrets past their recovery window and rotates due secrets.
-    pub(crate) fn secrets_maintenance(
+    /// Maintenance of one secret with work due: purges it past its recovery window, or
+    /// rotates it when due.
+    pub(crate) fn secret_maintenance(
         &self,
+        record_key: &[u8],
         now: UnixTime,
         report: &mut MaintenanceReport,
     ) -> Result<(), KmsError> {
-        let owner = Caller::account_root(self.scope.account_id.clone());
-        for (sk, rec, revision) in self.scan_all::<SecretRecord>(b"s/")? {
-            if rec.is_purged(now) {
-                let _guard = self.write_guard()?;
-                let mut batch = Batch::new();
-                for v in &rec.versions {
-                    batch.delete(value_record_key(&rec.name, &v.version_id));
-                }
-                batch.delete_if(sk, Precondition::Revision(revision));
-                // A secret changed meanwhile is looked at again on the next pass.
-                if self.commit(batch).is_ok() {
-                    report.purged_secrets.push(rec.name);
-                }
-            } else if rec.planned_delete_time.is_none()
-                && rec.next_rotation_date.is_some_and(|t| t <= now)
-                && self.rotation_handlers.contains_key(&rec.secret_type)
-            {
-                let version_id = new_uuid(&*self.rng)?;
-                match self.rotate_secret_as(&owner, &rec.name, &version_id, Some(now)) {
-                    Ok(true) => report.rotated_secrets.push(rec.name),
-                    Ok(false) => {}
-                    Err(e) => report.failed_secret_rotations.push((rec.name, e.code())),
-                }
+        let (rec, entry) = match self.read::<SecretRecord>(record_key) {
+            Ok(Some(found)) => found,
+            Ok(None) | Err(KmsError::RecordCorrupt { .. }) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        if rec.is_purged(now) {
+            let _guard = self.write_guard()?;
+            let mut batch = Batch::new();
+            for v in &rec.versions {
+                batch.delete(value_record_key(&rec.name, &v.version_id));
+            }
+            batch.delete_if(record_key.to_vec(), Precondition::Revision(entry.revision));
+            // A secret changed meanwhile is looked at again on the next pass.
+            if self.commit(batch).is_ok() {
+                report.purged_secrets.push(rec.name);
+            }
+        } else if rec.planned_delete_time.is_none()
+            && rec.next_rotation_date.is_some_and(|t| t <= now)
+            && self.rotation_handlers.contains_key(&rec.secret_type)
+        {
+            let owner = Caller::account_root(self.scope.account_id.clone());
+            let version_id = new_uuid(&*self.rng)?;
+            match self.rotate_secret_as(&owner, &rec.name, &version_id, Some(now)) {
+                Ok(true) => report.rotated_secrets.push(rec.name),
+                Ok(false) => {}
+                Err(e) => report.failed_secret_rotations.push((rec.name, e.code())),
             }
         }
         Ok(())
