@@ -295,7 +295,13 @@ impl Storage for RedbStorage {
         if durable && self.options.sync_every > 1 {
             self.unsynced.store(0, std::sync::atomic::Ordering::Release);
         }
-        self.with_db(|db| commit_in(db, batch, durable))
+        let result = self.with_db(|db| commit_in(db, batch, durable));
+        if result.is_err() && durable && self.options.sync_every > 1 {
+            // The commits before this one are still not durable: the next sync must not skip.
+            self.unsynced
+                .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        }
+        result
     }
 }
 
@@ -304,10 +310,16 @@ impl RedbStorage {
     ///
     /// Errors: the I/O error, as with `commit`.
     pub fn sync(&self) -> Result<(), StorageError> {
-        if self.unsynced.swap(0, std::sync::atomic::Ordering::AcqRel) == 0 {
+        let pending = self.unsynced.swap(0, std::sync::atomic::Ordering::AcqRel);
+        if pending == 0 {
             return Ok(());
         }
-        self.with_db(|db| commit_in(db, Batch::new(), true))
+        let result = self.with_db(|db| commit_in(db, Batch::new(), true));
+        if result.is_err() {
+            self.unsynced
+                .fetch_add(pending, std::sync::atomic::Ordering::AcqRel);
+        }
+        result
     }
 }
 

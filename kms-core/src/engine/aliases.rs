@@ -195,7 +195,7 @@ impl Kms {
         })
     }
 
-    /// ListAliases: every alias of the account, by name.
+    /// ListAliases: every alias of the account, in creation order (see the index module).
     ///
     /// Errors: `InvalidParameter` for paging.
     pub fn list_aliases(

@@ -41,7 +41,8 @@ use crate::time::UnixTime;
 /// The index format this engine writes; a store without it (or with another) is reindexed
 /// when the engine opens.
 const INDEX_FORMAT: u32 = 1;
-const INDEX_MARKER: &[u8] = b"m/index";
+/// The index format marker's record key.
+pub(crate) const INDEX_MARKER: &[u8] = b"m/index";
 const COUNT: &str = "i/c/";
 const ENTRY: &str = "i/e/";
 const BACK: &str = "i/b/";
@@ -783,7 +784,10 @@ impl Kms {
             self.commit_raw(batch)?;
         }
         let mut indexed = 0;
-        for prefix in [&b"k/"[..], b"a/", b"s/", b"v/", b"t/"] {
+        // Keys, aliases, secrets and tokens in key order (so a rebuilt list of keys, aliases
+        // or secrets comes by id or name); each key's versions right after the key, oldest
+        // first, as ListKeyVersions shows them.
+        for prefix in [&b"k/"[..], b"a/", b"s/", b"t/"] {
             let mut after: Option<Vec<u8>> = None;
             loop {
                 let page = self.storage.scan(prefix, after.as_deref(), REBUILD_PAGE)?;
@@ -794,6 +798,9 @@ impl Kms {
                         Ok(new) => {
                             overlay.apply(&k, new)?;
                             indexed += 1;
+                            if let Some(key_id) = k.strip_prefix(b"k/") {
+                                indexed += self.index_versions(&mut overlay, key_id)?;
+                            }
                         }
                         Err(e @ KmsError::RecordCorrupt { .. }) => self.note_corrupt(&k, &e),
                         Err(e) => return Err(e),
@@ -822,6 +829,27 @@ impl Kms {
 }
 
 impl Kms {
+    /// Indexes one key's versions in creation order (a rebuild); returns how many.
+    fn index_versions(&self, overlay: &mut Overlay<'_>, key_id: &[u8]) -> Result<usize, KmsError> {
+        let mut prefix = b"v/".to_vec();
+        prefix.extend_from_slice(key_id);
+        prefix.push(b'/');
+        let mut versions = Vec::new();
+        for (k, entry) in self.storage.scan(&prefix, None, usize::MAX)? {
+            match self.decode::<VersionRecord>(&k, &entry.value) {
+                Ok(v) => versions.push((v.seq, k, entry.value)),
+                Err(e @ KmsError::RecordCorrupt { .. }) => self.note_corrupt(&k, &e),
+                Err(e) => return Err(e),
+            }
+        }
+        versions.sort_by_key(|(seq, _, _)| *seq);
+        for (_, k, value) in &versions {
+            let new = self.indexed(k, value)?;
+            overlay.apply(k, new)?;
+        }
+        Ok(versions.len())
+    }
+
     /// Decodes an index record as the type its key holds (for fsck).
     pub(crate) fn check_index_record(&self, k: &[u8], v: &[u8]) -> Result<(), KmsError> {
         match k.get(..4) {

@@ -88,8 +88,8 @@ impl Kms {
     /// batch (the default key's alias and marker).
     ///
     /// `held` is the write lock when the caller holds it; otherwise it is taken for the
-    /// commit only (after the material is made), since the commit updates shared index
-    /// records.
+    /// commit and the cache update only (after the material is made), since the commit
+    /// updates shared index records.
     pub(crate) fn create_key_with(
         &self,
         caller: &Caller,
@@ -257,13 +257,15 @@ impl Kms {
         let kk = key_record_key(&key_id);
         let vk = version_record_key(&key_id, &version_id);
         let mut batch = Batch::new();
+        // Held until the cache has the new key: a mutation of it (its id is listed as soon
+        // as the commit lands) must not be overwritten in the cache by this older record.
+        let _guard = match held {
+            Some(_) => None,
+            None => Some(self.write_guard()?),
+        };
         let written = extra(&mut record, &mut batch).and_then(|()| {
             self.stage_put(&mut batch, kk, &record, Precondition::Absent)?;
             self.stage_put(&mut batch, vk, &version, Precondition::Absent)?;
-            let _guard = match held {
-                Some(_) => None,
-                None => Some(self.write_guard()?),
-            };
             self.commit(batch)
         });
         if let Err(e) = written {

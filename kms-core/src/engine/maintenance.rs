@@ -34,9 +34,20 @@ impl Kms {
         for record_key in due {
             match record_key.get(..2) {
                 Some(b"k/") => self.key_maintenance(&record_key, now, &mut report),
-                Some(b"s/") => self.secret_maintenance(&record_key, now, &mut report)?,
-                Some(b"t/") if self.expire_token(&record_key, now)? => {
-                    report.expired_import_tokens += 1;
+                // One secret or token failing (the store, a conflict) is looked at again on
+                // the next pass; the rest of this one goes on.
+                Some(b"s/") => {
+                    if let Err(e) = self.secret_maintenance(&record_key, now, &mut report) {
+                        let name = String::from_utf8_lossy(record_key.get(2..).unwrap_or_default());
+                        report
+                            .failed_secret_rotations
+                            .push((name.into_owned(), e.code()));
+                    }
+                }
+                Some(b"t/") => {
+                    if let Ok(true) = self.expire_token(&record_key, now) {
+                        report.expired_import_tokens += 1;
+                    }
                 }
                 _ => {}
             }

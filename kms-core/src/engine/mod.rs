@@ -587,6 +587,11 @@ impl Kms {
             record_key.to_vec(),
             crate::storage::Precondition::Revision(entry.revision),
         );
+        if record_key.starts_with(b"i/") {
+            // The indexes are incomplete without it: the next open rebuilds them (unless
+            // `rebuild_indexes` does first).
+            batch.delete(index::INDEX_MARKER.to_vec());
+        }
         self.commit(batch)?;
         if let Ok(mut c) = self.corrupt.lock() {
             c.remove(record_key);
