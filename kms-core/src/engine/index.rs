@@ -15,7 +15,8 @@
 //! sequences and TotalCount is a sum of counts), `A` the aliases, `S` the secrets and
 //! `V,<key id>` a key's versions. A member joins at the end; when one leaves, the last member
 //! moves into its place. So positions stay dense and a page at any depth is one short scan,
-//! and lists come in creation order except where a removal moved the newest member forward.
+//! and lists come in creation order except where a removal moved the newest member forward
+//! (after a rebuild: keys, aliases and secrets by id or name, versions oldest first).
 //!
 //! The indexes are derived from the records by [`Kms::commit`] itself: whatever writes a
 //! record, its index entries change with it, in the same batch, under revision
