@@ -104,6 +104,25 @@ fn listed_secrets(env: &Env, size: i64) -> BTreeSet<String> {
     all
 }
 
+/// The creation dates ListKeyVersions shows for a key, in its order (one page of 100).
+fn version_dates(env: &Env, key: &str) -> Vec<kms_core::UnixTime> {
+    env.kms
+        .list_key_versions(
+            &env.me,
+            ListKeyVersionsRequest {
+                key_id: key.into(),
+                page_size: Some(100),
+                ..Default::default()
+            },
+        )
+        .unwrap()
+        .key_versions
+        .key_version
+        .into_iter()
+        .map(|v| v.creation_date)
+        .collect()
+}
+
 /// What DescribeKey, ListAliasesByKeyId and DescribeSecret say, asked one by one: the truth
 /// the lists must match.
 struct Truth {
@@ -335,22 +354,7 @@ fn lists_agree_with_the_records_after_any_sequence_of_writes() {
             );
         }
         assert_eq!(paged, one);
-        let dates: Vec<_> = env
-            .kms
-            .list_key_versions(
-                &env.me,
-                ListKeyVersionsRequest {
-                    key_id: k.clone(),
-                    page_size: Some(100),
-                    ..Default::default()
-                },
-            )
-            .unwrap()
-            .key_versions
-            .key_version
-            .into_iter()
-            .map(|v| v.creation_date)
-            .collect();
+        let dates = version_dates(&env, k);
         assert!(
             dates.windows(2).all(|w| w[0] <= w[1]),
             "oldest first: {dates:?}"
@@ -633,22 +637,7 @@ fn a_rebuild_keeps_versions_oldest_first_and_a_quarantined_index_record_forces_o
         before,
         "oldest first after a rebuild too"
     );
-    let dates: Vec<_> = env
-        .kms
-        .list_key_versions(
-            &env.me,
-            ListKeyVersionsRequest {
-                key_id: key.clone(),
-                page_size: Some(100),
-                ..Default::default()
-            },
-        )
-        .unwrap()
-        .key_versions
-        .key_version
-        .into_iter()
-        .map(|v| v.creation_date)
-        .collect();
+    let dates = version_dates(&env, &key);
     assert!(dates.windows(2).all(|w| w[0] < w[1]), "{dates:?}");
 
     // An index record moved aside leaves the indexes incomplete: the marker goes with it, so

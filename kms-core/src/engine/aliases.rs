@@ -209,10 +209,8 @@ impl Kms {
         // An alias of a key past its DeleteDate is gone with the key, before maintenance
         // removes it.
         let mut gone = Vec::new();
-        for record_key in self.overdue_purges(now)? {
-            let Some(key_id) = record_key.strip_prefix(b"k/") else {
-                continue;
-            };
+        for record_key in self.overdue_purges(now, b"k/")? {
+            let key_id = record_key.get(2..).unwrap_or_default();
             match self.load_key(&String::from_utf8_lossy(key_id)) {
                 Ok(k) => gone.extend(k.record.aliases.iter().map(|a| alias_record_key(a))),
                 Err(KmsError::KeyNotFound { .. } | KmsError::RecordCorrupt { .. }) => {}
@@ -220,24 +218,11 @@ impl Kms {
             }
         }
         let sel = self.single_selection(index::ALIASES, b"a/", &gone)?;
-        let paged = self.index_page(&sel, page)?;
-        Ok(ListAliasesResponse {
-            request_id: self.request_id(),
-            aliases: AliasList {
-                alias: paged
-                    .items
-                    .into_iter()
-                    .map(|e| AliasEntry {
-                        alias_arn: self.scope.alias_arn(&e.id),
-                        alias_name: e.id,
-                        key_id: e.extra.unwrap_or_default(),
-                    })
-                    .collect(),
-            },
-            page_number: paged.page_number,
-            page_size: paged.page_size,
-            total_count: paged.total_count,
-        })
+        let paged = self.index_page(&sel, page)?.map(|e| AliasRecord {
+            alias_name: e.id,
+            key_id: e.extra.unwrap_or_default(),
+        });
+        Ok(self.alias_response(paged))
     }
 
     /// ListAliasesByKeyId: the aliases of one key, by name. Works in every key state.
@@ -260,11 +245,10 @@ impl Kms {
                 key_id: key.record.key_id.clone(),
             })
             .collect();
-        Ok(self.alias_page(aliases, page))
+        Ok(self.alias_response(page.take(aliases)))
     }
 
-    fn alias_page(&self, aliases: Vec<AliasRecord>, page: validate::Page) -> ListAliasesResponse {
-        let paged = page.take(aliases);
+    fn alias_response(&self, paged: validate::Paged<AliasRecord>) -> ListAliasesResponse {
         ListAliasesResponse {
             request_id: self.request_id(),
             aliases: AliasList {

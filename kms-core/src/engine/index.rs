@@ -51,7 +51,6 @@ const BACK: &str = "i/b/";
 pub(crate) const DUE: &[u8] = b"i/d/";
 /// The prefix of every index record.
 const INDEX_PREFIX: &[u8] = b"i/";
-const REBUILD_PAGE: usize = 256;
 
 /// The sequence of the aliases.
 pub(crate) const ALIASES: &str = "A";
@@ -615,7 +614,7 @@ impl Kms {
 
     /// Adds to `hidden` the positions of the records under `prefix` that are known to fail to
     /// open (at most the 10,000 remembered).
-    pub(crate) fn hide_corrupt(
+    fn hide_corrupt(
         &self,
         prefix: &[u8],
         hidden: &mut BTreeMap<String, BTreeSet<u64>>,
@@ -637,7 +636,7 @@ impl Kms {
     }
 
     /// Adds a record's position to `hidden`.
-    pub(crate) fn hide(
+    fn hide(
         &self,
         record_key: &[u8],
         hidden: &mut BTreeMap<String, BTreeSet<u64>>,
@@ -648,12 +647,16 @@ impl Kms {
         Ok(())
     }
 
-    /// The records whose purge is due at `now` (gone, though maintenance has not removed
-    /// them yet): O(due).
-    pub(crate) fn overdue_purges(&self, now: UnixTime) -> Result<Vec<Vec<u8>>, KmsError> {
+    /// The records under `prefix` whose purge is due at `now` (gone, though maintenance has
+    /// not removed them yet): O(due).
+    pub(crate) fn overdue_purges(
+        &self,
+        now: UnixTime,
+        prefix: &[u8],
+    ) -> Result<Vec<Vec<u8>>, KmsError> {
         let mut out = Vec::new();
         self.for_each_due(now, |record_key, kind| {
-            if kind == DueKind::Purge {
+            if kind == DueKind::Purge && record_key.starts_with(prefix) {
                 out.push(record_key.to_vec());
             }
             Ok(())
@@ -670,7 +673,7 @@ impl Kms {
     ) -> Result<(), KmsError> {
         let mut after: Option<Vec<u8>> = None;
         loop {
-            let page = self.storage.scan(DUE, after.as_deref(), REBUILD_PAGE)?;
+            let page = self.storage.scan(DUE, after.as_deref(), super::SCAN_PAGE)?;
             let len = page.len();
             for (k, entry) in page {
                 let Some((when, record_key)) = parse_due_key(&k) else {
@@ -689,7 +692,7 @@ impl Kms {
                 }
                 after = Some(k);
             }
-            if len < REBUILD_PAGE {
+            if len < super::SCAN_PAGE {
                 return Ok(());
             }
         }
@@ -774,7 +777,7 @@ impl Kms {
         self.commit_raw(batch)?;
         // Remove the old index records.
         loop {
-            let page = self.storage.scan(INDEX_PREFIX, None, REBUILD_PAGE)?;
+            let page = self.storage.scan(INDEX_PREFIX, None, super::SCAN_PAGE)?;
             if page.is_empty() {
                 break;
             }
@@ -791,7 +794,9 @@ impl Kms {
         for prefix in [&b"k/"[..], b"a/", b"s/", b"t/"] {
             let mut after: Option<Vec<u8>> = None;
             loop {
-                let page = self.storage.scan(prefix, after.as_deref(), REBUILD_PAGE)?;
+                let page = self
+                    .storage
+                    .scan(prefix, after.as_deref(), super::SCAN_PAGE)?;
                 let len = page.len();
                 let mut overlay = Overlay::new(self);
                 for (k, entry) in page {
@@ -812,7 +817,7 @@ impl Kms {
                 if !ops.is_empty() {
                     self.commit_raw(Batch { ops })?;
                 }
-                if len < REBUILD_PAGE {
+                if len < super::SCAN_PAGE {
                     break;
                 }
             }
@@ -880,11 +885,11 @@ impl Kms {
         })
     }
 
-    /// A selection of one sequence, hiding the records under `prefix` known to fail to open
-    /// and those in `gone`.
-    pub(crate) fn single_selection(
+    /// A selection of `sequences` (with their counts), hiding the records in `gone` and the
+    /// records under `prefix` known to fail to open.
+    pub(crate) fn selection(
         &self,
-        seq: &str,
+        sequences: Vec<(String, u64)>,
         prefix: &[u8],
         gone: &[Vec<u8>],
     ) -> Result<Selection, KmsError> {
@@ -893,10 +898,18 @@ impl Kms {
             self.hide(record_key, &mut hidden)?;
         }
         self.hide_corrupt(prefix, &mut hidden)?;
-        Ok(Selection {
-            sequences: vec![(seq.to_owned(), self.sequence_count(seq)?)],
-            hidden,
-        })
+        Ok(Selection { sequences, hidden })
+    }
+
+    /// [`Kms::selection`] of one sequence.
+    pub(crate) fn single_selection(
+        &self,
+        seq: &str,
+        prefix: &[u8],
+        gone: &[Vec<u8>],
+    ) -> Result<Selection, KmsError> {
+        let count = self.sequence_count(seq)?;
+        self.selection(vec![(seq.to_owned(), count)], prefix, gone)
     }
 }
 

@@ -318,16 +318,10 @@ impl Kms {
                     .is_some_and(|values| filters.iter().all(|f| f.matches(values)))
             })
             .collect();
-        let mut hidden = std::collections::BTreeMap::new();
-        for record_key in self.overdue_purges(now)? {
-            if record_key.starts_with(b"k/") {
-                self.hide(&record_key, &mut hidden)?;
-            }
-        }
         // The page is served from the index alone (a key's id is all it shows), so its cost
         // does not depend on what the key cache holds.
-        self.hide_corrupt(b"k/", &mut hidden)?;
-        let paged = self.index_page(&index::Selection { sequences, hidden }, page)?;
+        let gone = self.overdue_purges(now, b"k/")?;
+        let paged = self.index_page(&self.selection(sequences, b"k/", &gone)?, page)?;
         Ok(ListKeysResponse {
             request_id: self.request_id(),
             keys: KeyList {

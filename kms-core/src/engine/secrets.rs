@@ -781,11 +781,7 @@ impl Kms {
         now: UnixTime,
         page: validate::Page,
     ) -> Result<validate::Paged<SecretRecord>, KmsError> {
-        let gone: Vec<Vec<u8>> = self
-            .overdue_purges(now)?
-            .into_iter()
-            .filter(|k| k.starts_with(b"s/"))
-            .collect();
+        let gone = self.overdue_purges(now, b"s/")?;
         self.checked_page(
             page,
             || self.single_selection(super::index::SECRETS, b"s/", &gone),
