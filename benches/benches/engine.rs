@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, BenchmarkId, Criterion, SamplingMode, Throughput};
 use kms_core::api::*;
-use kms_core::model::{KeySpec, KeyUsage};
+use kms_core::api::{KeySpec, KeyUsage};
 use kms_core::{Batch, Caller, Entry, Kms, Op, Precondition, RootKey, Storage, StorageError};
 use kms_storage::{MemoryStorage, RedbStorage};
 use p256::pkcs8::DecodePrivateKey;

@@ -90,10 +90,10 @@ fn blob_seeds() {
     write("blob_decrypt", "data-key", data_key.ciphertext_blob);
     // Blobs naming a disabled key and an asymmetric key: headers only, made by hand.
     for (name, key, alg) in [("disabled", &f.disabled, 3u8), ("ec-key", &f.ec, 3)] {
-        let mut b = kms_core::blob::encode_header(
+        let mut b = kms_core::internal::blob::encode_header(
             key,
             "00000000-0000-4000-8000-000000000001",
-            kms_core::crypto::AeadAlgorithm::from_code(alg).expect("an algorithm"),
+            kms_core::AeadAlgorithm::from_code(alg).expect("an algorithm"),
             &[0; 12],
             16,
         )

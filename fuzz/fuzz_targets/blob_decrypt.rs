@@ -8,7 +8,7 @@
 use std::sync::OnceLock;
 
 use kms_core::api::{DecryptRequest, EncryptionContext};
-use kms_core::blob;
+use kms_core::internal::blob;
 use kms_fuzz::{decrypt_fixture, DecryptFixture};
 use libfuzzer_sys::fuzz_target;
 

@@ -2,8 +2,8 @@
 #![no_main]
 #![allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
 
-use kms_core::asym::PublicKey;
-use kms_core::certs;
+use kms_core::PublicKey;
+use kms_core::internal::x509;
 use libfuzzer_sys::fuzz_target;
 
 fn inspect(cert: &x509_cert::Certificate) {

@@ -3,7 +3,7 @@
 #![no_main]
 #![allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
 
-use kms_core::auth::Caller;
+use kms_core::Caller;
 use kms_policy::document::RequestContext;
 use kms_policy::{PolicyDocument, PolicyKind};
 use libfuzzer_sys::fuzz_target;

@@ -1,12 +1,12 @@
 //! Request decoding: arbitrary JSON (as the server's merged parameters or a JSON body) into
-//! every operation's request struct with `kms_core::wire::decode_request`, whose serde adapters
+//! every operation's request struct with `kms_core::api::decode_request`, whose serde adapters
 //! accept Alibaba's string forms (booleans, integers, JSON text, Base64). Errors are
 //! `MissingParameter`/`InvalidParameter`; a panic is a bug.
 #![no_main]
 #![allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
 
 use kms_core::api::*;
-use kms_core::wire::decode_request;
+use kms_core::api::decode_request;
 use libfuzzer_sys::fuzz_target;
 
 /// Decodes `value` as each type; a decoded request must re-encode and decode to itself.

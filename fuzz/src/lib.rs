@@ -18,8 +18,8 @@ use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
 use kms_core::api::*;
-use kms_core::crypto::RandomSource;
-use kms_core::model::KeySpec;
+use kms_core::RandomSource;
+use kms_core::api::KeySpec;
 use kms_core::{Batch, Caller, Kms, KmsError, ManualClock, RootKey, Storage, UnixTime};
 use kms_storage::MemoryStorage;
 

@@ -22,6 +22,13 @@ pub fn new_uuid(rng: &dyn RandomSource) -> Result<String, KmsError> {
     Ok(format_uuid_v4(hi, lo))
 }
 
+/// A fresh UUID v4 from the operating system's random source, for a `RequestId` the engine
+/// did not issue (a protocol error answered before any operation ran).
+pub fn new_request_id() -> String {
+    new_uuid(&crate::crypto::OsRandom)
+        .unwrap_or_else(|_| "00000000-0000-4000-8000-000000000000".to_owned())
+}
+
 /// Formats 128 bits as a lower-case UUID, setting the version (4) and variant bits.
 ///
 /// Every response carries one (its RequestId), so this appends the digits directly rather

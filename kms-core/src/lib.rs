@@ -32,36 +32,74 @@
     allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)
 )]
 
+// ---- Shared foundations -------------------------------------------------------------------
 #[macro_use]
 mod macros;
+mod error;
+mod ids;
+mod storage;
+mod time;
+mod validate;
+mod wire;
 
-pub mod api;
-pub mod asym;
-pub mod auth;
-pub mod blob;
-pub mod certs;
-pub mod crypto;
+// ---- Shared crypto: primitives, the ciphertext blob, sealing, key providers ----------------
+mod crypto;
+
+// ---- Authorization: callers, actions, the Authorizer, policy operations --------------------
+mod policy;
+
+// ---- The engine: Kms, its builder, storage I/O, cache, indexes, maintenance ----------------
 mod engine;
-pub mod error;
-pub mod external;
-pub mod ids;
-pub mod lifecycle;
-pub mod model;
-pub mod provider;
-pub mod root_key;
-mod seal;
-pub mod secrets;
-pub mod storage;
-pub mod time;
-pub mod validate;
-pub mod wire;
 
-pub use auth::{AllowAll, Authorizer, Caller, SameAccountOnly};
-pub use engine::{CacheStats, CorruptRecord, Kms, KmsBuilder, SecretRotationHandler};
+// ---- Domains: each with its pure rules, its engine operations and its wire types ----------
+mod certificates;
+mod keys;
+mod secrets;
+mod tags;
+
+pub use crypto::asym::{EncryptionAlgorithm, PublicKey, SigningAlgorithm};
+pub use crypto::external::{validate_external_key_id, ExternalCiphertext, ExternalKeyStore};
+pub use crypto::provider::{InMemoryHsm, KeyProvider};
+pub use crypto::root_key::{RootKey, ROOT_KEY_LEN};
+pub use crypto::{ct_eq, AeadAlgorithm, OsRandom, RandomSource, NONCE_LEN, TAG_LEN};
+pub use engine::{CacheStats, CorruptRecord, Kms, KmsBuilder};
 pub use error::KmsError;
-pub use root_key::RootKey;
+pub use ids::{new_request_id, ArnScope};
+pub use policy::{
+    default_policy_document, AccessRequest, Action, AllowAll, Authorizer, Caller, Decision,
+    Principal, SameAccountOnly, MAX_POLICY_BYTES,
+};
+pub use secrets::ops::SecretRotationHandler;
 pub use storage::{Batch, Entry, Op, Precondition, Storage, StorageError};
-pub use time::{Clock, ManualClock, SystemClock, UnixTime};
+pub use time::{Clock, ManualClock, SystemClock, UnixTime, DAY};
+
+/// The operations' request and response types and the values they carry.
+///
+/// Field names are the wire names in snake_case; serde renames them to Alibaba's PascalCase,
+/// so these structs serialize to Alibaba's wire shapes and [`api::decode_request`] decodes them
+/// from a parameter map.
+pub mod api {
+    pub use crate::certificates::api::*;
+    pub use crate::keys::api::*;
+    pub use crate::keys::model::{
+        AutomaticRotation, CreatorType, DeletionProtection, KeySpec, KeyState, KeyUsage, Origin,
+        ProtectionLevel,
+    };
+    pub use crate::secrets::api::*;
+    pub use crate::wire::decode_request;
+}
+
+/// Internals for the fuzz targets and benchmarks of this repository. Not a stable interface:
+/// anything here may change in any release.
+#[doc(hidden)]
+pub mod internal {
+    pub use crate::certificates::x509;
+    pub use crate::crypto::{asym, blob};
+    /// Identifiers: UUIDs, ARNs, alias names.
+    pub mod ids {
+        pub use crate::ids::*;
+    }
+}
 
 /// The README's code blocks compile and run as doctests.
 #[cfg(doctest)]

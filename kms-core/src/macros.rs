@@ -58,3 +58,27 @@ macro_rules! wire_enum {
         }
     };
 }
+
+/// Defines a request struct: PascalCase wire names, every field defaulted.
+macro_rules! request {
+    ($(#[$meta:meta])* $name:ident { $($body:tt)* }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+        #[serde(rename_all = "PascalCase", default)]
+        pub struct $name { $($body)* }
+    };
+}
+
+/// Defines a response struct: PascalCase wire names with a RequestId.
+macro_rules! response {
+    ($(#[$meta:meta])* $name:ident { $($body:tt)* }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        pub struct $name {
+            /// The id of this call.
+            pub request_id: String,
+            $($body)*
+        }
+    };
+}

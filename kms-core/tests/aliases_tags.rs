@@ -8,9 +8,9 @@ mod common;
 use std::collections::BTreeSet;
 
 use common::*;
+use kms_core::api::decode_request;
 use kms_core::api::*;
-use kms_core::model::{KeySpec, KeyState};
-use kms_core::wire::decode_request;
+use kms_core::api::{KeySpec, KeyState};
 
 // ---- aliases ------------------------------------------------------------------------------
 

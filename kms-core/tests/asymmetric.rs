@@ -10,8 +10,8 @@ use std::sync::OnceLock;
 
 use base64::Engine;
 use kms_core::api::*;
-use kms_core::asym::{PublicKey, SigningAlgorithm};
-use kms_core::model::{KeySpec, KeyState, KeyUsage, ProtectionLevel};
+use kms_core::api::{KeySpec, KeyState, KeyUsage, ProtectionLevel};
+use kms_core::{PublicKey, SigningAlgorithm};
 use support_asym::*;
 
 const PSS: &str = "RSA_PSS_SHA_256";
@@ -153,7 +153,7 @@ fn automatic_rotation_is_refused_for_asymmetric_keys() {
         }
         assert_eq!(
             env.describe(&key).automatic_rotation,
-            kms_core::model::AutomaticRotation::Disabled
+            kms_core::api::AutomaticRotation::Disabled
         );
     }
 }
@@ -994,7 +994,7 @@ fn engine_oaep_ciphertexts_decrypt_with_the_rsa_crate_private_key_round_trip_via
 }
 
 /// Makes a key with `openssl genpkey`, signs digests with `openssl pkeyutl -sign`, and checks
-/// the signatures with the engine's verify code (`kms_core::asym::PublicKey`).
+/// the signatures with the engine's verify code (`kms_core::PublicKey`).
 #[test]
 fn openssl_signatures_verify_with_the_engine_public_key_code() {
     let dir = tempfile::tempdir().unwrap();

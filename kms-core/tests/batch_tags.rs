@@ -618,7 +618,7 @@ fn a_key_pending_deletion_refuses_and_nothing_changes() {
     env.disable(&w.keys[0]).unwrap();
     let pending_import = env
         .create_key_with(CreateKeyRequest {
-            origin: Some(kms_core::model::Origin::External),
+            origin: Some(kms_core::api::Origin::External),
             ..Default::default()
         })
         .key_id;
@@ -919,7 +919,7 @@ fn next_token_pages_through_every_pair_exactly_once_in_order() {
 fn flattened_wire_parameters_decode() {
     // What kms-server's Params::operation_json makes of
     // ResourceType=key&ResourceId.1=..&ResourceId.2=..&Tag.1.Key=..&Tag.1.Value=..&Tag.2.Key=..
-    let req: TagResourcesRequest = kms_core::wire::decode_request(json!({
+    let req: TagResourcesRequest = kms_core::api::decode_request(json!({
         "ResourceType": "key",
         "ResourceId": ["k-1", "alias/two"],
         "Tag": [{"Key": "team", "Value": "core"}, {"Key": "solo"}],
@@ -929,7 +929,7 @@ fn flattened_wire_parameters_decode() {
     assert_eq!(req.resource_id, ids(&["k-1", "alias/two"]));
     assert_eq!(req.tag, kv(&[("team", "core"), ("solo", "")]));
     // The same lists as JSON text (as an SDK that serializes them sends).
-    let text: TagResourcesRequest = kms_core::wire::decode_request(json!({
+    let text: TagResourcesRequest = kms_core::api::decode_request(json!({
         "ResourceType": "key",
         "ResourceId": "[\"k-1\",\"alias/two\"]",
         "Tag": "[{\"Key\":\"team\",\"Value\":\"core\"},{\"Key\":\"solo\"}]",
@@ -937,7 +937,7 @@ fn flattened_wire_parameters_decode() {
     .unwrap();
     assert_eq!(text, req);
 
-    let untag: UntagResourcesRequest = kms_core::wire::decode_request(json!({
+    let untag: UntagResourcesRequest = kms_core::api::decode_request(json!({
         "ResourceType": "secret",
         "ResourceId": ["db"],
         "TagKey": ["a", "b"],
@@ -946,14 +946,14 @@ fn flattened_wire_parameters_decode() {
     .unwrap();
     assert_eq!(untag.tag_key, ids(&["a", "b"]));
     assert_eq!(untag.all, Some(false));
-    let all: UntagResourcesRequest = kms_core::wire::decode_request(json!({
+    let all: UntagResourcesRequest = kms_core::api::decode_request(json!({
         "ResourceType": "secret", "ResourceId": ["db"], "All": "true",
     }))
     .unwrap();
     assert_eq!(all.all, Some(true));
     assert!(all.tag_key.is_empty());
 
-    let listed: ListTagResourcesRequest = kms_core::wire::decode_request(json!({
+    let listed: ListTagResourcesRequest = kms_core::api::decode_request(json!({
         "ResourceType": "key",
         "Tag": [{"Key": "env"}],
         "MaxResults": "10",
@@ -967,21 +967,21 @@ fn flattened_wire_parameters_decode() {
 
     // Malformed shapes name the parameter.
     expect_param_err(
-        kms_core::wire::decode_request::<TagResourcesRequest>(json!({
+        kms_core::api::decode_request::<TagResourcesRequest>(json!({
             "ResourceType": "key", "ResourceId": "not json", "Tag": [],
         })),
         "InvalidParameter",
         "ResourceId",
     );
     expect_param_err(
-        kms_core::wire::decode_request::<TagResourcesRequest>(json!({
+        kms_core::api::decode_request::<TagResourcesRequest>(json!({
             "ResourceType": "key", "ResourceId": ["a"], "Tag": [{"Value": "no key"}],
         })),
         "MissingParameter",
         "Key",
     );
     expect_param_err(
-        kms_core::wire::decode_request::<ListTagResourcesRequest>(json!({
+        kms_core::api::decode_request::<ListTagResourcesRequest>(json!({
             "ResourceType": "key", "ResourceId": ["a"], "MaxResults": "ten",
         })),
         "InvalidParameter",
@@ -993,7 +993,7 @@ fn flattened_wire_parameters_decode() {
 fn decoded_wire_requests_drive_the_engine() {
     let env = Env::new();
     let w = world(&env, 2, 1);
-    let req: TagResourcesRequest = kms_core::wire::decode_request(json!({
+    let req: TagResourcesRequest = kms_core::api::decode_request(json!({
         "ResourceType": "key",
         "ResourceId": [w.keys[0], w.keys[1]],
         "Tag": [{"Key": "team", "Value": "core"}],
@@ -1001,7 +1001,7 @@ fn decoded_wire_requests_drive_the_engine() {
     .unwrap();
     env.kms.tag_resources(&env.me, req).unwrap();
     // A Tag.N.Key without its Value is an empty value, which the tag rules refuse.
-    let req: TagResourcesRequest = kms_core::wire::decode_request(json!({
+    let req: TagResourcesRequest = kms_core::api::decode_request(json!({
         "ResourceType": "key", "ResourceId": [w.keys[0]], "Tag": [{"Key": "novalue"}],
     }))
     .unwrap();
@@ -1015,7 +1015,7 @@ fn decoded_wire_requests_drive_the_engine() {
         .kms
         .list_tag_resources(
             &env.me,
-            kms_core::wire::decode_request(json!({
+            kms_core::api::decode_request(json!({
                 "ResourceType": "key", "Tag": [{"Key": "team", "Value": "core"}],
             }))
             .unwrap(),

@@ -6,7 +6,7 @@
 mod support_asym;
 
 use kms_core::api::*;
-use kms_core::model::{KeySpec, KeyState, KeyUsage, Origin, ProtectionLevel};
+use kms_core::api::{KeySpec, KeyState, KeyUsage, Origin, ProtectionLevel};
 use support_asym::*;
 
 const OAEP256: &str = "RSAES_OAEP_SHA_256";

@@ -501,7 +501,10 @@ fn create_certificate_makes_a_pending_csr_that_openssl_verifies_with_subject_and
     for spec in SPECS {
         let created = try_create(&env, SUBJECT, &names, Some(spec)).unwrap();
         let id = &created.certificate_id;
-        assert!(kms_core::ids::is_uuid(id), "CertificateId {id} is a UUID");
+        assert!(
+            kms_core::internal::ids::is_uuid(id),
+            "CertificateId {id} is a UUID"
+        );
         assert_eq!(
             created.arn,
             format!("acs:kms:{REGION}:{ACCOUNT}:certificate/{id}")
@@ -1374,10 +1377,10 @@ fn random_truncated_and_mutated_certificates_never_panic() {
             "Certificate",
         );
         assert!(
-            kms_core::certs::parse_certificate("Certificate", &as_text).is_err(),
+            kms_core::internal::x509::parse_certificate("Certificate", &as_text).is_err(),
             "#{i}"
         );
-        assert!(kms_core::certs::parse_chain(&format!("{armoured}{armoured}")).is_err());
+        assert!(kms_core::internal::x509::parse_chain(&format!("{armoured}{armoured}")).is_err());
     }
     assert_eq!(status(&env, id), "PENDING");
 
@@ -1395,11 +1398,11 @@ fn random_truncated_and_mutated_certificates_never_panic() {
             _ => d.insert(at, rng.next_u64() as u8),
         }
         let pem = wrap(&d);
-        if let Ok(c) = kms_core::certs::parse_certificate("Certificate", &pem) {
+        if let Ok(c) = kms_core::internal::x509::parse_certificate("Certificate", &pem) {
             parsed += 1;
-            let _ = kms_core::certs::describe(&c);
-            let _ = kms_core::certs::public_key_der(&c);
-            let _ = kms_core::certs::to_pem(&c);
+            let _ = kms_core::internal::x509::describe(&c);
+            let _ = kms_core::internal::x509::public_key_der(&c);
+            let _ = kms_core::internal::x509::to_pem(&c);
         }
         if i % 10 == 0 {
             match upload(&env, &other.certificate_id, &pem, None) {
@@ -2232,7 +2235,7 @@ fn certificates_survive_a_restart() {
 
 #[test]
 fn requests_decode_from_alibaba_style_strings() {
-    use kms_core::wire::decode_request;
+    use kms_core::api::decode_request;
     let env = Env::new();
     let ca = Ca::rsa();
     let req: CreateCertificateRequest = decode_request(json!({

@@ -31,8 +31,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
+use kms_core::api::KeyState;
 use kms_core::api::*;
-use kms_core::model::KeyState;
 use kms_core::{Caller, Kms, ManualClock, UnixTime};
 use kms_storage::{root_key_file, RedbStorage};
 use serde_json::{json, Value};

@@ -9,9 +9,9 @@ use aes_gcm::aead::{Aead, KeyInit, Payload};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use common::*;
+use kms_core::api::decode_request;
+use kms_core::api::KeySpec;
 use kms_core::api::*;
-use kms_core::model::KeySpec;
-use kms_core::wire::decode_request;
 use kms_core::{Caller, KmsError};
 
 const SPECS: [KeySpec; 3] = [KeySpec::Aes128, KeySpec::Aes192, KeySpec::Aes256];
@@ -24,8 +24,8 @@ fn c() -> EncryptionContext {
 /// independent of the engine's (which uses ring for AES-128/256).
 fn independent_open(material: &[u8], blob: &[u8], context: &EncryptionContext) -> Option<Vec<u8>> {
     type Aes192Gcm = aes_gcm::AesGcm<aes_gcm::aes::Aes192, aes_gcm::aead::consts::U12>;
-    let parsed = kms_core::blob::decode(blob).ok()?;
-    let aad = kms_core::blob::associated_data(parsed.header, context);
+    let parsed = kms_core::internal::blob::decode(blob).ok()?;
+    let aad = kms_core::internal::blob::associated_data(parsed.header, context);
     let payload = Payload {
         msg: parsed.ciphertext_and_tag,
         aad: &aad,
@@ -225,7 +225,7 @@ fn encryption_context_is_validated() {
 /// True when the (altered) blob parses and names a key that is not `key`: such a blob is
 /// indistinguishable from one of a purged key, which Decrypt reports as Forbidden.KeyNotFound.
 fn names_another_key(blob: &[u8], key: &str) -> bool {
-    kms_core::blob::decode(blob).is_ok_and(|b| b.key_id != key)
+    kms_core::internal::blob::decode(blob).is_ok_and(|b| b.key_id != key)
 }
 
 #[test]
@@ -288,10 +288,10 @@ fn decrypt_of_random_garbage_is_invalid_ciphertext() {
     // A well-formed header naming the real key and version, with a random body.
     let version = m.primary_key_version.unwrap();
     for body_len in [0usize, 15, 16, 17, 64] {
-        let mut forged = kms_core::blob::encode_header(
+        let mut forged = kms_core::internal::blob::encode_header(
             &m.key_id,
             &version,
-            kms_core::crypto::AeadAlgorithm::Aes256Gcm,
+            kms_core::AeadAlgorithm::Aes256Gcm,
             &[7; 12],
             body_len,
         )
@@ -325,13 +325,16 @@ fn a_blob_edited_to_name_another_existing_key_fails() {
         a.primary_key_version.as_deref().unwrap(),
         b.primary_key_version.as_deref().unwrap(),
     );
-    assert_eq!(kms_core::blob::decode(&both).unwrap().key_id, b.key_id);
+    assert_eq!(
+        kms_core::internal::blob::decode(&both).unwrap().key_id,
+        b.key_id
+    );
     expect_err(env.try_decrypt(&both, &c()), "InvalidCiphertext");
     // An algorithm byte that does not match the key.
-    let parsed = kms_core::blob::decode(&blob).unwrap();
+    let parsed = kms_core::internal::blob::decode(&blob).unwrap();
     let mut wrong_alg = blob.clone();
     let alg_pos = parsed.header.len() - 12 - 1;
-    wrong_alg[alg_pos] = kms_core::crypto::AeadAlgorithm::Aes128Gcm.code();
+    wrong_alg[alg_pos] = kms_core::AeadAlgorithm::Aes128Gcm.code();
     expect_err(env.try_decrypt(&wrong_alg, &c()), "InvalidCiphertext");
 }
 
@@ -821,7 +824,9 @@ fn responses_serialize_to_pascal_case_with_base64_ciphertext_blob() {
         ["CiphertextBlob", "KeyId", "KeyVersionId", "RequestId"]
     );
     assert_eq!(json["KeyId"], key);
-    assert!(kms_core::ids::is_uuid(json["RequestId"].as_str().unwrap()));
+    assert!(kms_core::internal::ids::is_uuid(
+        json["RequestId"].as_str().unwrap()
+    ));
     let text = json["CiphertextBlob"].as_str().unwrap();
     assert_eq!(B64.decode(text).unwrap(), r.ciphertext_blob);
 

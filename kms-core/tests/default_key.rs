@@ -8,7 +8,7 @@ mod support_asym;
 use std::sync::atomic::Ordering;
 
 use kms_core::api::*;
-use kms_core::model::{KeySpec, KeyState, KeyUsage, Origin};
+use kms_core::api::{KeySpec, KeyState, KeyUsage, Origin};
 use kms_core::{Caller, KmsError};
 use support_asym::*;
 
@@ -289,7 +289,7 @@ fn only_aliyun_kms_and_external_are_material_sources() {
         .unwrap();
     assert_eq!(meta.origin, Origin::AliyunKms);
     // On the wire, the origin is checked by name.
-    let bad: Result<EnableDefaultKeyRequest, _> = kms_core::wire::decode_request(
+    let bad: Result<EnableDefaultKeyRequest, _> = kms_core::api::decode_request(
         serde_json::json!({"AliasName": "alias/x", "Origin": "SOMEWHERE"}),
     );
     expect_param_err(bad, "InvalidParameter", "Origin");

@@ -6,7 +6,7 @@
 mod support_asym;
 
 use kms_core::api::*;
-use kms_core::model::{KeySpec, KeyUsage, Origin, ProtectionLevel};
+use kms_core::api::{KeySpec, KeyUsage, Origin, ProtectionLevel};
 use support_asym::*;
 
 fn unhex(s: &str) -> Vec<u8> {
@@ -231,7 +231,7 @@ fn hmac_keys_work_in_an_hsm_provider() {
 
 #[test]
 fn mac_requests_decode_from_wire_strings() {
-    let req: GenerateMacRequest = kms_core::wire::decode_request(serde_json::json!({
+    let req: GenerateMacRequest = kms_core::api::decode_request(serde_json::json!({
         "KeyId": "alias/mac", "Message": "aGVsbG8="
     }))
     .unwrap();
@@ -258,7 +258,7 @@ fn mac_requests_decode_from_wire_strings() {
     assert_eq!(wire["Value"], true);
     assert_eq!(wire["Algorithm"], "HMAC_SHA_256");
     assert!(wire.get("MacValid").is_none());
-    let req: VerifyMacRequest = kms_core::wire::decode_request(serde_json::json!({
+    let req: VerifyMacRequest = kms_core::api::decode_request(serde_json::json!({
         "KeyId": "k", "Message": "aGVsbG8=", "Mac": "AQID",
         "Algorithm": "HMAC_SHA_256", "DryRun": "false"
     }))

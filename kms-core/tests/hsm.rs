@@ -11,11 +11,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use kms_core::api::*;
-use kms_core::asym::{EncryptionAlgorithm, PublicKey, SigningAlgorithm};
-use kms_core::crypto::{AeadAlgorithm, NONCE_LEN};
-use kms_core::model::{KeySpec, KeyState, KeyUsage, Origin, ProtectionLevel};
-use kms_core::provider::{InMemoryHsm, KeyProvider};
+use kms_core::api::{KeySpec, KeyState, KeyUsage, Origin, ProtectionLevel};
 use kms_core::KmsError;
+use kms_core::{AeadAlgorithm, NONCE_LEN};
+use kms_core::{EncryptionAlgorithm, PublicKey, SigningAlgorithm};
+use kms_core::{InMemoryHsm, KeyProvider};
 use support_asym::*;
 use zeroize::Zeroizing;
 

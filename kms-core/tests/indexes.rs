@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use common::*;
 use kms_core::api::*;
-use kms_core::model::{KeySpec, KeyState};
+use kms_core::api::{KeySpec, KeyState};
 use kms_core::{Batch, Entry, ManualClock, Storage, StorageError};
 use kms_storage::MemoryStorage;
 

@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use kms_core::api::*;
-use kms_core::model::{DeletionProtection, KeyState};
+use kms_core::api::{DeletionProtection, KeyState};
 use kms_core::{KmsError, Storage};
 
 const CONTEXT: [(&str, &str); 1] = [("app", "billing")];
@@ -59,7 +59,7 @@ fn schedule_key_deletion_rejects_windows_outside_7_to_366_days() {
 fn pending_window_decodes_from_wire_text() {
     let env = Env::new();
     let key = env.create_key().key_id;
-    let req: ScheduleKeyDeletionRequest = kms_core::wire::decode_request(serde_json::json!({
+    let req: ScheduleKeyDeletionRequest = kms_core::api::decode_request(serde_json::json!({
         "KeyId": key, "PendingWindowInDays": "10"
     }))
     .unwrap();
@@ -69,7 +69,7 @@ fn pending_window_decodes_from_wire_text() {
         Some(START.plus_secs(10 * DAY))
     );
     expect_param_err(
-        kms_core::wire::decode_request::<ScheduleKeyDeletionRequest>(serde_json::json!({
+        kms_core::api::decode_request::<ScheduleKeyDeletionRequest>(serde_json::json!({
             "KeyId": key, "PendingWindowInDays": "ten"
         })),
         "InvalidParameter",
@@ -283,13 +283,18 @@ fn every_key_operation(
         ),
         (
             "DescribeKeyVersion",
-            outcome(kms.describe_key_version(
-                me,
-                DescribeKeyVersionRequest {
-                    key_id: k(),
-                    key_version_id: kms_core::blob::decode(blob).unwrap().version_id.to_owned(),
-                },
-            )),
+            outcome(
+                kms.describe_key_version(
+                    me,
+                    DescribeKeyVersionRequest {
+                        key_id: k(),
+                        key_version_id: kms_core::internal::blob::decode(blob)
+                            .unwrap()
+                            .version_id
+                            .to_owned(),
+                    },
+                ),
+            ),
         ),
         (
             "ListKeyVersions",
@@ -572,7 +577,7 @@ fn describe_key_reports_the_metadata_of_a_new_key() {
         description: Some("orders".into()),
         ..Default::default()
     });
-    assert!(kms_core::ids::is_uuid(&m.key_id), "{}", m.key_id);
+    assert!(kms_core::internal::ids::is_uuid(&m.key_id), "{}", m.key_id);
     assert_eq!(
         m.arn,
         format!("acs:kms:{REGION}:{ACCOUNT}:key/{}", m.key_id)

@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use common::*;
 use kms_core::api::*;
-use kms_core::model::{AutomaticRotation, DeletionProtection, KeySpec, KeyState, Origin};
+use kms_core::api::{AutomaticRotation, DeletionProtection, KeySpec, KeyState, Origin};
 use kms_core::{KmsError, UnixTime};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
@@ -1353,8 +1353,8 @@ fn a_key_takes_exactly_20_tags_and_50_aliases() {
 
 mod blob_format {
     use super::*;
-    use kms_core::blob;
-    use kms_core::crypto::{AeadAlgorithm, NONCE_LEN, TAG_LEN};
+    use kms_core::internal::blob;
+    use kms_core::{AeadAlgorithm, NONCE_LEN, TAG_LEN};
 
     /// Ids of 1 to 255 bytes: UUID-like, any printable text, and both ends of the range.
     fn id() -> impl Strategy<Value = String> {
@@ -1437,7 +1437,7 @@ mod blob_format {
 mod encrypt_decrypt {
     use super::*;
     use base64::Engine;
-    use kms_core::wire::decode_request;
+    use kms_core::api::decode_request;
     use serde_json::json;
 
     /// An EncryptionContext as JSON text, its pairs in the given order.
@@ -1526,7 +1526,7 @@ mod encrypt_decrypt {
             // that names another (well-formed, unknown) key id, Forbidden.KeyNotFound, as for
             // a blob of a purged key (the engine cannot tell the two apart).
             let blob = &sealed.ciphertext_blob;
-            let header_bits = kms_core::blob::decode(blob).unwrap().header.len() * 8;
+            let header_bits = kms_core::internal::blob::decode(blob).unwrap().header.len() * 8;
             let bits = flips
                 .iter()
                 .enumerate()
@@ -1535,7 +1535,7 @@ mod encrypt_decrypt {
                 let mut bad = blob.clone();
                 bad[bit / 8] ^= 1 << (bit % 8);
                 let e = decrypt(&env, &bad, &context_text(&pairs)).unwrap_err();
-                let names_another_key = kms_core::blob::decode(&bad)
+                let names_another_key = kms_core::internal::blob::decode(&bad)
                     .is_ok_and(|b| b.key_id != key.key_id);
                 prop_assert!(
                     e.code() == "InvalidCiphertext"

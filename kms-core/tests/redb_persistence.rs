@@ -11,8 +11,8 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use common::*;
 use kms_core::api::*;
-use kms_core::crypto::RandomSource;
-use kms_core::model::{AutomaticRotation, DeletionProtection, KeySpec, KeyState};
+use kms_core::api::{AutomaticRotation, DeletionProtection, KeySpec, KeyState};
+use kms_core::RandomSource;
 use kms_core::{Caller, Kms, ManualClock, RootKey, Storage};
 use kms_storage::{root_key_file, RedbStorage};
 

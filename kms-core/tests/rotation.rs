@@ -7,7 +7,7 @@ mod common;
 
 use common::*;
 use kms_core::api::*;
-use kms_core::model::{AutomaticRotation, KeyState};
+use kms_core::api::{AutomaticRotation, KeyState};
 
 const WEEK: i64 = 7 * DAY;
 
@@ -82,7 +82,7 @@ fn update_rotation_policy_needs_its_parameters() {
         "EnableAutomaticRotation",
     );
     // From wire text, as a server decodes it.
-    let req: UpdateRotationPolicyRequest = kms_core::wire::decode_request(serde_json::json!({
+    let req: UpdateRotationPolicyRequest = kms_core::api::decode_request(serde_json::json!({
         "KeyId": key, "EnableAutomaticRotation": "true", "RotationInterval": "8d"
     }))
     .unwrap();
@@ -347,7 +347,7 @@ fn create_key_version_makes_a_new_primary_that_encrypt_uses() {
     let v = env.create_key_version(&key).unwrap().key_version;
     assert_eq!(v.key_id, key);
     assert_eq!(v.creation_date, START.plus_secs(3600));
-    assert!(kms_core::ids::is_uuid(&v.key_version_id));
+    assert!(kms_core::internal::ids::is_uuid(&v.key_version_id));
     assert_ne!(Some(v.key_version_id.clone()), m.primary_key_version);
     let now = env.describe(&key);
     assert_eq!(

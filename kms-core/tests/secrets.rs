@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use common::*;
+use kms_core::api::KeySpec;
 use kms_core::api::*;
-use kms_core::model::KeySpec;
 use kms_core::{
     Caller, Kms, KmsError, ManualClock, RootKey, SecretRotationHandler, Storage, UnixTime,
 };
@@ -3006,7 +3006,7 @@ fn responses_have_alibabas_wire_shapes() {
 
 #[test]
 fn requests_decode_from_alibaba_style_strings() {
-    use kms_core::wire::decode_request;
+    use kms_core::api::decode_request;
     let generic = Rotator::new("g");
     let env = env_with(&[("Generic", &generic)]);
 

@@ -11,7 +11,7 @@ mod common;
 
 use common::*;
 use kms_core::api::*;
-use kms_core::model::{DeletionProtection, KeyState, Origin};
+use kms_core::api::{DeletionProtection, KeyState, Origin};
 use kms_core::KmsError;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -556,7 +556,7 @@ fn create_key_with_external_origin_starts_pending_import_without_material() {
     let env = Env::new();
     // Through the wire decoder, as a server would receive it.
     let req: CreateKeyRequest =
-        kms_core::wire::decode_request(serde_json::json!({"Origin": "EXTERNAL"})).unwrap();
+        kms_core::api::decode_request(serde_json::json!({"Origin": "EXTERNAL"})).unwrap();
     let m = env.kms.create_key(&env.me, req).unwrap().key_metadata;
     assert_eq!(m.origin, Origin::External);
     assert_eq!(m.key_state, KeyState::PendingImport);

@@ -10,8 +10,8 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 
 use common::*;
+use kms_core::api::KeyState;
 use kms_core::api::*;
-use kms_core::model::KeyState;
 use kms_core::{Batch, Caller, Entry, KmsError, ManualClock, RootKey, Storage, StorageError};
 use kms_storage::MemoryStorage;
 

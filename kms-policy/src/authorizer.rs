@@ -3,8 +3,8 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
-use kms_core::auth::{default_policy_document, AccessRequest, Authorizer, Decision, Principal};
 use kms_core::KmsError;
+use kms_core::{default_policy_document, AccessRequest, Authorizer, Decision, Principal};
 
 use crate::document::{PolicyDocument, RequestContext, ResourceVerdict, Verdict};
 

@@ -15,7 +15,7 @@
 //! statements name a `Principal`) and RAM identity policies (attached to a RAM user or role,
 //! without `Principal`). [`crate::PolicyAuthorizer`] combines them as RAM does.
 
-use kms_core::auth::Caller;
+use kms_core::Caller;
 use kms_core::KmsError;
 use serde_json::{Map, Value};
 
@@ -23,7 +23,7 @@ use crate::actions::is_known_action;
 use crate::pattern::Pattern;
 
 /// Largest policy document, in bytes.
-pub const MAX_POLICY_BYTES: usize = kms_core::auth::MAX_POLICY_BYTES;
+pub const MAX_POLICY_BYTES: usize = kms_core::MAX_POLICY_BYTES;
 /// Most statements in one document.
 pub const MAX_STATEMENTS: usize = 100;
 

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use kms_core::auth::{AccessRequest, Action, Authorizer, Caller, Decision};
+use kms_core::{AccessRequest, Action, Authorizer, Caller, Decision};
 use kms_policy::{PolicyAuthorizer, PolicyBuilder, PolicyDocument};
 use serde_json::json;
 

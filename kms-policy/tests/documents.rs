@@ -3,7 +3,7 @@
 //! conditions).
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 
-use kms_core::auth::Caller;
+use kms_core::Caller;
 use kms_policy::document::{RequestContext, MAX_POLICY_BYTES, MAX_STATEMENTS};
 use kms_policy::pattern::Pattern;
 use kms_policy::{Effect, PolicyBuilder, PolicyDocument, Verdict};

@@ -3,7 +3,7 @@
 //! default decision agrees with the default policy document it shows; parsing never panics.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 
-use kms_core::auth::{AccessRequest, Action, Authorizer, Caller, Decision};
+use kms_core::{AccessRequest, Action, Authorizer, Caller, Decision};
 use kms_policy::document::RequestContext;
 use kms_policy::pattern::Pattern;
 use kms_policy::{PolicyAuthorizer, PolicyBuilder, PolicyDocument, Verdict};
@@ -200,7 +200,7 @@ fn reference_cover(principal: &str, caller: &Caller) -> (bool, bool) {
     match account {
         Some(a) => (
             reference_match(a, &caller.account_id),
-            caller.principal != kms_core::auth::Principal::Root,
+            caller.principal != kms_core::Principal::Root,
         ),
         None => (reference_match(principal, &caller.arn()), false),
     }
@@ -215,7 +215,7 @@ fn reference_decision(
     resource: &str,
     consents: bool,
 ) -> bool {
-    let is_root = caller.principal == kms_core::auth::Principal::Root;
+    let is_root = caller.principal == kms_core::Principal::Root;
     let own_account_consents = is_root || consents;
     let same_account = caller.account_id == "1234";
     let mut allowed = false;
@@ -360,7 +360,7 @@ proptest! {
         let authorizer = PolicyAuthorizer::new();
         let consenting = PolicyAuthorizer::new();
         for caller in callers() {
-            if caller.principal != kms_core::auth::Principal::Root {
+            if caller.principal != kms_core::Principal::Root {
                 consenting.attach_identity_policy(&caller.arn(), FULL_ACCESS).ok();
             }
         }
@@ -448,7 +448,7 @@ proptest! {
         let decision = authorizer.authorize(&request);
         // The shown document allows the caller's account; without identity policies only an
         // account root gets through.
-        let is_root = caller.principal == kms_core::auth::Principal::Root;
+        let is_root = caller.principal == kms_core::Principal::Root;
         prop_assert_eq!(
             decision == Decision::Allow,
             is_root && evaluate(&doc, &caller, action, KEY_ARN) == Verdict::Allow,

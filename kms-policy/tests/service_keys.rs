@@ -5,8 +5,8 @@
 mod common;
 
 use common::*;
+use kms_core::api::CreatorType;
 use kms_core::api::*;
-use kms_core::model::CreatorType;
 use kms_core::{Caller, KmsError};
 
 fn id(key: &str) -> KeyIdRequest {

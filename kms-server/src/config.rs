@@ -624,7 +624,7 @@ impl Settings {
                 }
             };
             if let Some(doc) = &entry.policy {
-                if caller.principal == kms_core::auth::Principal::Root {
+                if caller.principal == kms_core::Principal::Root {
                     return Err(ConfigError(format!(
                         "the access key {} acts as the account owner, who needs no policy: \
                          give it a user or role, or drop the policy",

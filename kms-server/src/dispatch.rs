@@ -1,10 +1,10 @@
 //! Action → engine method: one table, no business rules.
 //!
-//! Each action decodes its parameters with [`kms_core::wire::decode_request`] into the
+//! Each action decodes its parameters with [`kms_core::api::decode_request`] into the
 //! operation's request struct (whose serde attributes implement Alibaba's wire forms), calls
 //! the engine, and serializes the response struct as the JSON body.
 
-use kms_core::wire::decode_request;
+use kms_core::api::decode_request;
 use kms_core::{Caller, Kms, KmsError};
 
 /// A successful call: the engine's RequestId and the JSON body.

@@ -88,7 +88,7 @@ impl Params {
     }
 
     /// The operation's parameters as the JSON object of strings that
-    /// [`kms_core::wire::decode_request`] takes, without the protocol parameters.
+    /// [`kms_core::api::decode_request`] takes, without the protocol parameters.
     ///
     /// Alibaba's flattened lists become JSON lists, in index order: `ResourceId.1=a` and
     /// `ResourceId.2=b` become `"ResourceId": ["a", "b"]`, and `Tag.1.Key=k`, `Tag.1.Value=v`

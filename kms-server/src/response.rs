@@ -173,8 +173,7 @@ impl std::error::Error for ApiError {}
 
 /// A fresh UUID v4 for a response the engine did not answer (protocol errors).
 pub fn new_request_id() -> String {
-    kms_core::ids::new_uuid(&kms_core::crypto::OsRandom)
-        .unwrap_or_else(|_| "00000000-0000-4000-8000-000000000000".to_owned())
+    kms_core::new_request_id()
 }
 
 #[cfg(test)]

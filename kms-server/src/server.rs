@@ -32,7 +32,7 @@ use axum::extract::Request;
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::Response;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use kms_core::auth::Principal;
+use kms_core::Principal;
 use kms_core::{Caller, Kms, KmsError, StorageError};
 use kms_policy::PolicyAuthorizer;
 use kms_storage::{root_key_file, RedbStorage};
@@ -1334,7 +1334,7 @@ fn request_resources(kms: &Kms, params: &Params) -> Vec<String> {
 }
 
 /// A key reference (id, ARN, alias, alias ARN) as an ARN.
-fn key_ref_arn(scope: &kms_core::ids::ArnScope, reference: &str) -> String {
+fn key_ref_arn(scope: &kms_core::ArnScope, reference: &str) -> String {
     if reference.starts_with("acs:") {
         reference.to_owned()
     } else if reference.starts_with("alias/") {

@@ -131,7 +131,7 @@ pub fn v1_verify(secret: &str, string_to_sign: &str, signature: &str) -> bool {
     let Ok(given) = base64::engine::general_purpose::STANDARD.decode(signature.trim()) else {
         return false;
     };
-    kms_core::crypto::ct_eq(&v1_signature_bytes(secret, string_to_sign), &given)
+    kms_core::ct_eq(&v1_signature_bytes(secret, string_to_sign), &given)
 }
 
 // ---- V3 ----------------------------------------------------------------------------------
@@ -252,7 +252,7 @@ pub fn v3_verify(secret: &str, string_to_sign: &str, signature: &str) -> bool {
     let Some(given) = from_hex(signature.trim()) else {
         return false;
     };
-    kms_core::crypto::ct_eq(&v3_signature_bytes(secret, string_to_sign), &given)
+    kms_core::ct_eq(&v3_signature_bytes(secret, string_to_sign), &given)
 }
 
 #[cfg(test)]

@@ -24,8 +24,8 @@
 use std::time::Duration;
 
 use base64::Engine;
-use kms_core::external::{ExternalCiphertext, ExternalKeyStore};
 use kms_core::KmsError;
+use kms_core::{ExternalCiphertext, ExternalKeyStore};
 use serde::Deserialize;
 use serde_json::json;
 use zeroize::Zeroizing;
@@ -116,7 +116,7 @@ impl HttpExternalKeyStore {
         operation: &str,
         body: serde_json::Value,
     ) -> Result<T, KmsError> {
-        kms_core::external::validate_external_key_id(external_key_id)?;
+        kms_core::validate_external_key_id(external_key_id)?;
         let id: String = external_key_id
             .bytes()
             .map(|c| match c {

@@ -31,7 +31,7 @@ fn flattened_form_parameters_decode_into_batch_requests() {
           &Tag.2.Key=env&Tag.1.Value=core&Tag.1.Key=team&Tag.2.Value=prod",
     )
     .unwrap();
-    let req: TagResourcesRequest = kms_core::wire::decode_request(params.operation_json()).unwrap();
+    let req: TagResourcesRequest = kms_core::api::decode_request(params.operation_json()).unwrap();
     assert_eq!(req.resource_type, "key");
     assert_eq!(
         req.resource_id,
@@ -45,7 +45,7 @@ fn flattened_form_parameters_decode_into_batch_requests() {
     )
     .unwrap();
     let req: UntagResourcesRequest =
-        kms_core::wire::decode_request(params.operation_json()).unwrap();
+        kms_core::api::decode_request(params.operation_json()).unwrap();
     assert_eq!(req.resource_id, vec!["db/prod".to_owned()]);
     assert_eq!(req.tag_key, vec!["a".to_owned(), "b".to_owned()]);
     assert_eq!(req.all, Some(false));
@@ -56,7 +56,7 @@ fn flattened_form_parameters_decode_into_batch_requests() {
     )
     .unwrap();
     let req: ListTagResourcesRequest =
-        kms_core::wire::decode_request(params.operation_json()).unwrap();
+        kms_core::api::decode_request(params.operation_json()).unwrap();
     assert_eq!(req.tag, vec![kv("env", "")]);
     assert_eq!(req.max_results, Some(5));
     assert_eq!(req.next_token.as_deref(), Some("abc"));

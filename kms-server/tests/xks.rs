@@ -25,7 +25,7 @@ use axum::http::{HeaderMap, Uri};
 use axum::response::Response;
 use base64::Engine as _;
 use kms_core::api::*;
-use kms_core::model::{KeySpec, KeyState, KeyUsage, Origin, ProtectionLevel};
+use kms_core::api::{KeySpec, KeyState, KeyUsage, Origin, ProtectionLevel};
 use kms_core::{Batch, Caller, Entry, Kms, KmsError, RootKey, Storage, StorageError};
 use kms_server::xks::HttpExternalKeyStore;
 use kms_storage::MemoryStorage;

@@ -1,6 +1,6 @@
 //! The conformance suite for [`Storage`] implementations.
 //!
-//! [`run`] checks a backend against the contract documented in [`kms_core::storage`]: point
+//! [`run`] checks a backend against the contract documented in [`kms_core::Storage`]: point
 //! reads, ordered prefix scans and paging, preconditions, all-or-nothing batches, repeated keys
 //! in one batch, concurrent conflicting commits, and binary keys. It panics with a message
 //! naming the broken rule at the first failure, so call it from a test:

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use kms_core::root_key::ROOT_KEY_LEN;
+use kms_core::ROOT_KEY_LEN;
 use kms_core::{KmsError, RootKey};
 use zeroize::Zeroizing;
 

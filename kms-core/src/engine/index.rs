@@ -27,15 +27,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::byok::ImportToken;
-use super::Kms;
+use crate::engine::Kms;
 use crate::error::KmsError;
-use crate::lifecycle;
-use crate::model::{
+use crate::keys::byok::ImportToken;
+use crate::keys::model::{
     AliasRecord, AutomaticRotation, CreatorType, KeyRecord, KeySpec, KeyState, KeyUsage,
     ProtectionLevel, VersionRecord,
 };
-use crate::secrets::SecretRecord;
+use crate::keys::rules;
+use crate::secrets::rules::SecretRecord;
 use crate::storage::{Batch, Op, Precondition};
 use crate::time::UnixTime;
 
@@ -150,7 +150,7 @@ fn member_record_key(seq: &str, id: &str) -> Vec<u8> {
     } else if seq == ALIASES {
         super::alias_record_key(id)
     } else {
-        super::secrets::secret_record_key(id)
+        crate::secrets::ops::secret_record_key(id)
     }
 }
 
@@ -226,7 +226,7 @@ fn key_due(r: &KeyRecord) -> Vec<(i64, DueKind)> {
             due.push((d.secs(), DueKind::Purge));
         }
     }
-    if lifecycle::automatic_rotation(r) == AutomaticRotation::Enabled {
+    if rules::automatic_rotation(r) == AutomaticRotation::Enabled {
         if let Some(d) = r.next_rotation_date {
             due.push((d.secs(), DueKind::Rotate));
         }

@@ -1,13 +1,13 @@
 //! Time-driven work: purging keys past their DeleteDate, automatic rotation, expiry of
 //! imported key material and of import tokens.
 
-use super::byok::ImportToken;
-use super::policy_ops::association_prefix;
-use super::{alias_record_key, key_record_key, version_prefix, Kms};
 use crate::api::MaintenanceReport;
+use crate::engine::{alias_record_key, key_record_key, version_prefix, Kms};
 use crate::error::KmsError;
-use crate::lifecycle;
-use crate::model::{KeyRecord, ProtectionLevel, VersionRecord};
+use crate::keys::byok::ImportToken;
+use crate::keys::model::{KeyRecord, ProtectionLevel, VersionRecord};
+use crate::keys::rules;
+use crate::policy::ops::association_prefix;
 use crate::storage::{Batch, Precondition};
 use crate::time::UnixTime;
 
@@ -71,13 +71,13 @@ impl Kms {
                 return;
             }
         };
-        let outcome = if lifecycle::is_purged(&record, now) {
+        let outcome = if rules::is_purged(&record, now) {
             self.purge_key(&key_id, now)
                 .map(|done| done.then_some(&mut report.purged_keys))
-        } else if lifecycle::rotation_due(&record, now) {
+        } else if rules::rotation_due(&record, now) {
             self.rotate_if_due(&key_id, now)
                 .map(|done| done.then_some(&mut report.rotated_keys))
-        } else if lifecycle::material_expired(&record, now) {
+        } else if rules::material_expired(&record, now) {
             self.expire_material(&key_id, now)
                 .map(|done| done.then_some(&mut report.expired_material_keys))
         } else {
@@ -112,7 +112,7 @@ impl Kms {
         let Some((record, entry)) = self.read::<KeyRecord>(&key_record_key(key_id))? else {
             return Ok(false);
         };
-        if !lifecycle::material_expired(&record, now) {
+        if !rules::material_expired(&record, now) {
             return Ok(false);
         }
         self.remove_material_locked(&record, entry.revision)?;
@@ -130,7 +130,7 @@ impl Kms {
         let Some((record, entry)) = self.read::<KeyRecord>(&kk)? else {
             return Ok(false);
         };
-        if !lifecycle::is_purged(&record, now) {
+        if !rules::is_purged(&record, now) {
             return Ok(false);
         }
         let mut batch = Batch::new();
@@ -174,7 +174,7 @@ impl Kms {
         let Some((record, entry)) = self.read::<KeyRecord>(&key_record_key(key_id))? else {
             return Ok(false);
         };
-        if !lifecycle::rotation_due(&record, now) {
+        if !rules::rotation_due(&record, now) {
             return Ok(false);
         }
         self.rotate_locked(&record, entry.revision, now)?;

@@ -1,6 +1,6 @@
 //! The engine: [`Kms`], its builder, and the I/O around the pure lifecycle rules.
 //!
-//! Record layout (every value sealed by [`crate::seal`] with its record key as associated
+//! Record layout (every value sealed by [`crate::crypto::seal`] with its record key as associated
 //! data, and encoded as a schema-version byte followed by JSON):
 //!
 //! | record key | value |
@@ -13,26 +13,12 @@
 //!
 //! Decoded key records live in an in-memory cache, filled on first use, so the crypto hot path
 //! reads no storage. Mutations are serialized by one lock, re-read the record from storage,
-//! apply a pure function of [`crate::lifecycle`], and commit with a revision precondition;
+//! apply a pure function of [`crate::keys::rules`], and commit with a revision precondition;
 //! the cache is updated only after the commit succeeded.
 
-mod aliases;
-mod asymmetric;
-mod backend;
-mod batch_tags;
-mod byok;
-mod cache;
-mod certificates;
-mod crypto_ops;
-mod default_key;
-mod index;
-mod keys;
-mod mac;
+pub(crate) mod cache;
+pub(crate) mod index;
 mod maintenance;
-mod policy_ops;
-mod secrets;
-
-pub use secrets::SecretRotationHandler;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -42,21 +28,22 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use zeroize::Zeroizing;
 
-use crate::auth::{AccessRequest, Action, Authorizer, Caller, Decision, SameAccountOnly};
+use crate::crypto::external::ExternalKeyStore;
+use crate::crypto::provider::KeyProvider;
+use crate::crypto::root_key::RootKey;
+use crate::crypto::seal::Sealer;
 use crate::crypto::{OsRandom, RandomSource};
 use crate::error::KmsError;
-use crate::external::ExternalKeyStore;
 use crate::ids::{ArnScope, KeyRef};
-use crate::lifecycle;
-use crate::model::{AliasRecord, KeyRecord, VersionRecord};
-use crate::provider::KeyProvider;
-use crate::root_key::RootKey;
-use crate::seal::Sealer;
+use crate::keys::model::{AliasRecord, KeyRecord, VersionRecord};
+use crate::keys::rules;
+use crate::policy::{AccessRequest, Action, Authorizer, Caller, Decision, SameAccountOnly};
+use crate::secrets::ops::SecretRotationHandler;
 use crate::storage::{Entry, Storage};
 use crate::time::{Clock, SystemClock, UnixTime};
 
-const SCHEMA_V1: u8 = 1;
-const SCAN_PAGE: usize = 512;
+pub(crate) const SCHEMA_V1: u8 = 1;
+pub(crate) const SCAN_PAGE: usize = 512;
 
 pub(crate) fn key_record_key(key_id: &str) -> Vec<u8> {
     format!("k/{key_id}").into_bytes()
@@ -74,17 +61,21 @@ pub(crate) fn alias_record_key(alias_name: &str) -> Vec<u8> {
     format!("a/{alias_name}").into_bytes()
 }
 
-pub(crate) use backend::CachedVersion;
+pub(crate) use crate::keys::protection::CachedVersion;
 
 /// A key as the hot path sees it: the decoded record and the versions loaded so far.
 pub(crate) struct CachedKey {
     pub(crate) record: KeyRecord,
     pub(crate) arn: String,
-    versions: RwLock<HashMap<String, Arc<CachedVersion>>>,
+    pub(crate) versions: RwLock<HashMap<String, Arc<CachedVersion>>>,
 }
 
 impl CachedKey {
-    fn new(record: KeyRecord, arn: String, versions: HashMap<String, Arc<CachedVersion>>) -> Self {
+    pub(crate) fn new(
+        record: KeyRecord,
+        arn: String,
+        versions: HashMap<String, Arc<CachedVersion>>,
+    ) -> Self {
         CachedKey {
             record,
             arn,
@@ -92,7 +83,7 @@ impl CachedKey {
         }
     }
 
-    fn versions_snapshot(&self) -> HashMap<String, Arc<CachedVersion>> {
+    pub(crate) fn versions_snapshot(&self) -> HashMap<String, Arc<CachedVersion>> {
         self.versions.read().map(|v| v.clone()).unwrap_or_default()
     }
 }
@@ -286,25 +277,25 @@ impl KmsBuilder {
 /// One method per API operation, each taking the [`Caller`] and the operation's request
 /// struct; see SPEC.md for the rules each enforces.
 pub struct Kms {
-    storage: Arc<dyn Storage>,
-    sealer: Sealer,
-    authorizer: Arc<dyn Authorizer>,
-    clock: Arc<dyn Clock>,
-    rng: Arc<dyn RandomSource>,
-    key_provider: Option<Arc<dyn KeyProvider>>,
-    external_store: Option<Arc<dyn ExternalKeyStore>>,
-    rotation_handlers: HashMap<String, Arc<dyn SecretRotationHandler>>,
-    scope: ArnScope,
-    keys: RwLock<cache::KeyCache>,
-    aliases: RwLock<HashMap<String, String>>,
-    write_lock: Mutex<()>,
-    associations: Mutex<policy_ops::PendingAssociations>,
-    request_prefix: u64,
-    request_counter: AtomicU64,
-    cache_hits: AtomicU64,
-    cache_misses: AtomicU64,
+    pub(crate) storage: Arc<dyn Storage>,
+    pub(crate) sealer: Sealer,
+    pub(crate) authorizer: Arc<dyn Authorizer>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) rng: Arc<dyn RandomSource>,
+    pub(crate) key_provider: Option<Arc<dyn KeyProvider>>,
+    pub(crate) external_store: Option<Arc<dyn ExternalKeyStore>>,
+    pub(crate) rotation_handlers: HashMap<String, Arc<dyn SecretRotationHandler>>,
+    pub(crate) scope: ArnScope,
+    pub(crate) keys: RwLock<cache::KeyCache>,
+    pub(crate) aliases: RwLock<HashMap<String, String>>,
+    pub(crate) write_lock: Mutex<()>,
+    pub(crate) associations: Mutex<crate::policy::ops::PendingAssociations>,
+    pub(crate) request_prefix: u64,
+    pub(crate) request_counter: AtomicU64,
+    pub(crate) cache_hits: AtomicU64,
+    pub(crate) cache_misses: AtomicU64,
     /// Records that failed to open (record key → why), seen by reads and scans.
-    corrupt: Mutex<std::collections::BTreeMap<Vec<u8>, String>>,
+    pub(crate) corrupt: Mutex<std::collections::BTreeMap<Vec<u8>, String>>,
 }
 
 /// Most corrupt records remembered (each is reported once; `kms fsck` finds them all).
@@ -382,7 +373,7 @@ impl Kms {
         crate::ids::format_uuid_v4(self.request_prefix, n)
     }
 
-    fn write_guard(&self) -> Result<MutexGuard<'_, ()>, KmsError> {
+    pub(crate) fn write_guard(&self) -> Result<MutexGuard<'_, ()>, KmsError> {
         self.write_lock.lock().map_err(|_| poisoned())
     }
 
@@ -504,7 +495,7 @@ impl Kms {
                 after = Some(k.clone());
                 // The keyring is sealed under the root key itself; the engine would not have
                 // opened without it.
-                if k == crate::seal::KEYRING_KEY {
+                if k == crate::crypto::seal::KEYRING_KEY {
                     continue;
                 }
                 checked += 1;
@@ -534,17 +525,23 @@ impl Kms {
             Some(b"k/") => self.decode::<KeyRecord>(k, v).map(drop),
             Some(b"v/") => self.decode::<VersionRecord>(k, v).map(drop),
             Some(b"a/") => self.decode::<AliasRecord>(k, v).map(drop),
-            Some(b"s/") => self.decode::<crate::secrets::SecretRecord>(k, v).map(drop),
-            Some(b"w/") => self.decode::<secrets::SecretValueRecord>(k, v).map(drop),
-            Some(b"t/") => self.decode::<byok::ImportToken>(k, v).map(drop),
+            Some(b"s/") => self
+                .decode::<crate::secrets::rules::SecretRecord>(k, v)
+                .map(drop),
+            Some(b"w/") => self
+                .decode::<crate::secrets::ops::SecretValueRecord>(k, v)
+                .map(drop),
+            Some(b"t/") => self
+                .decode::<crate::keys::byok::ImportToken>(k, v)
+                .map(drop),
             Some(b"u/") => self.decode::<crate::api::KeyAssociation>(k, v).map(drop),
             Some(b"x/") => self
-                .decode::<certificates::CertificateRecord>(k, v)
+                .decode::<crate::certificates::ops::CertificateRecord>(k, v)
                 .map(drop),
             Some(b"i/") => self.check_index_record(k, v),
-            _ if k == b"m/default-key" => {
-                self.decode::<default_key::DefaultKeyMarker>(k, v).map(drop)
-            }
+            _ if k == b"m/default-key" => self
+                .decode::<crate::keys::default_key::DefaultKeyMarker>(k, v)
+                .map(drop),
             _ => self.decode::<Value>(k, v).map(drop),
         }
     }
@@ -565,7 +562,7 @@ impl Kms {
             .storage
             .get(record_key)?
             .ok_or_else(|| KmsError::invalid("Record", "there is no such record"))?;
-        if record_key == crate::seal::KEYRING_KEY {
+        if record_key == crate::crypto::seal::KEYRING_KEY {
             return Err(KmsError::invalid(
                 "Record",
                 "the keyring is never quarantined",
@@ -778,7 +775,7 @@ impl Kms {
     ) -> Result<Arc<CachedKey>, KmsError> {
         let key_id = self.resolve_key_id(param, input)?;
         let key = self.load_key(&key_id)?;
-        if lifecycle::is_purged(&key.record, now) {
+        if rules::is_purged(&key.record, now) {
             return Err(KmsError::KeyNotFound {
                 key_id: input.to_owned(),
             });
@@ -891,7 +888,7 @@ impl Kms {
         })
     }
 
-    fn decide(&self, request: &AccessRequest<'_>) -> Result<(), KmsError> {
+    pub(crate) fn decide(&self, request: &AccessRequest<'_>) -> Result<(), KmsError> {
         match self.authorizer.authorize(request) {
             Decision::Allow => Ok(()),
             Decision::Deny => Err(KmsError::NoPermission {
@@ -918,17 +915,14 @@ impl Kms {
             .ok_or_else(|| KmsError::KeyNotFound {
                 key_id: input.to_owned(),
             })?;
-        if lifecycle::is_purged(&record, now) {
+        if rules::is_purged(&record, now) {
             return Err(KmsError::KeyNotFound {
                 key_id: input.to_owned(),
             });
         }
         // Expired imported material counts as gone for every rule; maintenance clears the
         // version's material.
-        Ok((
-            lifecycle::effective(&record, now).into_owned(),
-            entry.revision,
-        ))
+        Ok((rules::effective(&record, now).into_owned(), entry.revision))
     }
 
     /// The common shape of a single-key mutation: resolve, lock, re-read, authorize, apply the
@@ -946,7 +940,7 @@ impl Kms {
         let now = self.clock.now();
         let (record, revision) = self.load_for_update(&key_id, input, now)?;
         self.authorize_record(caller, action, &record)?;
-        lifecycle::check_not_service_key(&record)?;
+        rules::check_not_service_key(&record)?;
         let next = apply(&record, now)?;
         if next == record {
             return self.cache_put(next, Vec::new());

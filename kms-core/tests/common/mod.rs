@@ -12,9 +12,9 @@ use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 
 use kms_core::api::*;
-use kms_core::crypto::{OsRandom, RandomSource};
-use kms_core::model::{KeySpec, KeyState};
+use kms_core::api::{KeySpec, KeyState};
 use kms_core::{Caller, Kms, KmsError, ManualClock, RootKey, Storage, UnixTime};
+use kms_core::{OsRandom, RandomSource};
 use kms_storage::MemoryStorage;
 
 /// The account that owns every key in these tests.

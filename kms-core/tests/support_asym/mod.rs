@@ -17,10 +17,10 @@ use std::sync::{Arc, Mutex};
 
 use base64::Engine;
 use kms_core::api::*;
-use kms_core::crypto::{OsRandom, RandomSource};
-use kms_core::model::{KeySpec, KeyState, KeyUsage, Origin, ProtectionLevel};
-use kms_core::provider::{InMemoryHsm, KeyProvider};
+use kms_core::api::{KeySpec, KeyState, KeyUsage, Origin, ProtectionLevel};
 use kms_core::{Batch, Caller, Entry, Kms, KmsError, ManualClock, RootKey, Storage};
+use kms_core::{InMemoryHsm, KeyProvider};
+use kms_core::{OsRandom, RandomSource};
 use kms_core::{StorageError, UnixTime};
 use kms_storage::MemoryStorage;
 

@@ -3,16 +3,16 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::{index, key_record_key, version_prefix, version_record_key, CachedKey, Kms};
 use crate::api::*;
-use crate::auth::{Action, Caller};
+use crate::engine::{index, key_record_key, version_prefix, version_record_key, CachedKey, Kms};
 use crate::error::KmsError;
 use crate::ids::new_uuid;
-use crate::lifecycle::{self, Usage};
-use crate::model::{
+use crate::keys::model::{
     CreatorType, DeletionProtection, KeyRecord, KeySpec, KeyState, KeyUsage, Origin,
     ProtectionLevel, VersionRecord,
 };
+use crate::keys::rules::{self, Usage};
+use crate::policy::{Action, Caller};
 use crate::storage::{Batch, Precondition};
 use crate::time::UnixTime;
 use crate::validate;
@@ -29,7 +29,7 @@ fn tags_to_map(param: &'static str, tags: &[Tag]) -> Result<BTreeMap<String, Str
 
 impl Kms {
     pub(crate) fn metadata(&self, key: &CachedKey) -> KeyMetadata {
-        let r = lifecycle::effective(&key.record, self.clock.now());
+        let r = rules::effective(&key.record, self.clock.now());
         let r = r.as_ref();
         KeyMetadata {
             key_id: r.key_id.clone(),
@@ -48,7 +48,7 @@ impl Kms {
                 .filter(|_| r.state == KeyState::PendingDeletion),
             material_expire_time: r.material_expire_time,
             primary_key_version: r.primary_version_id.clone(),
-            automatic_rotation: lifecycle::automatic_rotation(r),
+            automatic_rotation: rules::automatic_rotation(r),
             rotation_interval: r.rotation_interval.map(|s| format!("{s}s")),
             next_rotation_date: r.next_rotation_date,
             last_rotation_date: r.last_rotation_date,
@@ -113,7 +113,7 @@ impl Kms {
             (None, origin) => origin.unwrap_or(Origin::AliyunKms),
         };
         if let Some(id) = &external_key_id {
-            crate::external::validate_external_key_id(id)?;
+            crate::crypto::external::validate_external_key_id(id)?;
             if spec != KeySpec::Aes256 {
                 return Err(KmsError::invalid(
                     "KeySpec",
@@ -359,7 +359,7 @@ impl Kms {
             Action::new("kms:EnableKey"),
             "KeyId",
             &req.key_id,
-            |r, _| lifecycle::enable(r),
+            |r, _| rules::enable(r),
         )?;
         Ok(self.empty())
     }
@@ -377,7 +377,7 @@ impl Kms {
             Action::new("kms:DisableKey"),
             "KeyId",
             &req.key_id,
-            |r, _| lifecycle::disable(r),
+            |r, _| rules::disable(r),
         )?;
         Ok(self.empty())
     }
@@ -407,7 +407,7 @@ impl Kms {
             Action::new("kms:SetDeletionProtection"),
             param,
             target,
-            |r, _| lifecycle::set_deletion_protection(r, enable, description.as_deref()),
+            |r, _| rules::set_deletion_protection(r, enable, description.as_deref()),
         )?;
         Ok(self.empty())
     }
@@ -427,7 +427,7 @@ impl Kms {
             Action::new("kms:ScheduleKeyDeletion"),
             "KeyId",
             &req.key_id,
-            |r, now| lifecycle::schedule_deletion(r, now, req.pending_window_in_days),
+            |r, now| rules::schedule_deletion(r, now, req.pending_window_in_days),
         )?;
         Ok(self.empty())
     }
@@ -445,7 +445,7 @@ impl Kms {
             Action::new("kms:CancelKeyDeletion"),
             "KeyId",
             &req.key_id,
-            |r, _| lifecycle::cancel_deletion(r),
+            |r, _| rules::cancel_deletion(r),
         )?;
         Ok(self.empty())
     }
@@ -464,7 +464,7 @@ impl Kms {
             Action::new("kms:UpdateKeyDescription"),
             "KeyId",
             &req.key_id,
-            |r, _| lifecycle::update_description(r, &req.description),
+            |r, _| rules::update_description(r, &req.description),
         )?;
         Ok(self.empty())
     }
@@ -554,9 +554,7 @@ impl Kms {
             Action::new("kms:UpdateRotationPolicy"),
             "KeyId",
             &req.key_id,
-            |r, now| {
-                lifecycle::set_rotation_policy(r, now, enable, interval.or(r.rotation_interval))
-            },
+            |r, now| rules::set_rotation_policy(r, now, enable, interval.or(r.rotation_interval)),
         )?;
         Ok(self.empty())
     }
@@ -574,8 +572,8 @@ impl Kms {
         let now = self.clock.now();
         let (record, revision) = self.load_for_update(&key_id, &req.key_id, now)?;
         self.authorize_record(caller, Action::new("kms:CreateKeyVersion"), &record)?;
-        lifecycle::check_not_service_key(&record)?;
-        lifecycle::check_can_rotate(&record)?;
+        rules::check_not_service_key(&record)?;
+        rules::check_can_rotate(&record)?;
         let version = self.rotate_locked(&record, revision, now)?;
         Ok(KeyVersionResponse {
             request_id: self.request_id(),
@@ -602,7 +600,7 @@ impl Kms {
             seq: record.version_count,
             material: Some(self.generate_material(record.key_spec, record.protection_level)?),
         };
-        let next = lifecycle::rotate(record, now, &version_id);
+        let next = rules::rotate(record, now, &version_id);
         let kk = key_record_key(&record.key_id);
         let vk = version_record_key(&record.key_id, &version_id);
         let mut batch = Batch::new();
@@ -640,7 +638,7 @@ impl Kms {
                     Action::new("kms:TagResource"),
                     "KeyId",
                     key_ref,
-                    |r, _| lifecycle::tag(r, &tags),
+                    |r, _| rules::tag(r, &tags),
                 )?;
             }
             TagTarget::Secret(name) => self.tag_secret(caller, name, &tags)?,
@@ -668,7 +666,7 @@ impl Kms {
                     Action::new("kms:UntagResource"),
                     "KeyId",
                     key_ref,
-                    |r, _| lifecycle::untag(r, &req.tag_keys),
+                    |r, _| rules::untag(r, &req.tag_keys),
                 )?;
             }
             TagTarget::Secret(name) => self.untag_secret(caller, name, &req.tag_keys)?,
@@ -754,7 +752,7 @@ impl Kms {
         let now = self.clock.now();
         let key = self.live_key(param, input, now)?;
         self.authorize(caller, action, Some(&key))?;
-        lifecycle::check_usable(&lifecycle::effective(&key.record, now), Usage::Crypto)?;
+        rules::check_usable(&rules::effective(&key.record, now), Usage::Crypto)?;
         self.note_association(caller, &key.record.key_id, now);
         Ok(key)
     }

@@ -1,6 +1,8 @@
 //! Authorization: who is calling ([`Caller`]), what they ask ([`Action`]), and the
 //! [`Authorizer`] the engine consults before every operation.
 
+pub(crate) mod ops;
+
 use std::fmt;
 
 use crate::error::KmsError;

@@ -7,14 +7,14 @@ use std::collections::BTreeMap;
 
 use base64::Engine;
 
-use super::secrets::{in_delete_window, secret_record_key};
-use super::{key_record_key, Kms};
 use crate::api::*;
-use crate::auth::{Action, Caller};
+use crate::engine::{key_record_key, Kms};
 use crate::error::KmsError;
-use crate::lifecycle;
-use crate::model::KeyRecord;
-use crate::secrets::SecretRecord;
+use crate::keys::model::KeyRecord;
+use crate::keys::rules;
+use crate::policy::{Action, Caller};
+use crate::secrets::ops::{in_delete_window, secret_record_key};
+use crate::secrets::rules::SecretRecord;
 use crate::storage::{Batch, Precondition};
 use crate::validate;
 
@@ -141,8 +141,8 @@ impl Kms {
                     Err(e) => return Err(e),
                 };
                 self.authorize_record(caller, Action::new(action), &record)?;
-                lifecycle::check_not_service_key(&record)?;
-                lifecycle::check_usable(&record, lifecycle::Usage::MetadataUpdate)?;
+                rules::check_not_service_key(&record)?;
+                rules::check_usable(&record, rules::Usage::MetadataUpdate)?;
                 Ok(Target::Key(record, revision))
             }
             Kind::Secret => {
@@ -216,7 +216,7 @@ impl Kms {
         check_ids(&req.resource_id, true)?;
         let tags = check_tags(&req.tag)?;
         self.batch_change(caller, kind, &req.resource_id, "kms:TagResources", |t| {
-            lifecycle::merge_tags(t, &tags)
+            rules::merge_tags(t, &tags)
         })?;
         Ok(EmptyResponse {
             request_id: self.request_id(),
@@ -318,7 +318,7 @@ impl Kms {
                     for (_, r, _) in self.scan_all::<KeyRecord>(b"k/")? {
                         // Each key's own policy (and the caller's identity policy) decides
                         // whether its tags are shown: a Deny on one key hides it.
-                        if !lifecycle::is_purged(&r, now)
+                        if !rules::is_purged(&r, now)
                             && self
                                 .authorize_record(caller, Action::new("kms:ListTagResources"), &r)
                                 .is_ok()

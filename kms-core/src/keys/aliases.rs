@@ -1,12 +1,12 @@
 //! Alias operations: an alias names exactly one key; a key may have up to 50 aliases.
 
-use super::{alias_record_key, index, key_record_key, Kms};
 use crate::api::*;
-use crate::auth::{Action, Caller};
+use crate::engine::{alias_record_key, index, key_record_key, Kms};
 use crate::error::KmsError;
 use crate::ids::{is_reserved_alias, validate_alias_name};
-use crate::lifecycle;
-use crate::model::{AliasRecord, KeyRecord};
+use crate::keys::model::{AliasRecord, KeyRecord};
+use crate::keys::rules;
+use crate::policy::{Action, Caller};
 use crate::storage::{Batch, Precondition};
 use crate::validate;
 
@@ -25,7 +25,7 @@ impl Kms {
     /// The alias record and its entry (write lock held). An alias whose key is past its
     /// DeleteDate is gone with the key (ListAliases no longer shows it): that key is purged
     /// now, and the alias is not found.
-    pub(super) fn read_live_alias(
+    pub(crate) fn read_live_alias(
         &self,
         name: &str,
         now: crate::time::UnixTime,
@@ -59,7 +59,7 @@ impl Kms {
         let now = self.clock.now();
         let (record, revision) = self.load_for_update(&key_id, &req.key_id, now)?;
         self.authorize_record(caller, Action::new("kms:CreateAlias"), &record)?;
-        lifecycle::check_not_service_key(&record)?;
+        rules::check_not_service_key(&record)?;
         let ak = alias_record_key(&req.alias_name);
         match self.read_live_alias(&req.alias_name, now) {
             Ok(_) => {
@@ -70,7 +70,7 @@ impl Kms {
             Err(KmsError::AliasNotFound { .. }) => {}
             Err(e) => return Err(e),
         }
-        let next = lifecycle::add_alias(&record, &req.alias_name, "CreateAlias")?;
+        let next = rules::add_alias(&record, &req.alias_name, "CreateAlias")?;
         let alias = AliasRecord {
             alias_name: req.alias_name.clone(),
             key_id: key_id.clone(),
@@ -105,13 +105,13 @@ impl Kms {
         let (alias, alias_entry) = self.read_live_alias(&req.alias_name, now)?;
         let (target, target_rev) = self.load_for_update(&new_key_id, &req.key_id, now)?;
         self.authorize_record(caller, Action::new("kms:UpdateAlias"), &target)?;
-        lifecycle::check_not_service_key(&target)?;
+        rules::check_not_service_key(&target)?;
         if alias.key_id == new_key_id {
             return Ok(EmptyResponse {
                 request_id: self.request_id(),
             });
         }
-        let next_target = lifecycle::add_alias(&target, &req.alias_name, "UpdateAlias")?;
+        let next_target = rules::add_alias(&target, &req.alias_name, "UpdateAlias")?;
         let old_kk = key_record_key(&alias.key_id);
         let old = self.read::<KeyRecord>(&old_kk)?;
         if let Some((old_rec, _)) = &old {
@@ -137,7 +137,7 @@ impl Kms {
         )?;
         let mut old_next = None;
         if let Some((old_rec, old_entry)) = old {
-            let n = lifecycle::remove_alias(&old_rec, &req.alias_name);
+            let n = rules::remove_alias(&old_rec, &req.alias_name);
             self.stage_put(
                 &mut batch,
                 old_kk,
@@ -181,7 +181,7 @@ impl Kms {
         batch.delete_if(ak, Precondition::Revision(alias_entry.revision));
         let mut next = None;
         if let Some((rec, entry)) = key {
-            let n = lifecycle::remove_alias(&rec, &req.alias_name);
+            let n = rules::remove_alias(&rec, &req.alias_name);
             self.stage_put(&mut batch, kk, &n, Precondition::Revision(entry.revision))?;
             next = Some(n);
         }

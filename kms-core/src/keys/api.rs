@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use crate::model::{
+use crate::keys::model::{
     AutomaticRotation, CreatorType, DeletionProtection, KeySpec, KeyState, KeyUsage, Origin,
     ProtectionLevel,
 };
@@ -102,30 +102,6 @@ pub struct KeyMetadata {
     /// For external keys: the key's id in the external key manager.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub external_key_id: Option<String>,
-}
-
-/// Defines a request struct: PascalCase wire names, every field defaulted.
-macro_rules! request {
-    ($(#[$meta:meta])* $name:ident { $($body:tt)* }) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-        #[serde(rename_all = "PascalCase", default)]
-        pub struct $name { $($body)* }
-    };
-}
-
-/// Defines a response struct: PascalCase wire names with a RequestId.
-macro_rules! response {
-    ($(#[$meta:meta])* $name:ident { $($body:tt)* }) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-        #[serde(rename_all = "PascalCase")]
-        pub struct $name {
-            /// The id of this call.
-            pub request_id: String,
-            $($body)*
-        }
-    };
 }
 
 request!(
@@ -1058,11 +1034,6 @@ response!(
         pub associations: Vec<KeyAssociation>,
     }
 );
-
-mod certificates;
-mod secrets;
-pub use certificates::*;
-pub use secrets::*;
 
 request!(
     /// GenerateMac.

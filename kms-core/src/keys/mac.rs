@@ -1,12 +1,12 @@
 //! HMAC keys: GenerateMac and VerifyMac.
 
-use super::crypto_ops::dry_run;
-use super::{version_prefix, CachedKey, Kms};
 use crate::api::*;
-use crate::auth::{Action, Caller};
 use crate::crypto::ct_eq;
+use crate::engine::{version_prefix, CachedKey, Kms};
 use crate::error::KmsError;
-use crate::model::{KeyUsage, VersionRecord};
+use crate::keys::model::{KeyUsage, VersionRecord};
+use crate::keys::symmetric::dry_run;
+use crate::policy::{Action, Caller};
 
 /// Largest message GenerateMac and VerifyMac take, in bytes.
 pub const MAX_MAC_MESSAGE: usize = 4096;

@@ -6,13 +6,13 @@ use std::sync::Arc;
 use base64::Engine;
 use zeroize::Zeroizing;
 
-use super::crypto_ops::data_key_len;
-use super::{CachedKey, CachedVersion, Kms};
 use crate::api::*;
-use crate::asym::{EncryptionAlgorithm, PublicKey, SigningAlgorithm};
-use crate::auth::{Action, Caller};
+use crate::crypto::asym::{EncryptionAlgorithm, PublicKey, SigningAlgorithm};
+use crate::engine::{CachedKey, CachedVersion, Kms};
 use crate::error::KmsError;
-use crate::model::KeyUsage;
+use crate::keys::model::KeyUsage;
+use crate::keys::symmetric::data_key_len;
+use crate::policy::{Action, Caller};
 use crate::validate;
 
 /// The key and version an asymmetric operation runs on.

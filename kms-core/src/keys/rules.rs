@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use crate::error::KmsError;
-use crate::model::{AutomaticRotation, CreatorType, KeyRecord, KeyState, Origin};
+use crate::keys::model::{AutomaticRotation, CreatorType, KeyRecord, KeyState, Origin};
 use crate::time::{UnixTime, DAY};
 use crate::validate;
 
@@ -422,7 +422,7 @@ pub fn untag(rec: &KeyRecord, keys: &[String]) -> Result<KeyRecord, KmsError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{CreatorType, KeySpec, KeyUsage, ProtectionLevel};
+    use crate::keys::model::{CreatorType, KeySpec, KeyUsage, ProtectionLevel};
 
     const NOW: UnixTime = UnixTime(1_800_000_000);
 

@@ -15,7 +15,7 @@ use zeroize::Zeroizing;
 
 use crate::crypto::RandomSource;
 use crate::error::KmsError;
-use crate::model::{KeyMaterial, KeySpec};
+use crate::keys::model::{KeyMaterial, KeySpec};
 
 /// Length of the digest AsymmetricSign and AsymmetricVerify take.
 pub const DIGEST_LEN: usize = 32;

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use super::{Filter, Tag};
+use crate::api::{Filter, Tag};
 use crate::time::UnixTime;
 use crate::wire::{json_text, lenient_bool, lenient_int};
 

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use super::TagList;
+use crate::api::TagList;
 use crate::time::UnixTime;
 use crate::wire::{base64_bytes, json_text, lenient_bool};
 

@@ -1,5 +1,12 @@
 //! Cryptographic primitives the engine is built from: the random source and AES-GCM.
 
+pub mod asym;
+pub mod blob;
+pub(crate) mod external;
+pub(crate) mod provider;
+pub(crate) mod root_key;
+pub(crate) mod seal;
+
 use crate::error::KmsError;
 
 /// A source of cryptographically secure random bytes.

@@ -2,16 +2,16 @@
 
 use std::collections::HashMap;
 
-use super::{alias_record_key, key_record_key, version_record_key, Kms};
 use crate::api::*;
-use crate::auth::{AccessRequest, Action, Caller};
+use crate::engine::{alias_record_key, key_record_key, version_record_key, Kms};
 use crate::error::KmsError;
 use crate::ids::new_uuid;
-use crate::lifecycle::{self, Usage};
-use crate::model::{
+use crate::keys::model::{
     AliasRecord, CreatorType, KeyRecord, KeySpec, KeyState, KeyUsage, Origin, ProtectionLevel,
     VersionRecord,
 };
+use crate::keys::rules::{self, Usage};
+use crate::policy::{AccessRequest, Action, Caller};
 use crate::storage::{Batch, Precondition};
 use crate::time::UnixTime;
 use crate::validate;
@@ -91,7 +91,7 @@ impl Kms {
             "KeyId",
             &req.key_id,
             |r, _| {
-                lifecycle::check_usable(r, Usage::MetadataUpdate)?;
+                rules::check_usable(r, Usage::MetadataUpdate)?;
                 self.check_policy_lockout(
                     &req.policy,
                     Action::new("kms:SetKeyPolicy"),

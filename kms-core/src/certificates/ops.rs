@@ -10,15 +10,15 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::Kms;
 use crate::api::*;
-use crate::asym::{EncryptionAlgorithm, PrivateKey, PublicKey, SigningAlgorithm};
-use crate::auth::{AccessRequest, Action, Caller};
-use crate::certs::{self, CertificateInfo};
+use crate::certificates::x509::{self, CertificateInfo};
+use crate::crypto::asym::{EncryptionAlgorithm, PrivateKey, PublicKey, SigningAlgorithm};
+use crate::engine::Kms;
 use crate::error::KmsError;
 use crate::ids::new_uuid;
-use crate::lifecycle;
-use crate::model::{KeyMaterial, KeySpec};
+use crate::keys::model::{KeyMaterial, KeySpec};
+use crate::keys::rules;
+use crate::policy::{AccessRequest, Action, Caller};
 use crate::storage::{Batch, Precondition};
 use crate::time::UnixTime;
 use crate::validate;
@@ -48,7 +48,7 @@ impl Status {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(super) struct CertificateRecord {
+pub(crate) struct CertificateRecord {
     id: String,
     key_spec: KeySpec,
     private_key: KeyMaterial,
@@ -173,8 +173,8 @@ impl Kms {
         caller: &Caller,
         req: CreateCertificateRequest,
     ) -> Result<CreateCertificateResponse, KmsError> {
-        let subject = certs::parse_subject(&req.subject)?;
-        certs::check_sans(&req.subject_alternative_names)?;
+        let subject = x509::parse_subject(&req.subject)?;
+        x509::check_sans(&req.subject_alternative_names)?;
         let key_spec = match req.key_spec.as_deref().unwrap_or("RSA_2048") {
             "" | "RSA_2048" => KeySpec::Rsa2048,
             "EC_P256" => KeySpec::EcP256,
@@ -188,7 +188,7 @@ impl Kms {
         };
         self.authorize_account(caller, Action::new("kms:CreateCertificate"), None)?;
         let (key, der) = PrivateKey::generate(key_spec, &*self.rng)?;
-        let csr = certs::build_csr(&key, subject, &req.subject_alternative_names)?;
+        let csr = x509::build_csr(&key, subject, &req.subject_alternative_names)?;
         let now = self.clock.now();
         let id = new_uuid(&*self.rng)?;
         let rec = CertificateRecord {
@@ -230,14 +230,14 @@ impl Kms {
         req: UploadCertificateRequest,
     ) -> Result<EmptyResponse, KmsError> {
         validate::required("Certificate", &req.certificate)?;
-        let cert = certs::parse_certificate("Certificate", &req.certificate)?;
-        let chain = certs::parse_chain(req.certificate_chain.as_deref().unwrap_or_default())?;
-        let info = certs::describe(&cert)?;
-        let cert_spki = certs::public_key_der(&cert)?;
-        let cert_pem = certs::to_pem(&cert)?;
+        let cert = x509::parse_certificate("Certificate", &req.certificate)?;
+        let chain = x509::parse_chain(req.certificate_chain.as_deref().unwrap_or_default())?;
+        let info = x509::describe(&cert)?;
+        let cert_spki = x509::public_key_der(&cert)?;
+        let cert_pem = x509::to_pem(&cert)?;
         let chain_pem = chain
             .iter()
-            .map(certs::to_pem)
+            .map(x509::to_pem)
             .collect::<Result<Vec<_>, _>>()?
             .concat();
         self.mutate_certificate(
@@ -252,7 +252,7 @@ impl Kms {
                     ));
                 }
                 let key = PrivateKey::from_pkcs8(r.key_spec, r.private_key.expose())?;
-                if !crate::crypto::ct_eq(&certs::key_spki_der(&key)?, &cert_spki) {
+                if !crate::crypto::ct_eq(&x509::key_spki_der(&key)?, &cert_spki) {
                     return Err(KmsError::invalid(
                         "Certificate",
                         "its public key is not this certificate's key",
@@ -542,7 +542,7 @@ impl Kms {
     ) -> Result<(), KmsError> {
         self.mutate_certificate(caller, "kms:TagResource", id, |r, now| {
             let mut next = r.clone();
-            lifecycle::merge_tags(&mut next.tags, tags)?;
+            rules::merge_tags(&mut next.tags, tags)?;
             next.updated = now;
             Ok(next)
         })

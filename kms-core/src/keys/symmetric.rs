@@ -3,15 +3,15 @@
 use base64::Engine;
 use zeroize::Zeroizing;
 
-use super::{CachedKey, CachedVersion, Kms};
 use crate::api::*;
-use crate::auth::{Action, Caller};
-use crate::blob;
+use crate::crypto::blob;
+use crate::engine::{CachedKey, CachedVersion, Kms};
+use crate::policy::{Action, Caller};
 use std::sync::Arc;
 
 use crate::crypto::NONCE_LEN;
 use crate::error::KmsError;
-use crate::model::KeyUsage;
+use crate::keys::model::KeyUsage;
 use crate::validate;
 
 /// Runs `op`; with DryRun set, reports what the real call would have done instead of its
@@ -200,7 +200,7 @@ impl Kms {
         let plaintext = self.external_store()?.decrypt(
             external_id,
             &aad,
-            &crate::external::ExternalCiphertext {
+            &crate::crypto::external::ExternalCiphertext {
                 iv: parsed.iv,
                 ciphertext_and_tag: parsed.ciphertext_and_tag.to_vec(),
             },

@@ -5,12 +5,12 @@ use std::sync::OnceLock;
 
 use zeroize::Zeroizing;
 
-use super::{CachedKey, Kms};
-use crate::asym::{EncryptionAlgorithm, PrivateKey, PublicKey, SigningAlgorithm};
+use crate::crypto::asym::{EncryptionAlgorithm, PrivateKey, PublicKey, SigningAlgorithm};
+use crate::crypto::provider::KeyProvider;
 use crate::crypto::{aead_open, aead_seal, AeadAlgorithm, NONCE_LEN};
+use crate::engine::{CachedKey, Kms};
 use crate::error::KmsError;
-use crate::model::{KeyMaterial, KeySpec, ProtectionLevel, VersionRecord};
-use crate::provider::KeyProvider;
+use crate::keys::model::{KeyMaterial, KeySpec, ProtectionLevel, VersionRecord};
 
 /// A key version as the hot path keeps it: the record, and the parsed keys made from it on
 /// first use (so RSA and EC keys are parsed once, not per call).
@@ -57,7 +57,7 @@ impl Kms {
     /// Errors: `Rejected.UnsupportedOperation` when none is configured.
     pub(crate) fn external_store(
         &self,
-    ) -> Result<&dyn crate::external::ExternalKeyStore, KmsError> {
+    ) -> Result<&dyn crate::crypto::external::ExternalKeyStore, KmsError> {
         self.external_store
             .as_deref()
             .ok_or_else(|| KmsError::UnsupportedOperation {

@@ -12,14 +12,14 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use super::Kms;
+use super::rules::{self, SecretRecord, ACS_CURRENT, GENERIC};
 use crate::api::*;
-use crate::auth::{AccessRequest, Action, Caller};
 use crate::crypto::{aead_open, aead_seal, ct_eq, AeadAlgorithm, NONCE_LEN};
+use crate::engine::Kms;
 use crate::error::KmsError;
 use crate::ids::new_uuid;
-use crate::lifecycle;
-use crate::secrets::{self, SecretRecord, ACS_CURRENT, GENERIC};
+use crate::keys::rules as key_rules;
+use crate::policy::{AccessRequest, Action, Caller};
 use crate::storage::{Batch, Precondition};
 use crate::time::UnixTime;
 use crate::validate;
@@ -35,7 +35,7 @@ pub trait SecretRotationHandler: Send + Sync {
 
 /// One version's value, envelope-encrypted.
 #[derive(Serialize, Deserialize)]
-pub(super) struct SecretValueRecord {
+pub(crate) struct SecretValueRecord {
     data_type: String,
     /// The data key, as a blob of the secret's CMK.
     #[serde(with = "crate::wire::base64_bytes")]
@@ -151,7 +151,7 @@ impl Kms {
         name: &str,
         now: UnixTime,
     ) -> Result<(SecretRecord, u64), KmsError> {
-        secrets::validate_name(name)?;
+        rules::validate_name(name)?;
         match self.read::<SecretRecord>(&secret_record_key(name))? {
             Some((rec, _)) if rec.is_purged(now) => Err(not_found(name)),
             Some((rec, entry)) => Ok((rec, entry.revision)),
@@ -262,10 +262,10 @@ impl Kms {
         caller: &Caller,
         req: CreateSecretRequest,
     ) -> Result<CreateSecretResponse, KmsError> {
-        secrets::validate_name(&req.secret_name)?;
+        rules::validate_name(&req.secret_name)?;
         let data_type =
-            secrets::validate_data(req.secret_data_type.as_deref(), req.secret_data.expose())?;
-        secrets::validate_version_id("VersionId", &req.version_id)?;
+            rules::validate_data(req.secret_data_type.as_deref(), req.secret_data.expose())?;
+        rules::validate_version_id("VersionId", &req.version_id)?;
         let description = req.description.unwrap_or_default();
         validate::description("Description", &description)?;
         let secret_type = req.secret_type.unwrap_or_else(|| GENERIC.to_owned());
@@ -289,7 +289,7 @@ impl Kms {
         for t in &req.tags {
             tags.insert(t.tag_key.clone(), t.tag_value.clone());
         }
-        lifecycle::merge_tags(&mut BTreeMap::new(), &tags)?;
+        key_rules::merge_tags(&mut BTreeMap::new(), &tags)?;
         // Authorized before the policy is looked at: a caller who may not create secrets
         // learns nothing from how a policy would be judged.
         self.authorize_account(caller, Action::new("kms:CreateSecret"), None)?;
@@ -351,8 +351,7 @@ impl Kms {
             stages: BTreeMap::new(),
             version_seq: 0,
         };
-        let (rec, _) =
-            secrets::put_version(&empty, &req.version_id, now, &[ACS_CURRENT.to_owned()])?;
+        let (rec, _) = rules::put_version(&empty, &req.version_id, now, &[ACS_CURRENT.to_owned()])?;
         let value =
             self.seal_secret_value(caller, &rec, &req.version_id, &data_type, &req.secret_data)?;
         let vk = value_record_key(&rec.name, &req.version_id);
@@ -450,8 +449,7 @@ impl Kms {
         now: UnixTime,
         adjust: impl FnOnce(&mut SecretRecord),
     ) -> Result<SecretRecord, KmsError> {
-        let (mut next, dropped) =
-            secrets::put_version(rec, version.version_id, now, version.stages)?;
+        let (mut next, dropped) = rules::put_version(rec, version.version_id, now, version.stages)?;
         adjust(&mut next);
         let value = self.seal_secret_value(
             caller,
@@ -482,16 +480,16 @@ impl Kms {
         caller: &Caller,
         req: PutSecretValueRequest,
     ) -> Result<PutSecretValueResponse, KmsError> {
-        secrets::validate_version_id("VersionId", &req.version_id)?;
+        rules::validate_version_id("VersionId", &req.version_id)?;
         let data_type =
-            secrets::validate_data(req.secret_data_type.as_deref(), req.secret_data.expose())?;
+            rules::validate_data(req.secret_data_type.as_deref(), req.secret_data.expose())?;
         let stages = if req.version_stages.is_empty() {
             vec![ACS_CURRENT.to_owned()]
         } else {
             req.version_stages.clone()
         };
         for s in &stages {
-            secrets::validate_stage("VersionStages", s)?;
+            rules::validate_stage("VersionStages", s)?;
         }
         let _guard = self.write_guard()?;
         let now = self.clock.now();
@@ -567,7 +565,7 @@ impl Kms {
     /// UpdateSecretVersionStage: moves a stage to MoveToVersion or removes it from
     /// RemoveFromVersion; ACSCurrent and ACSPrevious can only be moved.
     ///
-    /// Errors: as [`secrets::move_stage`], `Rejected.ResourceInDeleteWindow`.
+    /// Errors: as [`rules::move_stage`], `Rejected.ResourceInDeleteWindow`.
     pub fn update_secret_version_stage(
         &self,
         caller: &Caller,
@@ -579,7 +577,7 @@ impl Kms {
             &req.secret_name,
             false,
             |r, now| {
-                secrets::move_stage(
+                rules::move_stage(
                     r,
                     &req.version_stage,
                     req.remove_from_version.as_deref().filter(|s| !s.is_empty()),
@@ -784,7 +782,7 @@ impl Kms {
         let gone = self.overdue_purges(now, b"s/")?;
         self.checked_page(
             page,
-            || self.single_selection(super::index::SECRETS, b"s/", &gone),
+            || self.single_selection(crate::engine::index::SECRETS, b"s/", &gone),
             |e| {
                 Ok(self
                     .read::<SecretRecord>(&secret_record_key(&e.id))?
@@ -814,7 +812,7 @@ impl Kms {
             }
             (true, None) => 0,
             (false, None) => 30,
-            (false, Some(d)) if secrets::RECOVERY_WINDOW_DAYS.contains(&d) => d,
+            (false, Some(d)) if rules::RECOVERY_WINDOW_DAYS.contains(&d) => d,
             (false, Some(d)) => {
                 return Err(KmsError::invalid(
                     "RecoveryWindowInDays",
@@ -899,7 +897,7 @@ impl Kms {
         caller: &Caller,
         req: RotateSecretRequest,
     ) -> Result<RotateSecretResponse, KmsError> {
-        secrets::validate_version_id("VersionId", &req.version_id)?;
+        rules::validate_version_id("VersionId", &req.version_id)?;
         self.rotate_secret_as(caller, &req.secret_name, &req.version_id, None)?;
         Ok(RotateSecretResponse {
             request_id: self.request_id(),
@@ -936,7 +934,7 @@ impl Kms {
             .ok_or_else(|| KmsError::internal("a secret without ACSCurrent"))?;
         let (value, data_type) = self.open_secret_value(caller, &rec, &current)?;
         let next_value = handler.rotate(&rec.name, &value)?;
-        secrets::validate_data(Some(&data_type), next_value.expose())?;
+        rules::validate_data(Some(&data_type), next_value.expose())?;
         self.put_value_locked(
             caller,
             (&rec, revision),
@@ -1016,8 +1014,8 @@ impl Kms {
         req: GetRandomPasswordRequest,
     ) -> Result<GetRandomPasswordResponse, KmsError> {
         self.authorize_account(caller, Action::new("kms:GetRandomPassword"), None)?;
-        let password = secrets::random_password(
-            &secrets::PasswordRules {
+        let password = rules::random_password(
+            &rules::PasswordRules {
                 length: req.password_length,
                 exclude: req.exclude_characters.as_deref().unwrap_or_default(),
                 exclude_lowercase: req.exclude_lowercase.unwrap_or(false),
@@ -1043,7 +1041,7 @@ impl Kms {
     ) -> Result<(), KmsError> {
         self.mutate_secret(caller, "kms:TagResource", name, false, |r, now| {
             let mut next = r.clone();
-            lifecycle::merge_tags(&mut next.tags, tags)?;
+            key_rules::merge_tags(&mut next.tags, tags)?;
             next.updated = now;
             Ok(next)
         })
@@ -1079,7 +1077,7 @@ impl Kms {
         caller: &Caller,
         req: GetSecretPolicyRequest,
     ) -> Result<GetKeyPolicyResponse, KmsError> {
-        super::policy_ops::check_policy_name(&req.policy_name)?;
+        crate::policy::ops::check_policy_name(&req.policy_name)?;
         let (rec, _) = self.load_secret(&req.secret_name, self.clock.now())?;
         self.authorize_secret(caller, "kms:GetSecretPolicy", &rec)?;
         let arn = self.secret_arn(&rec.name);
@@ -1109,7 +1107,7 @@ impl Kms {
         caller: &Caller,
         req: SetSecretPolicyRequest,
     ) -> Result<EmptyResponse, KmsError> {
-        super::policy_ops::check_policy_name(&req.policy_name)?;
+        crate::policy::ops::check_policy_name(&req.policy_name)?;
         validate::required("Policy", &req.policy)?;
         self.authorizer.validate_policy(&req.policy)?;
         self.mutate_secret(

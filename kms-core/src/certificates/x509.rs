@@ -13,7 +13,7 @@ use x509_cert::name::Name;
 use x509_cert::request::RequestBuilder;
 use x509_cert::Certificate;
 
-use crate::asym::PrivateKey;
+use crate::crypto::asym::PrivateKey;
 use crate::error::KmsError;
 use crate::time::UnixTime;
 
@@ -317,9 +317,9 @@ pub fn to_pem(cert: &Certificate) -> Result<String, KmsError> {
 /// The SPKI DER of a private key's public half, for matching against a certificate.
 pub(crate) fn key_spki_der(key: &PrivateKey) -> Result<Vec<u8>, KmsError> {
     match key.public_key() {
-        crate::asym::PublicKey::Rsa(k) => k.to_public_key_der(),
-        crate::asym::PublicKey::P256(k) => k.to_public_key_der(),
-        crate::asym::PublicKey::K256(k) => k.to_public_key_der(),
+        crate::crypto::asym::PublicKey::Rsa(k) => k.to_public_key_der(),
+        crate::crypto::asym::PublicKey::P256(k) => k.to_public_key_der(),
+        crate::crypto::asym::PublicKey::K256(k) => k.to_public_key_der(),
     }
     .map(|d| d.as_bytes().to_vec())
     .map_err(|_| KmsError::internal("encoding a public key failed"))

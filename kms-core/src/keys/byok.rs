@@ -8,13 +8,13 @@
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use super::{key_record_key, version_record_key, Kms};
 use crate::api::*;
-use crate::asym::{EncryptionAlgorithm, PrivateKey};
-use crate::auth::{Action, Caller};
+use crate::crypto::asym::{EncryptionAlgorithm, PrivateKey};
+use crate::engine::{key_record_key, version_record_key, Kms};
 use crate::error::KmsError;
-use crate::lifecycle;
-use crate::model::{KeyMaterial, KeyRecord, KeySpec, Origin, ProtectionLevel, VersionRecord};
+use crate::keys::model::{KeyMaterial, KeyRecord, KeySpec, Origin, ProtectionLevel, VersionRecord};
+use crate::keys::rules;
+use crate::policy::{Action, Caller};
 use crate::storage::{Batch, Precondition};
 use crate::time::{UnixTime, DAY};
 use crate::validate;
@@ -195,7 +195,7 @@ impl Kms {
             })?;
         check_import_length(record.key_spec, material.len())?;
         let material = KeyMaterial::new(material);
-        let next = lifecycle::import_material(&record, material.fingerprint(), expire)?;
+        let next = rules::import_material(&record, material.fingerprint(), expire)?;
 
         let (vk, mut version, version_entry) = self.read_primary_version(&record)?;
         let stored = match record.protection_level {
@@ -258,7 +258,7 @@ impl Kms {
         record: &KeyRecord,
         revision: u64,
     ) -> Result<(), KmsError> {
-        let next = lifecycle::delete_material(record);
+        let next = rules::delete_material(record);
         let (vk, mut version, version_entry) = self.read_primary_version(record)?;
         let previous = version.material.take();
         let kk = key_record_key(&record.key_id);

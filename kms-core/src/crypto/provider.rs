@@ -15,10 +15,10 @@ use std::sync::{Mutex, PoisonError};
 
 use zeroize::Zeroizing;
 
-use crate::asym::{EncryptionAlgorithm, PrivateKey, PublicKey, SigningAlgorithm};
+use crate::crypto::asym::{EncryptionAlgorithm, PrivateKey, PublicKey, SigningAlgorithm};
 use crate::crypto::{aead_open, aead_seal, AeadAlgorithm, OsRandom, RandomSource, NONCE_LEN};
 use crate::error::KmsError;
-use crate::model::{KeyMaterial, KeySpec};
+use crate::keys::model::{KeyMaterial, KeySpec};
 
 /// A module that holds key material and performs private-key operations by handle.
 ///

@@ -4,19 +4,19 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{alias_record_key, Kms};
 use crate::api::*;
-use crate::auth::{Action, Caller};
+use crate::engine::{alias_record_key, Kms};
 use crate::error::KmsError;
 use crate::ids::{is_reserved_alias, validate_alias_name};
-use crate::lifecycle;
-use crate::model::{AliasRecord, KeySpec, Origin};
+use crate::keys::model::{AliasRecord, KeySpec, Origin};
+use crate::keys::rules;
+use crate::policy::{Action, Caller};
 use crate::storage::Precondition;
 
 const MARKER: &[u8] = b"m/default-key";
 
 #[derive(Serialize, Deserialize)]
-pub(super) struct DefaultKeyMarker {
+pub(crate) struct DefaultKeyMarker {
     key_id: String,
 }
 
@@ -27,7 +27,7 @@ impl Kms {
             return Ok(None);
         };
         match self.load_key(&marker.key_id) {
-            Ok(k) if !lifecycle::is_purged(&k.record, self.clock.now()) => Ok(Some(marker.key_id)),
+            Ok(k) if !rules::is_purged(&k.record, self.clock.now()) => Ok(Some(marker.key_id)),
             Ok(_) | Err(KmsError::KeyNotFound { .. }) => Ok(None),
             Err(e) => Err(e),
         }

@@ -17,10 +17,10 @@ use std::sync::{Arc, Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+use crate::crypto::root_key::RootKey;
 use crate::crypto::{aead_open, aead_seal, AeadAlgorithm, RandomSource, NONCE_LEN, TAG_LEN};
 use crate::error::KmsError;
-use crate::model::KeyMaterial;
-use crate::root_key::RootKey;
+use crate::keys::model::KeyMaterial;
 use crate::storage::{Batch, Precondition, Storage, StorageError};
 
 /// The record key of the keyring.
