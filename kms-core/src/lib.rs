@@ -94,7 +94,7 @@ pub mod api {
 #[doc(hidden)]
 pub mod internal {
     pub use crate::certificates::x509;
-    pub use crate::crypto::{asym, blob};
+    pub use crate::crypto::blob;
     /// Identifiers: UUIDs, ARNs, alias names.
     pub mod ids {
         pub use crate::ids::*;

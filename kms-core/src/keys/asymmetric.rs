@@ -8,7 +8,8 @@ use zeroize::Zeroizing;
 
 use crate::api::*;
 use crate::crypto::asym::{EncryptionAlgorithm, PublicKey, SigningAlgorithm};
-use crate::engine::{CachedKey, CachedVersion, Kms};
+use crate::engine::{CachedVersion, Kms};
+use crate::keys::usable::UsableKey;
 use crate::error::KmsError;
 use crate::keys::model::KeyUsage;
 use crate::keys::symmetric::data_key_len;
@@ -17,7 +18,7 @@ use crate::validate;
 
 /// The key and version an asymmetric operation runs on.
 struct AsymTarget {
-    key: Arc<CachedKey>,
+    key: UsableKey,
     version: Arc<CachedVersion>,
 }
 

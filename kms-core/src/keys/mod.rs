@@ -2,6 +2,8 @@
 //!
 //! - [`model`]: the key, version and alias records and the enums they carry.
 //! - [`rules`]: the pure lifecycle rules (state transitions, rotation, deletion windows).
+//! - [`usable`]: [`usable::UsableKey`], the proof that a key passed the checks cryptography
+//!   needs; the only thing the material-using version operations accept.
 //! - [`protection`]: how a version's material is used, by protection level (software or a
 //!   [`crate::KeyProvider`]).
 //! - operations: [`ops`] (create, describe, list, enable/disable, deletion, versions, tags),
@@ -20,3 +22,4 @@ pub(crate) mod ops;
 pub(crate) mod protection;
 pub(crate) mod rules;
 pub(crate) mod symmetric;
+pub(crate) mod usable;

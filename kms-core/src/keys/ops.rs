@@ -11,7 +11,7 @@ use crate::keys::model::{
     CreatorType, DeletionProtection, KeyRecord, KeySpec, KeyState, KeyUsage, Origin,
     ProtectionLevel, VersionRecord,
 };
-use crate::keys::rules::{self, Usage};
+use crate::keys::rules;
 use crate::policy::{Action, Caller};
 use crate::storage::{Batch, Precondition};
 use crate::time::UnixTime;
@@ -739,22 +739,6 @@ impl Kms {
             request_id: self.request_id(),
             account_status: "Enabled".into(),
         })
-    }
-
-    /// The cached key a crypto operation uses, after the state and authorization checks.
-    pub(crate) fn usable_key(
-        &self,
-        caller: &Caller,
-        action: Action,
-        param: &'static str,
-        input: &str,
-    ) -> Result<Arc<CachedKey>, KmsError> {
-        let now = self.clock.now();
-        let key = self.live_key(param, input, now)?;
-        self.authorize(caller, action, Some(&key))?;
-        rules::check_usable(&rules::effective(&key.record, now), Usage::Crypto)?;
-        self.note_association(caller, &key.record.key_id, now);
-        Ok(key)
     }
 }
 

@@ -1,5 +1,7 @@
 //! Where a version's private operations run: in the engine (SOFTWARE keys, material from the
 //! sealed store) or in the configured [`KeyProvider`] (HSM keys, material never in the engine).
+//!
+//! Every operation that uses material takes a [`UsableKey`]: the state check has been passed.
 
 use std::sync::OnceLock;
 
@@ -11,6 +13,7 @@ use crate::crypto::{aead_open, aead_seal, AeadAlgorithm, NONCE_LEN};
 use crate::engine::{CachedKey, Kms};
 use crate::error::KmsError;
 use crate::keys::model::{KeyMaterial, KeySpec, ProtectionLevel, VersionRecord};
+use crate::keys::usable::UsableKey;
 
 /// A key version as the hot path keeps it: the record, and the parsed keys made from it on
 /// first use (so RSA and EC keys are parsed once, not per call).
@@ -108,7 +111,7 @@ impl Kms {
     /// AES-GCM seal of `buf[start..]` with the version's key.
     pub(crate) fn version_seal(
         &self,
-        key: &CachedKey,
+        key: &UsableKey,
         version: &CachedVersion,
         nonce: &[u8; NONCE_LEN],
         aad: &[u8],
@@ -132,7 +135,7 @@ impl Kms {
     /// Errors: `InvalidCiphertext` when authentication fails.
     pub(crate) fn version_open(
         &self,
-        key: &CachedKey,
+        key: &UsableKey,
         version: &CachedVersion,
         nonce: &[u8; NONCE_LEN],
         aad: &[u8],
@@ -176,7 +179,7 @@ impl Kms {
     /// The version's public key.
     pub(crate) fn version_public_key<'v>(
         &self,
-        key: &CachedKey,
+        key: &UsableKey,
         version: &'v CachedVersion,
     ) -> Result<&'v PublicKey, KmsError> {
         if let Some(k) = version.public.get() {
@@ -198,7 +201,7 @@ impl Kms {
     /// Signs a digest with the version's private key.
     pub(crate) fn version_sign(
         &self,
-        key: &CachedKey,
+        key: &UsableKey,
         version: &CachedVersion,
         alg: SigningAlgorithm,
         digest: &[u8],
@@ -219,7 +222,7 @@ impl Kms {
     /// HMAC-SHA256 of `message` with the version's key.
     pub(crate) fn version_mac(
         &self,
-        key: &CachedKey,
+        key: &UsableKey,
         version: &CachedVersion,
         message: &[u8],
     ) -> Result<Vec<u8>, KmsError> {
@@ -233,7 +236,7 @@ impl Kms {
     /// Decrypts with the version's RSA private key.
     pub(crate) fn version_decrypt(
         &self,
-        key: &CachedKey,
+        key: &UsableKey,
         version: &CachedVersion,
         alg: EncryptionAlgorithm,
         ciphertext: &[u8],

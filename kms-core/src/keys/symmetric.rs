@@ -5,6 +5,7 @@ use zeroize::Zeroizing;
 
 use crate::api::*;
 use crate::crypto::blob;
+use crate::keys::usable::UsableKey;
 use crate::engine::{CachedKey, CachedVersion, Kms};
 use crate::policy::{Action, Caller};
 use std::sync::Arc;
@@ -116,7 +117,7 @@ impl Kms {
     /// Seals `plaintext` under the key's primary version into a blob.
     pub(crate) fn seal_blob(
         &self,
-        key: &CachedKey,
+        key: &UsableKey,
         plaintext: &[u8],
         context: &EncryptionContext,
     ) -> Result<Sealed, KmsError> {
