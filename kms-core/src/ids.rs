@@ -2,6 +2,7 @@
 
 use crate::crypto::RandomSource;
 use crate::error::KmsError;
+use crate::policy::Action;
 
 /// Longest alias name after the `alias/` prefix.
 pub const MAX_ALIAS_SUFFIX_LEN: usize = 255;
@@ -140,14 +141,14 @@ impl ArnScope {
     /// The resource an account-level action is authorized on, as RAM policies name it: the
     /// collection ARN `acs:kms:{region}:{account}:key` for CreateKey and ListKeys, `...:alias`
     /// for ListAliases, `...:secret` for CreateSecret and ListSecrets, `...:certificate` for
-    /// CreateCertificate and ListCertificates, and `*` for the rest (DescribeRegions,
+    /// CreateCertificate, and `*` for the rest (DescribeRegions,
     /// GetRandomPassword...).
-    pub fn collection_arn(&self, action: &str) -> String {
+    pub fn collection_arn(&self, action: Action) -> String {
         let kind = match action {
-            "kms:CreateKey" | "kms:ListKeys" => "key",
-            "kms:ListAliases" => "alias",
-            "kms:CreateSecret" | "kms:ListSecrets" => "secret",
-            "kms:CreateCertificate" | "kms:ListCertificates" => "certificate",
+            Action::CreateKey | Action::ListKeys => "key",
+            Action::ListAliases => "alias",
+            Action::CreateSecret | Action::ListSecrets => "secret",
+            Action::CreateCertificate => "certificate",
             _ => return "*".to_owned(),
         };
         format!("acs:kms:{}:{}:{kind}", self.region, self.account_id)

@@ -119,7 +119,7 @@ impl Kms {
         caller: &Caller,
         kind: Kind,
         id: &str,
-        action: &'static str,
+        action: Action,
     ) -> Result<Target, KmsError> {
         let now = self.clock.now();
         let not_found = || KmsError::InvalidResourceIdNotFound {
@@ -140,7 +140,7 @@ impl Kms {
                     Err(KmsError::KeyNotFound { .. }) => return Err(not_found()),
                     Err(e) => return Err(e),
                 };
-                self.authorize_record(caller, Action::new(action), &record)?;
+                self.authorize_record(caller, action, &record)?;
                 rules::check_not_service_key(&record)?;
                 rules::check_usable(&record, rules::Usage::MetadataUpdate)?;
                 Ok(Target::Key(record, revision))
@@ -164,7 +164,7 @@ impl Kms {
         caller: &Caller,
         kind: Kind,
         ids: &[String],
-        action: &'static str,
+        action: Action,
         change: impl Fn(&mut BTreeMap<String, String>) -> Result<(), KmsError>,
     ) -> Result<(), KmsError> {
         let _guard = self.write_guard()?;
@@ -215,7 +215,7 @@ impl Kms {
         let kind = Kind::parse(&req.resource_type)?;
         check_ids(&req.resource_id, true)?;
         let tags = check_tags(&req.tag)?;
-        self.batch_change(caller, kind, &req.resource_id, "kms:TagResources", |t| {
+        self.batch_change(caller, kind, &req.resource_id, Action::TagResources, |t| {
             rules::merge_tags(t, &tags)
         })?;
         Ok(EmptyResponse {
@@ -250,16 +250,22 @@ impl Kms {
                 reason: reason(e),
             })?;
         }
-        self.batch_change(caller, kind, &req.resource_id, "kms:UntagResources", |t| {
-            if all {
-                t.clear();
-            } else {
-                for k in &req.tag_key {
-                    t.remove(k);
+        self.batch_change(
+            caller,
+            kind,
+            &req.resource_id,
+            Action::UntagResources,
+            |t| {
+                if all {
+                    t.clear();
+                } else {
+                    for k in &req.tag_key {
+                        t.remove(k);
+                    }
                 }
-            }
-            Ok(())
-        })?;
+                Ok(())
+            },
+        )?;
         Ok(EmptyResponse {
             request_id: self.request_id(),
         })
@@ -314,13 +320,13 @@ impl Kms {
         if req.resource_id.is_empty() {
             match kind {
                 Kind::Key => {
-                    self.authorize_account(caller, Action::new("kms:ListTagResources"), None)?;
+                    self.authorize_account(caller, Action::ListTagResources, None)?;
                     for (_, r, _) in self.scan_all::<KeyRecord>(b"k/")? {
                         // Each key's own policy (and the caller's identity policy) decides
                         // whether its tags are shown: a Deny on one key hides it.
                         if !rules::is_purged(&r, now)
                             && self
-                                .authorize_record(caller, Action::new("kms:ListTagResources"), &r)
+                                .authorize_record(caller, Action::ListTagResources, &r)
                                 .is_ok()
                         {
                             resources.push((r.key_id, r.tags));
@@ -328,11 +334,11 @@ impl Kms {
                     }
                 }
                 Kind::Secret => {
-                    self.authorize_account(caller, Action::new("kms:ListTagResources"), None)?;
+                    self.authorize_account(caller, Action::ListTagResources, None)?;
                     for (_, r, _) in self.scan_all::<SecretRecord>(b"s/")? {
                         if !r.is_purged(now)
                             && self
-                                .authorize_secret(caller, "kms:ListTagResources", &r)
+                                .authorize_secret(caller, Action::ListTagResources, &r)
                                 .is_ok()
                         {
                             resources.push((r.name, r.tags));
@@ -355,7 +361,7 @@ impl Kms {
                             }
                             Err(e) => return Err(e),
                         };
-                        self.authorize(caller, Action::new("kms:ListTagResources"), Some(&key))?;
+                        self.authorize(caller, Action::ListTagResources, Some(&key))?;
                         resources.push((key.record.key_id.clone(), key.record.tags.clone()));
                     }
                     Kind::Secret => {
@@ -364,7 +370,7 @@ impl Kms {
                             Err(KmsError::ResourceNotFound { .. }) => return Err(not_found()),
                             Err(e) => return Err(e),
                         };
-                        self.authorize_secret(caller, "kms:ListTagResources", &rec)?;
+                        self.authorize_secret(caller, Action::ListTagResources, &rec)?;
                         resources.push((rec.name, rec.tags));
                     }
                 }

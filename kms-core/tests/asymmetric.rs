@@ -1,7 +1,7 @@
-//! Asymmetric keys (SPEC sections 2-4): CreateKey usage rules, AsymmetricSign/Verify/Encrypt/
-//! Decrypt, GetPublicKey, versions, state rules, ExportDataKey / GenerateAndExportDataKey,
-//! ReEncrypt from an asymmetric source, and cross-checks against the openssl CLI and the
-//! RustCrypto crates as independent implementations.
+//! Asymmetric keys (docs/operations.md, docs/states.md): CreateKey usage rules,
+//! AsymmetricSign/Verify/Encrypt/Decrypt, GetPublicKey, versions, state rules, ExportDataKey /
+//! GenerateAndExportDataKey, ReEncrypt from an asymmetric source, and cross-checks against the
+//! openssl CLI and the RustCrypto crates as independent implementations.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 
 mod support_asym;
@@ -1035,7 +1035,7 @@ fn openssl_signatures_verify_with_the_engine_public_key_code() {
             ],
         ),
         (
-            // SPEC: verify accepts any salt length.
+            // docs/operations.md: verify accepts any salt length.
             "RSA PSS salt max",
             &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"],
             SigningAlgorithm::RsaPssSha256,
@@ -1134,7 +1134,7 @@ fn engine_signatures_verify_with_the_rustcrypto_crates() {
     pk.verify(rsa::Pkcs1v15Sign::new::<sha2::Sha256>(), &d, &sig)
         .unwrap();
     let sig = env.sign(&key, &v, PSS, &d).unwrap();
-    // SPEC: MGF1-SHA-256 and a 32-byte salt exactly.
+    // docs/operations.md: MGF1-SHA-256 and a 32-byte salt exactly.
     pk.verify(rsa::Pss::<sha2::Sha256>::new_with_salt(32), &d, &sig)
         .unwrap();
     assert!(pk

@@ -1,4 +1,4 @@
-//! Bring your own key (SPEC sections 2-4): EXTERNAL keys, GetParametersForImport,
+//! Bring your own key (docs/operations.md, docs/states.md): EXTERNAL keys, GetParametersForImport,
 //! ImportKeyMaterial with every wrapping algorithm (the rsa crate and the openssl CLI wrap),
 //! token rules, material rules, expiry, DeleteKeyMaterial and the state table rows for BYOK.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
@@ -876,11 +876,11 @@ fn an_external_key_past_its_delete_date_is_gone_with_its_material() {
 
 // ---- Versions and rotation -------------------------------------------------------------------
 
-/// SPEC: CreateKeyVersion is for keys with Origin Aliyun_KMS, UpdateRotationPolicy for
-/// symmetric Aliyun_KMS keys ("else Rejected.UnsupportedOperation"); the state table would
-/// give Rejected.PendingImport for a PendingImport key. Every PendingImport key is EXTERNAL,
-/// so both rules apply; the engine checks the origin first and answers
-/// Rejected.UnsupportedOperation in every state, which this test pins down.
+/// docs/operations.md: CreateKeyVersion is for keys with Origin Aliyun_KMS,
+/// UpdateRotationPolicy for symmetric Aliyun_KMS keys ("else Rejected.UnsupportedOperation");
+/// the PendingImport rule alone would give Rejected.PendingImport for a PendingImport key. Every
+/// PendingImport key is EXTERNAL, so both rules apply; the engine checks the origin first and
+/// answers Rejected.UnsupportedOperation in every state, which this test pins down.
 #[test]
 fn create_key_version_and_update_rotation_policy_are_unsupported_on_external_keys() {
     let env = Env::new();
@@ -906,7 +906,8 @@ fn create_key_version_and_update_rotation_policy_are_unsupported_on_external_key
             },
         )
     };
-    // PendingImport: either code fits SPEC; the engine's is UnsupportedOperation.
+    // PendingImport: either code could fit; docs/states.md and the engine give
+    // UnsupportedOperation.
     assert_eq!(check(&key), "Rejected.UnsupportedOperation");
     expect_err(rotation(&key), "Rejected.UnsupportedOperation");
     // Enabled: only UnsupportedOperation fits.

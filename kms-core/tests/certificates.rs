@@ -1,9 +1,9 @@
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
-//! The certificate manager (SPEC section 3, "Certificates"; issue 7): CreateCertificate and its
-//! PKCS#10 request, UploadCertificate of a certificate issued by a test CA made with openssl,
-//! GetCertificate and DescribeCertificate against what openssl reads from the same files,
-//! refusal of certificates for other keys and of malformed input (never a panic), status rules,
-//! CertificatePrivateKeySign / CertificatePublicKeyVerify checked with openssl,
+//! The certificate manager (docs/operations.md and docs/states.md, "Certificates"):
+//! CreateCertificate and its PKCS#10 request, UploadCertificate of a certificate issued by a test
+//! CA made with openssl, GetCertificate and DescribeCertificate against what openssl reads from the
+//! same files, refusal of certificates for other keys and of malformed input (never a panic),
+//! status rules, CertificatePrivateKeySign / CertificatePublicKeyVerify checked with openssl,
 //! CertificatePublicKeyEncrypt / CertificatePrivateKeyDecrypt with openssl ciphertexts,
 //! DeleteCertificate, tags through TagResource / UntagResource, sealed storage, and decoding of
 //! Alibaba-style wire requests.

@@ -1,4 +1,4 @@
-//! ProtectionLevel HSM (SPEC section 2): keys whose material lives in a pluggable key provider.
+//! ProtectionLevel HSM (docs/states.md): keys whose material lives in a pluggable key provider.
 //! Without a provider HSM keys are refused; with one, every spec works through it, the
 //! material never reaches storage, private operations go through the provider, purging and
 //! DeleteKeyMaterial destroy the provider's handles, and BYOK imports into the provider.

@@ -685,7 +685,7 @@ mod model {
         ]
     }
 
-    /// The reference model of one key: SPEC's state rules, and nothing else.
+    /// The reference model of one key: the state rules of docs/states.md, and nothing else.
     #[derive(Clone, Debug)]
     struct Key {
         id: String,
@@ -713,7 +713,7 @@ mod model {
 
     const SMF: &str = "Rejected.StateModifiedFailed";
 
-    /// Applies `step` to the model and returns the outcome SPEC requires.
+    /// Applies `step` to the model and returns the outcome docs/states.md requires.
     fn expect(keys: &mut [Key], step: &Step, now: UnixTime) -> &'static str {
         match step {
             Step::AdvanceDays(_) | Step::Maintain => "OK",

@@ -1,11 +1,11 @@
 //! Model-based and round-trip properties.
 //!
-//! - A reference model of the key lifecycle (states, versions, aliases, tags, deletion
-//!   protection, pending-deletion windows, automatic rotation under a manual clock, Encrypt
-//!   and Decrypt across rotations), written from SPEC.md sections 2 to 4, and a proptest that
-//!   runs random operation sequences against the model and the engine and compares every
-//!   answer, error code and observable field after every step. Shrunk failures are kept as
-//!   `regression_*` tests at the end of the lifecycle section.
+//! - A reference model of the key lifecycle (states, versions, aliases, tags, deletion protection,
+//!   pending-deletion windows, automatic rotation under a manual clock, Encrypt and Decrypt across
+//!   rotations), written from docs/operations.md and docs/states.md, and a proptest that runs
+//!   random operation sequences against the model and the engine and compares every answer, error
+//!   code and observable field after every step. Shrunk failures are kept as `regression_*` tests
+//!   at the end of the lifecycle section.
 //! - Round trips: the ciphertext blob header, Encrypt then Decrypt through the wire form of
 //!   the EncryptionContext, single-bit flips, and the sealed storage records read back by a
 //!   second engine on the same store.
@@ -300,7 +300,8 @@ impl MKey {
     }
 }
 
-/// The reference model: SPEC's rules over the keys, the alias table and the clock.
+/// The reference model: the rules of docs/operations.md and docs/states.md over the keys, the
+/// alias table and the clock.
 #[derive(Clone, Debug)]
 struct Model {
     now: UnixTime,
@@ -309,7 +310,7 @@ struct Model {
     aliases: BTreeMap<String, usize>,
     /// The aliases of keys past their DeleteDate but not yet purged. They are gone for alias
     /// operations and lists; a key operation that names one finds a key past its DeleteDate
-    /// (`Forbidden.KeyNotFound`, SPEC section 2), where after the purge it finds no alias.
+    /// (`Forbidden.KeyNotFound`, docs/states.md), where after the purge it finds no alias.
     stale: BTreeMap<String, usize>,
 }
 
@@ -425,8 +426,8 @@ impl Model {
         if k.state != KeyState::PendingDeletion {
             return Err(SMF);
         }
-        // The seed's rule is "back to Enabled"; a key without material cannot be usable, so
-        // it goes back to PendingImport (the engine's documented refinement).
+        // Alibaba's documentation says "back to Enabled"; a key without material cannot be
+        // usable, so it goes back to PendingImport (the engine's refinement, docs/states.md).
         k.state = if k.kind == Kind::External {
             KeyState::PendingImport
         } else {
@@ -1257,7 +1258,7 @@ proptest! {
 // ---- regressions: shrunk failures of the model test ------------------------------------------
 
 /// The first model said an alias of a key past its DeleteDate is gone at once, so that a key
-/// operation naming it finds no alias. SPEC section 2 says the key is `Forbidden.KeyNotFound`
+/// operation naming it finds no alias. docs/states.md says the key is `Forbidden.KeyNotFound`
 /// from its DeleteDate on, even before maintenance; the alias goes with the purge. The engine
 /// was right; the model now keeps such aliases as stale until the key is purged.
 #[test]

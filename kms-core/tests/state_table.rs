@@ -1,11 +1,11 @@
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
-//! SPEC section 2, "State rules": every cell of the table for Encrypt/Decrypt/GenerateDataKey*/
-//! ReEncrypt, CreateKeyVersion/UpdateRotationPolicy, the reads, the metadata updates,
-//! Enable/Disable, Schedule/CancelKeyDeletion, CreateAlias, UpdateAlias and
+//! The state table of docs/states.md: every cell of the table for Encrypt/Decrypt/
+//! GenerateDataKey*/ReEncrypt, CreateKeyVersion/UpdateRotationPolicy, the reads, the metadata
+//! updates, Enable/Disable, Schedule/CancelKeyDeletion, CreateAlias, UpdateAlias and
 //! SetDeletionProtection(true), in every state (Enabled, Disabled, PendingDeletion, and
-//! PendingImport through an EXTERNAL key), through the public `Kms` API. Each cell runs on a
-//! fresh engine; a refused operation must leave the key, its aliases, tags and versions exactly
-//! as they were, and a successful one must have its effect.
+//! PendingImport through an EXTERNAL key), through the public `Kms` API. Each cell runs on a fresh
+//! engine; a refused operation must leave the key, its aliases, tags and versions exactly as they
+//! were, and a successful one must have its effect.
 
 mod common;
 
@@ -95,7 +95,7 @@ type Op = fn(&Fixture) -> Result<(), KmsError>;
 
 /// One row of the table: the operation and the outcome in Enabled, Disabled, PendingDeletion
 /// and PendingImport. `NA` marks a cell the state cannot reach (no ciphertext of a key that
-/// never had material exists); `A|B` accepts either code where SPEC gives both.
+/// never had material exists); `A|B` accepts either code where two documented rules meet.
 struct Row {
     name: &'static str,
     op: Op,
@@ -108,9 +108,10 @@ const DISABLED: &str = "Rejected.Disabled";
 const PENDING: &str = "Rejected.PendingDeletion";
 const IMPORT: &str = "Rejected.PendingImport";
 const SMF: &str = "Rejected.StateModifiedFailed";
-/// SPEC's table gives Rejected.PendingImport for CreateKeyVersion and UpdateRotationPolicy on
-/// a PendingImport key, while its transition rules give Rejected.UnsupportedOperation for both
-/// on any EXTERNAL key (and a PendingImport key is always EXTERNAL).
+/// The PendingImport column alone would give Rejected.PendingImport for CreateKeyVersion and
+/// UpdateRotationPolicy on a PendingImport key, while their origin rule (docs/operations.md)
+/// gives Rejected.UnsupportedOperation for both on any EXTERNAL key (and a PendingImport key is
+/// always EXTERNAL); docs/states.md's table gives the latter.
 const IMPORT_OR_UNSUPPORTED: &str = "Rejected.PendingImport|Rejected.UnsupportedOperation";
 
 fn gdk_req(f: &Fixture) -> GenerateDataKeyRequest {

@@ -35,10 +35,10 @@ struct Instance {
 /// 4. Anything else is refused: a RAM user or role with no identity policy can do nothing the
 ///    resource policy does not grant it by name.
 ///
-/// The default policy gives full control to the owning account. For a key in a shared KMS
-/// instance, the seed's rule: a key created by the instance owner is the owner's alone; a key
-/// created by an account the instance is shared with belongs to both. Account-level actions
-/// (CreateKey, ListKeys, ListSecrets...) are authorized on the collection ARN
+/// The default policy gives full control to the owning account. For a key in a shared KMS instance,
+/// the rule of Alibaba's key management guide: a key created by the instance owner is the owner's
+/// alone; a key created by an account the instance is shared with belongs to both. Account-level
+/// actions (CreateKey, ListKeys, ListSecrets...) are authorized on the collection ARN
 /// (`acs:kms:<region>:<account>:key`...) under the default policy of the owning account (and
 /// CreateKey in an instance shared with the caller's account).
 ///

@@ -1,10 +1,11 @@
-//! Ready-made policy documents: the default policy and the seed's custom-policy roles.
+//! Ready-made policy documents: the default policy and the custom-policy roles of Alibaba's key
+//! management guide.
 
 use serde_json::{json, Value};
 
 use crate::actions::{ADMINISTRATOR_ACTIONS, USER_ACTIONS};
 
-/// Builds a key policy from the seed's roles. The owning account's root always keeps full
+/// Builds a key policy from the guide's roles. The owning account's root always keeps full
 /// control, so a policy can never lock the owner out of its own key.
 ///
 /// ```

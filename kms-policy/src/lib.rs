@@ -7,7 +7,8 @@
 //!   shared KMS instances, combined with RAM identity policies attached to RAM users and roles
 //!   ([`PolicyAuthorizer::attach_identity_policy`]) as RAM evaluates them, with parsed
 //!   documents cached.
-//! - [`PolicyBuilder`]: the seed's administrator, user and cross-account user roles.
+//! - [`PolicyBuilder`]: the administrator, user and cross-account user roles of Alibaba's key
+//!   management guide.
 #![cfg_attr(
     test,
     allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)

@@ -17,7 +17,7 @@ fn request<'a>(
 ) -> AccessRequest<'a> {
     AccessRequest {
         caller,
-        action: Action::new(action),
+        action: Action::from_policy_name(action).expect("a known action"),
         resource: KEY_ARN,
         resource_account: "1234",
         policy,
@@ -33,7 +33,7 @@ fn account_request<'a>(
 ) -> AccessRequest<'a> {
     AccessRequest {
         caller,
-        action: Action::new(action),
+        action: Action::from_policy_name(action).expect("a known action"),
         resource: "acs:kms:cn-hangzhou:1234:key",
         resource_account: "1234",
         policy: None,
@@ -161,8 +161,8 @@ fn create_key_in_a_shared_instance_is_open_to_owner_and_sharing_accounts_only() 
 
 #[test]
 fn a_key_of_one_sharing_account_is_not_shared_with_the_others() {
-    // The seed: keys created by the sharing account are usable by it and the owner, not by
-    // every account the instance is shared with.
+    // Alibaba's key management guide: keys created by the sharing account are usable by it and
+    // the owner, not by every account the instance is shared with.
     let a = PolicyAuthorizer::new();
     a.add_instance("kst-1", "1234");
     a.share_instance("kst-1", "5678").unwrap();

@@ -1,6 +1,6 @@
-//! The seed's "key association": cryptographic calls made through an integrated service record
-//! (service, last use to the minute) per key, visible at once, persisted by maintenance, and
-//! removed with the key.
+//! The "key association" of Alibaba's key management guide: cryptographic calls made through an
+//! integrated service record (service, last use to the minute) per key, visible at once, persisted
+//! by maintenance, and removed with the key.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 
 mod common;

@@ -384,7 +384,7 @@ proptest! {
                     // The authorizer decides as RAM does, with and without identity policies.
                     let request = AccessRequest {
                         caller: &caller,
-                        action: Action::new(action),
+                        action: Action::from_policy_name(action).expect("a known action"),
                         resource,
                         resource_account: "1234",
                         policy: Some(&text),
@@ -436,7 +436,7 @@ proptest! {
         };
         let request = AccessRequest {
             caller: &caller,
-            action: Action::new(action),
+            action: Action::from_policy_name(action).expect("a known action"),
             resource: KEY_ARN,
             resource_account: "1234",
             policy: None,

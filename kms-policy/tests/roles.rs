@@ -1,5 +1,5 @@
-//! The seed's three custom-policy roles (PolicyBuilder administrator / user /
-//! cross_account_user) against each action class, through the real engine.
+//! The three custom-policy roles of Alibaba's key management guide (PolicyBuilder administrator
+//! / user / cross_account_user) against each action class, through the real engine.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 
 mod common;
@@ -243,7 +243,7 @@ fn users_read_the_key_as_the_seed_lists() {
         },
     )
     .unwrap();
-    // The seed's user list includes kms:TagResource.
+    // The guide's user list includes kms:TagResource.
     tag(kms, &app(), &s.key, "team").unwrap();
 }
 
@@ -269,7 +269,7 @@ fn users_cannot_manage_the_key() {
 
 #[test]
 fn users_cannot_re_encrypt_without_the_re_encrypt_actions() {
-    // The seed's user list has Encrypt and Decrypt but neither ReEncryptFrom nor ReEncryptTo.
+    // The guide's user list has Encrypt and Decrypt but neither ReEncryptFrom nor ReEncryptTo.
     let s = setup();
     assert_denied(
         re_encrypt(&s.env.kms, &app(), &s.blob, &s.key),

@@ -1,6 +1,6 @@
-//! Shared KMS instances, per the seed: account 1 shares instance A with account 2; keys account
-//! 1 creates in A are account 1's alone, keys account 2 creates in A are usable by both. Here
-//! account 1234 owns "kst-1" and shares it with 5678.
+//! Shared KMS instances, per Alibaba's key management guide: account 1 shares instance A with
+//! account 2; keys account 1 creates in A are account 1's alone, keys account 2 creates in A are
+//! usable by both. Here account 1234 owns "kst-1" and shares it with 5678.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 
 mod common;

@@ -1,11 +1,14 @@
 //! Action → engine method: one table, no business rules.
 //!
+//! Each entry names the wire action, the engine method, and the policy actions ([`Action`])
+//! the engine authorizes it as; `tests/actions.rs` checks the three agree.
+//!
 //! Each action decodes its parameters with [`kms_core::api::decode_request`] into the
 //! operation's request struct (whose serde attributes implement Alibaba's wire forms), calls
 //! the engine, and serializes the response struct as the JSON body.
 
 use kms_core::api::decode_request;
-use kms_core::{Caller, Kms, KmsError};
+use kms_core::{Action, Caller, Kms, KmsError};
 
 /// A successful call: the engine's RequestId and the JSON body.
 #[derive(Clone, PartialEq, Eq)]
@@ -33,9 +36,19 @@ fn encode<T: serde::Serialize>(request_id: String, response: &T) -> Result<Reply
 }
 
 macro_rules! actions {
-    ($($action:literal => $method:ident),* $(,)?) => {
+    ($($action:literal => $method:ident [$($policy:ident),+]),* $(,)?) => {
         /// Every action the server dispatches, by wire name.
         pub const ACTIONS: &[&str] = &[$($action),*];
+
+        /// The policy actions the engine may ask the authorizer about while serving the wire
+        /// action `action` (ReEncrypt: `kms:ReEncryptFrom` on the source key and
+        /// `kms:ReEncryptTo` on the destination), or `None` for an action not dispatched.
+        pub fn policy_actions(action: &str) -> Option<&'static [Action]> {
+            match action {
+                $($action => Some(&[$(Action::$policy),+]),)*
+                _ => None,
+            }
+        }
 
         /// Calls the engine operation named `action` with the parameters in `params` (a JSON
         /// object of strings or JSON values).
@@ -62,80 +75,80 @@ macro_rules! actions {
 }
 
 actions! {
-    "CreateKey" => create_key,
-    "DescribeKey" => describe_key,
-    "ListKeys" => list_keys,
-    "EnableKey" => enable_key,
-    "DisableKey" => disable_key,
-    "SetDeletionProtection" => set_deletion_protection,
-    "ScheduleKeyDeletion" => schedule_key_deletion,
-    "CancelKeyDeletion" => cancel_key_deletion,
-    "UpdateKeyDescription" => update_key_description,
-    "DescribeKeyVersion" => describe_key_version,
-    "ListKeyVersions" => list_key_versions,
-    "UpdateRotationPolicy" => update_rotation_policy,
-    "CreateKeyVersion" => create_key_version,
-    "Encrypt" => encrypt,
-    "Decrypt" => decrypt,
-    "GenerateDataKey" => generate_data_key,
-    "GenerateDataKeyWithoutPlaintext" => generate_data_key_without_plaintext,
-    "ReEncrypt" => re_encrypt,
-    "ExportDataKey" => export_data_key,
-    "GenerateAndExportDataKey" => generate_and_export_data_key,
-    "CreateAlias" => create_alias,
-    "UpdateAlias" => update_alias,
-    "DeleteAlias" => delete_alias,
-    "ListAliases" => list_aliases,
-    "ListAliasesByKeyId" => list_aliases_by_key_id,
-    "TagResource" => tag_resource,
-    "UntagResource" => untag_resource,
-    "ListResourceTags" => list_resource_tags,
-    "TagResources" => tag_resources,
-    "UntagResources" => untag_resources,
-    "ListTagResources" => list_tag_resources,
-    "GenerateMac" => generate_mac,
-    "VerifyMac" => verify_mac,
-    "DescribeDefaultKey" => describe_default_key,
-    "EnableDefaultKey" => enable_default_key,
-    "DescribeRegions" => describe_regions,
-    "OpenKmsService" => open_kms_service,
-    "DescribeAccountKmsStatus" => describe_account_kms_status,
-    "GetPublicKey" => get_public_key,
-    "AsymmetricSign" => asymmetric_sign,
-    "AsymmetricVerify" => asymmetric_verify,
-    "AsymmetricEncrypt" => asymmetric_encrypt,
-    "AsymmetricDecrypt" => asymmetric_decrypt,
-    "GetParametersForImport" => get_parameters_for_import,
-    "ImportKeyMaterial" => import_key_material,
-    "DeleteKeyMaterial" => delete_key_material,
-    "GetKeyPolicy" => get_key_policy,
-    "SetKeyPolicy" => set_key_policy,
-    "ListKeyAssociations" => list_key_associations,
-    "CreateSecret" => create_secret,
-    "GetSecretValue" => get_secret_value,
-    "PutSecretValue" => put_secret_value,
-    "UpdateSecretVersionStage" => update_secret_version_stage,
-    "ListSecretVersionIds" => list_secret_version_ids,
-    "DescribeSecret" => describe_secret,
-    "UpdateSecret" => update_secret,
-    "ListSecrets" => list_secrets,
-    "DeleteSecret" => delete_secret,
-    "RestoreSecret" => restore_secret,
-    "RotateSecret" => rotate_secret,
-    "UpdateSecretRotationPolicy" => update_secret_rotation_policy,
-    "GetRandomPassword" => get_random_password,
-    "GetSecretPolicy" => get_secret_policy,
-    "SetSecretPolicy" => set_secret_policy,
-    "CreateCertificate" => create_certificate,
-    "UploadCertificate" => upload_certificate,
-    "GetCertificate" => get_certificate,
-    "DescribeCertificate" => describe_certificate,
-    "UpdateCertificateStatus" => update_certificate_status,
-    "DeleteCertificate" => delete_certificate,
-    "CertificatePrivateKeySign" => certificate_private_key_sign,
-    "CertificatePublicKeyVerify" => certificate_public_key_verify,
-    "CertificatePublicKeyEncrypt" => certificate_public_key_encrypt,
-    "CertificatePrivateKeyDecrypt" => certificate_private_key_decrypt,
+    "CreateKey" => create_key [CreateKey, SetKeyPolicy],
+    "DescribeKey" => describe_key [DescribeKey],
+    "ListKeys" => list_keys [ListKeys],
+    "EnableKey" => enable_key [EnableKey],
+    "DisableKey" => disable_key [DisableKey],
+    "SetDeletionProtection" => set_deletion_protection [SetDeletionProtection],
+    "ScheduleKeyDeletion" => schedule_key_deletion [ScheduleKeyDeletion],
+    "CancelKeyDeletion" => cancel_key_deletion [CancelKeyDeletion],
+    "UpdateKeyDescription" => update_key_description [UpdateKeyDescription],
+    "DescribeKeyVersion" => describe_key_version [DescribeKeyVersion],
+    "ListKeyVersions" => list_key_versions [ListKeyVersions],
+    "UpdateRotationPolicy" => update_rotation_policy [UpdateRotationPolicy],
+    "CreateKeyVersion" => create_key_version [CreateKeyVersion],
+    "Encrypt" => encrypt [Encrypt],
+    "Decrypt" => decrypt [Decrypt],
+    "GenerateDataKey" => generate_data_key [GenerateDataKey],
+    "GenerateDataKeyWithoutPlaintext" => generate_data_key_without_plaintext [GenerateDataKeyWithoutPlaintext],
+    "ReEncrypt" => re_encrypt [ReEncryptFrom, ReEncryptTo],
+    "ExportDataKey" => export_data_key [ExportDataKey],
+    "GenerateAndExportDataKey" => generate_and_export_data_key [GenerateAndExportDataKey],
+    "CreateAlias" => create_alias [CreateAlias],
+    "UpdateAlias" => update_alias [UpdateAlias],
+    "DeleteAlias" => delete_alias [DeleteAlias],
+    "ListAliases" => list_aliases [ListAliases],
+    "ListAliasesByKeyId" => list_aliases_by_key_id [ListAliasesByKeyId],
+    "TagResource" => tag_resource [TagResource],
+    "UntagResource" => untag_resource [UntagResource],
+    "ListResourceTags" => list_resource_tags [ListResourceTags],
+    "TagResources" => tag_resources [TagResources],
+    "UntagResources" => untag_resources [UntagResources],
+    "ListTagResources" => list_tag_resources [ListTagResources],
+    "GenerateMac" => generate_mac [GenerateMac],
+    "VerifyMac" => verify_mac [VerifyMac],
+    "DescribeDefaultKey" => describe_default_key [DescribeKey],
+    "EnableDefaultKey" => enable_default_key [CreateKey],
+    "DescribeRegions" => describe_regions [DescribeRegions],
+    "OpenKmsService" => open_kms_service [OpenKmsService],
+    "DescribeAccountKmsStatus" => describe_account_kms_status [DescribeAccountKmsStatus],
+    "GetPublicKey" => get_public_key [GetPublicKey],
+    "AsymmetricSign" => asymmetric_sign [AsymmetricSign],
+    "AsymmetricVerify" => asymmetric_verify [AsymmetricVerify],
+    "AsymmetricEncrypt" => asymmetric_encrypt [AsymmetricEncrypt],
+    "AsymmetricDecrypt" => asymmetric_decrypt [AsymmetricDecrypt],
+    "GetParametersForImport" => get_parameters_for_import [GetParametersForImport],
+    "ImportKeyMaterial" => import_key_material [ImportKeyMaterial],
+    "DeleteKeyMaterial" => delete_key_material [DeleteKeyMaterial],
+    "GetKeyPolicy" => get_key_policy [GetKeyPolicy],
+    "SetKeyPolicy" => set_key_policy [SetKeyPolicy],
+    "ListKeyAssociations" => list_key_associations [DescribeKey],
+    "CreateSecret" => create_secret [CreateSecret, SetSecretPolicy, GenerateDataKey],
+    "GetSecretValue" => get_secret_value [GetSecretValue, Decrypt],
+    "PutSecretValue" => put_secret_value [PutSecretValue, GenerateDataKey],
+    "UpdateSecretVersionStage" => update_secret_version_stage [UpdateSecretVersionStage],
+    "ListSecretVersionIds" => list_secret_version_ids [ListSecretVersionIds],
+    "DescribeSecret" => describe_secret [DescribeSecret],
+    "UpdateSecret" => update_secret [UpdateSecret],
+    "ListSecrets" => list_secrets [ListSecrets],
+    "DeleteSecret" => delete_secret [DeleteSecret],
+    "RestoreSecret" => restore_secret [RestoreSecret],
+    "RotateSecret" => rotate_secret [RotateSecret, GenerateDataKey],
+    "UpdateSecretRotationPolicy" => update_secret_rotation_policy [UpdateSecretRotationPolicy],
+    "GetRandomPassword" => get_random_password [GetRandomPassword],
+    "GetSecretPolicy" => get_secret_policy [GetSecretPolicy],
+    "SetSecretPolicy" => set_secret_policy [SetSecretPolicy],
+    "CreateCertificate" => create_certificate [CreateCertificate],
+    "UploadCertificate" => upload_certificate [UploadCertificate],
+    "GetCertificate" => get_certificate [GetCertificate],
+    "DescribeCertificate" => describe_certificate [DescribeCertificate],
+    "UpdateCertificateStatus" => update_certificate_status [UpdateCertificateStatus],
+    "DeleteCertificate" => delete_certificate [DeleteCertificate],
+    "CertificatePrivateKeySign" => certificate_private_key_sign [CertificatePrivateKeySign],
+    "CertificatePublicKeyVerify" => certificate_public_key_verify [CertificatePublicKeyVerify],
+    "CertificatePublicKeyEncrypt" => certificate_public_key_encrypt [CertificatePublicKeyEncrypt],
+    "CertificatePrivateKeyDecrypt" => certificate_private_key_decrypt [CertificatePrivateKeyDecrypt],
 }
 
 /// Whether `action` is one the server dispatches.

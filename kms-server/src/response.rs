@@ -1,4 +1,4 @@
-//! Response bodies: Alibaba's JSON error shape and the protocol errors of SPEC section 5.
+//! Response bodies: Alibaba's JSON error shape and the protocol errors of docs/wire.md.
 //!
 //! An error answers `{"RequestId","HostId","Code","Message"}` with the HTTP status of the code:
 //! the engine's [`KmsError::http_status`] for engine errors, and for the protocol's own errors

@@ -303,9 +303,10 @@ mod tests {
         assert!(!v1_verify("testsecret", &sts, "not base64!"));
     }
 
-    /// SPEC's `s/OdVWMTmNGagvWlljdAJ7Itsew=` (from Alibaba's document) is the HMAC of the
-    /// document's printed StringToSign, whose `&` between pairs were left unencoded (a typo in
-    /// the document: no SDK signs that text). It still pins the HMAC keying (`secret + "&"`).
+    /// The `s/OdVWMTmNGagvWlljdAJ7Itsew=` of Alibaba's document (see docs/wire.md) is the HMAC
+    /// of the document's printed StringToSign, whose `&` between pairs were left unencoded (a
+    /// typo in the document: no SDK signs that text). It still pins the HMAC keying
+    /// (`secret + "&"`).
     #[test]
     fn v1_spec_vector_is_the_hmac_of_the_documents_string() {
         let printed = "GET&%2F&AccessKeyId%3Dtestid&Action%3DCreateKey&Format%3Djson&\

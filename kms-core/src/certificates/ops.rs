@@ -108,13 +108,13 @@ impl Kms {
     fn authorize_certificate(
         &self,
         caller: &Caller,
-        action: &'static str,
+        action: Action,
         id: &str,
     ) -> Result<(), KmsError> {
         let arn = self.certificate_arn(id);
         self.decide(&AccessRequest {
             caller,
-            action: Action::new(action),
+            action,
             resource: &arn,
             resource_account: &self.scope.account_id,
             policy: None,
@@ -126,7 +126,7 @@ impl Kms {
     fn load_certificate(
         &self,
         caller: &Caller,
-        action: &'static str,
+        action: Action,
         id: &str,
     ) -> Result<(CertificateRecord, u64), KmsError> {
         validate::required("CertificateId", id)?;
@@ -147,7 +147,7 @@ impl Kms {
     fn mutate_certificate(
         &self,
         caller: &Caller,
-        action: &'static str,
+        action: Action,
         id: &str,
         apply: impl FnOnce(&CertificateRecord, UnixTime) -> Result<CertificateRecord, KmsError>,
     ) -> Result<CertificateRecord, KmsError> {
@@ -186,7 +186,7 @@ impl Kms {
                 ))
             }
         };
-        self.authorize_account(caller, Action::new("kms:CreateCertificate"), None)?;
+        self.authorize_account(caller, Action::CreateCertificate, None)?;
         let (key, der) = PrivateKey::generate(key_spec, &*self.rng)?;
         let csr = x509::build_csr(&key, subject, &req.subject_alternative_names)?;
         let now = self.clock.now();
@@ -242,7 +242,7 @@ impl Kms {
             .concat();
         self.mutate_certificate(
             caller,
-            "kms:UploadCertificate",
+            Action::UploadCertificate,
             &req.certificate_id,
             |r, now| {
                 if r.status == Status::Revoked {
@@ -284,7 +284,8 @@ impl Kms {
         caller: &Caller,
         req: CertificateIdRequest,
     ) -> Result<GetCertificateResponse, KmsError> {
-        let (rec, _) = self.load_certificate(caller, "kms:GetCertificate", &req.certificate_id)?;
+        let (rec, _) =
+            self.load_certificate(caller, Action::GetCertificate, &req.certificate_id)?;
         Ok(GetCertificateResponse {
             request_id: self.request_id(),
             certificate_id: rec.id,
@@ -303,7 +304,7 @@ impl Kms {
         req: CertificateIdRequest,
     ) -> Result<DescribeCertificateResponse, KmsError> {
         let (rec, _) =
-            self.load_certificate(caller, "kms:DescribeCertificate", &req.certificate_id)?;
+            self.load_certificate(caller, Action::DescribeCertificate, &req.certificate_id)?;
         let key = PrivateKey::from_pkcs8(rec.key_spec, rec.private_key.expose())?;
         let info = rec.info.clone();
         Ok(DescribeCertificateResponse {
@@ -367,7 +368,7 @@ impl Kms {
         };
         self.mutate_certificate(
             caller,
-            "kms:UpdateCertificateStatus",
+            Action::UpdateCertificateStatus,
             &req.certificate_id,
             |r, now| {
                 match r.status {
@@ -399,7 +400,7 @@ impl Kms {
     ) -> Result<EmptyResponse, KmsError> {
         let _guard = self.write_guard()?;
         let (rec, revision) =
-            self.load_certificate(caller, "kms:DeleteCertificate", &req.certificate_id)?;
+            self.load_certificate(caller, Action::DeleteCertificate, &req.certificate_id)?;
         let mut batch = Batch::new();
         batch.delete_if(record_key(&rec.id), Precondition::Revision(revision));
         self.commit(batch)?;
@@ -411,7 +412,7 @@ impl Kms {
     fn active_key(
         &self,
         caller: &Caller,
-        action: &'static str,
+        action: Action,
         id: &str,
     ) -> Result<(CertificateRecord, PrivateKey), KmsError> {
         let (rec, _) = self.load_certificate(caller, action, id)?;
@@ -437,8 +438,11 @@ impl Kms {
     ) -> Result<CertificatePrivateKeySignResponse, KmsError> {
         let alg = SigningAlgorithm::parse(&req.algorithm)?;
         let digest = message_digest(&req.message, req.message_type.as_deref())?;
-        let (rec, key) =
-            self.active_key(caller, "kms:CertificatePrivateKeySign", &req.certificate_id)?;
+        let (rec, key) = self.active_key(
+            caller,
+            Action::CertificatePrivateKeySign,
+            &req.certificate_id,
+        )?;
         let signature = key.sign(alg, &digest, &*self.rng)?;
         Ok(CertificatePrivateKeySignResponse {
             request_id: self.request_id(),
@@ -460,7 +464,7 @@ impl Kms {
         let digest = message_digest(&req.message, req.message_type.as_deref())?;
         let (rec, _) = self.load_certificate(
             caller,
-            "kms:CertificatePublicKeyVerify",
+            Action::CertificatePublicKeyVerify,
             &req.certificate_id,
         )?;
         let public: PublicKey =
@@ -489,7 +493,7 @@ impl Kms {
         }
         let (rec, _) = self.load_certificate(
             caller,
-            "kms:CertificatePublicKeyEncrypt",
+            Action::CertificatePublicKeyEncrypt,
             &req.certificate_id,
         )?;
         if rec.status == Status::Revoked {
@@ -522,7 +526,7 @@ impl Kms {
         }
         let (rec, key) = self.active_key(
             caller,
-            "kms:CertificatePrivateKeyDecrypt",
+            Action::CertificatePrivateKeyDecrypt,
             &req.certificate_id,
         )?;
         let plaintext = key.decrypt(alg, &req.ciphertext_blob)?;
@@ -540,7 +544,7 @@ impl Kms {
         id: &str,
         tags: &BTreeMap<String, String>,
     ) -> Result<(), KmsError> {
-        self.mutate_certificate(caller, "kms:TagResource", id, |r, now| {
+        self.mutate_certificate(caller, Action::TagResource, id, |r, now| {
             let mut next = r.clone();
             rules::merge_tags(&mut next.tags, tags)?;
             next.updated = now;
@@ -559,7 +563,7 @@ impl Kms {
         for k in keys {
             validate::tag_key("TagKeys", k)?;
         }
-        self.mutate_certificate(caller, "kms:UntagResource", id, |r, now| {
+        self.mutate_certificate(caller, Action::UntagResource, id, |r, now| {
             let mut next = r.clone();
             for k in keys {
                 next.tags.remove(k);

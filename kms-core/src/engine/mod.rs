@@ -806,7 +806,7 @@ impl Kms {
         action: Action,
         instance_id: Option<&str>,
     ) -> Result<(), KmsError> {
-        let resource = self.scope.collection_arn(action.as_str());
+        let resource = self.scope.collection_arn(action);
         self.decide(&AccessRequest {
             caller,
             action,

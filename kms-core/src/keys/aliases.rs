@@ -58,7 +58,7 @@ impl Kms {
         let _guard = self.write_guard()?;
         let now = self.clock.now();
         let (record, revision) = self.load_for_update(&key_id, &req.key_id, now)?;
-        self.authorize_record(caller, Action::new("kms:CreateAlias"), &record)?;
+        self.authorize_record(caller, Action::CreateAlias, &record)?;
         rules::check_not_service_key(&record)?;
         let ak = alias_record_key(&req.alias_name);
         match self.read_live_alias(&req.alias_name, now) {
@@ -104,7 +104,7 @@ impl Kms {
         let ak = alias_record_key(&req.alias_name);
         let (alias, alias_entry) = self.read_live_alias(&req.alias_name, now)?;
         let (target, target_rev) = self.load_for_update(&new_key_id, &req.key_id, now)?;
-        self.authorize_record(caller, Action::new("kms:UpdateAlias"), &target)?;
+        self.authorize_record(caller, Action::UpdateAlias, &target)?;
         rules::check_not_service_key(&target)?;
         if alias.key_id == new_key_id {
             return Ok(EmptyResponse {
@@ -115,7 +115,7 @@ impl Kms {
         let old_kk = key_record_key(&alias.key_id);
         let old = self.read::<KeyRecord>(&old_kk)?;
         if let Some((old_rec, _)) = &old {
-            self.authorize_record(caller, Action::new("kms:UpdateAlias"), old_rec)?;
+            self.authorize_record(caller, Action::UpdateAlias, old_rec)?;
         }
         let new_alias = AliasRecord {
             alias_name: req.alias_name.clone(),
@@ -173,9 +173,9 @@ impl Kms {
         let kk = key_record_key(&alias.key_id);
         let key = self.read::<KeyRecord>(&kk)?;
         if let Some((rec, _)) = &key {
-            self.authorize_record(caller, Action::new("kms:DeleteAlias"), rec)?;
+            self.authorize_record(caller, Action::DeleteAlias, rec)?;
         } else {
-            self.authorize(caller, Action::new("kms:DeleteAlias"), None)?;
+            self.authorize(caller, Action::DeleteAlias, None)?;
         }
         let mut batch = Batch::new();
         batch.delete_if(ak, Precondition::Revision(alias_entry.revision));
@@ -204,7 +204,7 @@ impl Kms {
         req: ListAliasesRequest,
     ) -> Result<ListAliasesResponse, KmsError> {
         let page = validate::paging(req.page_number, req.page_size, 10)?;
-        self.authorize(caller, Action::new("kms:ListAliases"), None)?;
+        self.authorize(caller, Action::ListAliases, None)?;
         let now = self.clock.now();
         // An alias of a key past its DeleteDate is gone with the key, before maintenance
         // removes it.
@@ -235,7 +235,7 @@ impl Kms {
     ) -> Result<ListAliasesResponse, KmsError> {
         let page = validate::paging(req.page_number, req.page_size, 10)?;
         let key = self.live_key("KeyId", &req.key_id, self.clock.now())?;
-        self.authorize(caller, Action::new("kms:ListAliasesByKeyId"), Some(&key))?;
+        self.authorize(caller, Action::ListAliasesByKeyId, Some(&key))?;
         let aliases = key
             .record
             .aliases

@@ -9,10 +9,10 @@ use zeroize::Zeroizing;
 use crate::api::*;
 use crate::crypto::asym::{EncryptionAlgorithm, PublicKey, SigningAlgorithm};
 use crate::engine::{CachedVersion, Kms};
-use crate::keys::usable::UsableKey;
 use crate::error::KmsError;
 use crate::keys::model::KeyUsage;
 use crate::keys::symmetric::data_key_len;
+use crate::keys::usable::UsableKey;
 use crate::policy::{Action, Caller};
 use crate::validate;
 
@@ -98,7 +98,7 @@ impl Kms {
     ) -> Result<GetPublicKeyResponse, KmsError> {
         let t = self.asym_target(
             caller,
-            Action::new("kms:GetPublicKey"),
+            Action::GetPublicKey,
             &req.key_id,
             &req.key_version_id,
             None,
@@ -124,7 +124,7 @@ impl Kms {
         let alg = SigningAlgorithm::parse(&req.algorithm)?;
         let t = self.asym_target(
             caller,
-            Action::new("kms:AsymmetricSign"),
+            Action::AsymmetricSign,
             &req.key_id,
             &req.key_version_id,
             Some(KeyUsage::SignVerify),
@@ -149,7 +149,7 @@ impl Kms {
         let alg = SigningAlgorithm::parse(&req.algorithm)?;
         let t = self.asym_target(
             caller,
-            Action::new("kms:AsymmetricVerify"),
+            Action::AsymmetricVerify,
             &req.key_id,
             &req.key_version_id,
             Some(KeyUsage::SignVerify),
@@ -180,7 +180,7 @@ impl Kms {
         }
         let t = self.asym_target(
             caller,
-            Action::new("kms:AsymmetricEncrypt"),
+            Action::AsymmetricEncrypt,
             &req.key_id,
             &req.key_version_id,
             Some(KeyUsage::EncryptDecrypt),
@@ -213,7 +213,7 @@ impl Kms {
         }
         let t = self.asym_target(
             caller,
-            Action::new("kms:AsymmetricDecrypt"),
+            Action::AsymmetricDecrypt,
             &req.key_id,
             &req.key_version_id,
             Some(KeyUsage::EncryptDecrypt),
@@ -257,7 +257,7 @@ impl Kms {
         }
         let t = self.asym_target(
             caller,
-            Action::new("kms:ReEncryptFrom"),
+            Action::ReEncryptFrom,
             key_id,
             version_id,
             Some(KeyUsage::EncryptDecrypt),
@@ -282,7 +282,7 @@ impl Kms {
         )?;
         let opened = self.open_blob(
             caller,
-            Action::new("kms:ExportDataKey"),
+            Action::ExportDataKey,
             &req.ciphertext_blob,
             &req.encryption_context,
         )?;
@@ -325,7 +325,7 @@ impl Kms {
         )?;
         let (data_key, sealed) = self.make_data_key(
             caller,
-            Action::new("kms:GenerateAndExportDataKey"),
+            Action::GenerateAndExportDataKey,
             &req.key_id,
             len,
             &req.encryption_context,

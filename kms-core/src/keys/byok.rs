@@ -98,11 +98,7 @@ impl Kms {
         }
         let now = self.clock.now();
         let key = self.live_key("KeyId", &req.key_id, now)?;
-        self.authorize(
-            caller,
-            Action::new("kms:GetParametersForImport"),
-            Some(&key),
-        )?;
+        self.authorize(caller, Action::GetParametersForImport, Some(&key))?;
         unsupported_origin(&key.record)?;
         let (private, der) = PrivateKey::generate(KeySpec::Rsa2048, &*self.rng)?;
         let public_key = private.public_key().to_spki_der()?;
@@ -149,7 +145,7 @@ impl Kms {
         let _guard = self.write_guard()?;
         let now = self.clock.now();
         let (record, revision) = self.load_for_update(&key_id, &req.key_id, now)?;
-        self.authorize_record(caller, Action::new("kms:ImportKeyMaterial"), &record)?;
+        self.authorize_record(caller, Action::ImportKeyMaterial, &record)?;
         unsupported_origin(&record)?;
         let expire = match req.key_material_expire_unix {
             None | Some(0) => None,
@@ -244,7 +240,7 @@ impl Kms {
         let _guard = self.write_guard()?;
         let now = self.clock.now();
         let (record, revision) = self.load_for_update(&key_id, &req.key_id, now)?;
-        self.authorize_record(caller, Action::new("kms:DeleteKeyMaterial"), &record)?;
+        self.authorize_record(caller, Action::DeleteKeyMaterial, &record)?;
         unsupported_origin(&record)?;
         self.remove_material_locked(&record, revision)?;
         Ok(EmptyResponse {

@@ -41,7 +41,7 @@ impl Kms {
         caller: &Caller,
         _req: NoParamsRequest,
     ) -> Result<DefaultKeyResponse, KmsError> {
-        self.authorize_account(caller, Action::new("kms:DescribeKey"), None)?;
+        self.authorize_account(caller, Action::DescribeKey, None)?;
         let key_metadata = match self.default_key_id()? {
             Some(id) => Some(self.metadata(&*self.load_key(&id)?)),
             None => None,

@@ -66,8 +66,7 @@ impl Kms {
         dry_run(req.dry_run, || {
             check_message(&req.message)?;
             check_algorithm(req.algorithm.as_deref())?;
-            let key =
-                self.usable_key(caller, Action::new("kms:GenerateMac"), "KeyId", &req.key_id)?;
+            let key = self.usable_key(caller, Action::GenerateMac, "KeyId", &req.key_id)?;
             check_mac_key(&key)?;
             let version = self.primary_version(&key)?;
             let mac = self.version_mac(&key, &version, &req.message)?;
@@ -104,7 +103,7 @@ impl Kms {
         if req.mac.is_empty() {
             return Err(KmsError::missing("Mac"));
         }
-        let key = self.usable_key(caller, Action::new("kms:VerifyMac"), "KeyId", &req.key_id)?;
+        let key = self.usable_key(caller, Action::VerifyMac, "KeyId", &req.key_id)?;
         check_mac_key(&key)?;
         let candidates: Vec<String> = match req.key_version_id.as_deref().filter(|v| !v.is_empty())
         {

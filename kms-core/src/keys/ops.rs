@@ -184,11 +184,7 @@ impl Kms {
                 ));
             }
         }
-        self.authorize_account(
-            caller,
-            Action::new("kms:CreateKey"),
-            req.dkms_instance_id.as_deref(),
-        )?;
+        self.authorize_account(caller, Action::CreateKey, req.dkms_instance_id.as_deref())?;
         // Looked at only once the caller may create keys.
         if let Some(p) = &req.policy {
             self.authorizer.validate_policy(p)?;
@@ -204,7 +200,7 @@ impl Kms {
         if let Some(p) = &req.policy {
             self.check_policy_lockout(
                 p,
-                Action::new("kms:SetKeyPolicy"),
+                Action::SetKeyPolicy,
                 &self.scope.key_arn(&key_id),
                 Some(&caller.account_id),
                 req.dkms_instance_id.as_deref(),
@@ -287,7 +283,7 @@ impl Kms {
         req: DescribeKeyRequest,
     ) -> Result<DescribeKeyResponse, KmsError> {
         let key = self.live_key("KeyId", &req.key_id, self.clock.now())?;
-        self.authorize(caller, Action::new("kms:DescribeKey"), Some(&key))?;
+        self.authorize(caller, Action::DescribeKey, Some(&key))?;
         Ok(DescribeKeyResponse {
             request_id: self.request_id(),
             key_metadata: self.metadata(&key),
@@ -305,7 +301,7 @@ impl Kms {
     ) -> Result<ListKeysResponse, KmsError> {
         let page = validate::paging(req.page_number, req.page_size, 10)?;
         let filters = parse_filters(&req.filters)?;
-        self.authorize(caller, Action::new("kms:ListKeys"), None)?;
+        self.authorize(caller, Action::ListKeys, None)?;
         let now = self.clock.now();
         // Filters pick whole sequences (one per combination of the filtered values); keys
         // past their DeleteDate that maintenance has not removed yet, and keys known to fail
@@ -354,13 +350,9 @@ impl Kms {
         caller: &Caller,
         req: EnableKeyRequest,
     ) -> Result<EmptyResponse, KmsError> {
-        self.mutate_key(
-            caller,
-            Action::new("kms:EnableKey"),
-            "KeyId",
-            &req.key_id,
-            |r, _| rules::enable(r),
-        )?;
+        self.mutate_key(caller, Action::EnableKey, "KeyId", &req.key_id, |r, _| {
+            rules::enable(r)
+        })?;
         Ok(self.empty())
     }
 
@@ -372,13 +364,9 @@ impl Kms {
         caller: &Caller,
         req: DisableKeyRequest,
     ) -> Result<EmptyResponse, KmsError> {
-        self.mutate_key(
-            caller,
-            Action::new("kms:DisableKey"),
-            "KeyId",
-            &req.key_id,
-            |r, _| rules::disable(r),
-        )?;
+        self.mutate_key(caller, Action::DisableKey, "KeyId", &req.key_id, |r, _| {
+            rules::disable(r)
+        })?;
         Ok(self.empty())
     }
 
@@ -404,7 +392,7 @@ impl Kms {
         let description = req.deletion_protection_description;
         self.mutate_key(
             caller,
-            Action::new("kms:SetDeletionProtection"),
+            Action::SetDeletionProtection,
             param,
             target,
             |r, _| rules::set_deletion_protection(r, enable, description.as_deref()),
@@ -424,7 +412,7 @@ impl Kms {
         validate::pending_window(req.pending_window_in_days)?;
         self.mutate_key(
             caller,
-            Action::new("kms:ScheduleKeyDeletion"),
+            Action::ScheduleKeyDeletion,
             "KeyId",
             &req.key_id,
             |r, now| rules::schedule_deletion(r, now, req.pending_window_in_days),
@@ -442,7 +430,7 @@ impl Kms {
     ) -> Result<EmptyResponse, KmsError> {
         self.mutate_key(
             caller,
-            Action::new("kms:CancelKeyDeletion"),
+            Action::CancelKeyDeletion,
             "KeyId",
             &req.key_id,
             |r, _| rules::cancel_deletion(r),
@@ -461,7 +449,7 @@ impl Kms {
         validate::description("Description", &req.description)?;
         self.mutate_key(
             caller,
-            Action::new("kms:UpdateKeyDescription"),
+            Action::UpdateKeyDescription,
             "KeyId",
             &req.key_id,
             |r, _| rules::update_description(r, &req.description),
@@ -479,7 +467,7 @@ impl Kms {
     ) -> Result<DescribeKeyVersionResponse, KmsError> {
         validate::required("KeyVersionId", &req.key_version_id)?;
         let key = self.live_key("KeyId", &req.key_id, self.clock.now())?;
-        self.authorize(caller, Action::new("kms:DescribeKeyVersion"), Some(&key))?;
+        self.authorize(caller, Action::DescribeKeyVersion, Some(&key))?;
         let v = self.load_version(&key, &req.key_version_id.to_ascii_lowercase())?;
         Ok(KeyVersionResponse {
             request_id: self.request_id(),
@@ -501,7 +489,7 @@ impl Kms {
     ) -> Result<ListKeyVersionsResponse, KmsError> {
         let page = validate::paging(req.page_number, req.page_size, 10)?;
         let key = self.live_key("KeyId", &req.key_id, self.clock.now())?;
-        self.authorize(caller, Action::new("kms:ListKeyVersions"), Some(&key))?;
+        self.authorize(caller, Action::ListKeyVersions, Some(&key))?;
         let key_id = &key.record.key_id;
         let sel = self.single_selection(
             &index::version_sequence(key_id),
@@ -551,7 +539,7 @@ impl Kms {
             .transpose()?;
         self.mutate_key(
             caller,
-            Action::new("kms:UpdateRotationPolicy"),
+            Action::UpdateRotationPolicy,
             "KeyId",
             &req.key_id,
             |r, now| rules::set_rotation_policy(r, now, enable, interval.or(r.rotation_interval)),
@@ -571,7 +559,7 @@ impl Kms {
         let _guard = self.write_guard()?;
         let now = self.clock.now();
         let (record, revision) = self.load_for_update(&key_id, &req.key_id, now)?;
-        self.authorize_record(caller, Action::new("kms:CreateKeyVersion"), &record)?;
+        self.authorize_record(caller, Action::CreateKeyVersion, &record)?;
         rules::check_not_service_key(&record)?;
         rules::check_can_rotate(&record)?;
         let version = self.rotate_locked(&record, revision, now)?;
@@ -633,13 +621,9 @@ impl Kms {
         let tags = tags_to_map("Tags", &req.tags)?;
         match target {
             TagTarget::Key(key_ref) => {
-                self.mutate_key(
-                    caller,
-                    Action::new("kms:TagResource"),
-                    "KeyId",
-                    key_ref,
-                    |r, _| rules::tag(r, &tags),
-                )?;
+                self.mutate_key(caller, Action::TagResource, "KeyId", key_ref, |r, _| {
+                    rules::tag(r, &tags)
+                })?;
             }
             TagTarget::Secret(name) => self.tag_secret(caller, name, &tags)?,
             TagTarget::Certificate(id) => self.tag_certificate(caller, id, &tags)?,
@@ -661,13 +645,9 @@ impl Kms {
         }
         match target {
             TagTarget::Key(key_ref) => {
-                self.mutate_key(
-                    caller,
-                    Action::new("kms:UntagResource"),
-                    "KeyId",
-                    key_ref,
-                    |r, _| rules::untag(r, &req.tag_keys),
-                )?;
+                self.mutate_key(caller, Action::UntagResource, "KeyId", key_ref, |r, _| {
+                    rules::untag(r, &req.tag_keys)
+                })?;
             }
             TagTarget::Secret(name) => self.untag_secret(caller, name, &req.tag_keys)?,
             TagTarget::Certificate(id) => self.untag_certificate(caller, id, &req.tag_keys)?,
@@ -684,7 +664,7 @@ impl Kms {
         req: ListResourceTagsRequest,
     ) -> Result<ListResourceTagsResponse, KmsError> {
         let key = self.live_key("KeyId", &req.key_id, self.clock.now())?;
-        self.authorize(caller, Action::new("kms:ListResourceTags"), Some(&key))?;
+        self.authorize(caller, Action::ListResourceTags, Some(&key))?;
         let tag = key
             .record
             .tags
@@ -707,7 +687,7 @@ impl Kms {
         caller: &Caller,
         _req: NoParamsRequest,
     ) -> Result<DescribeRegionsResponse, KmsError> {
-        self.authorize(caller, Action::new("kms:DescribeRegions"), None)?;
+        self.authorize(caller, Action::DescribeRegions, None)?;
         Ok(DescribeRegionsResponse {
             request_id: self.request_id(),
             regions: RegionList {
@@ -724,7 +704,7 @@ impl Kms {
         caller: &Caller,
         _req: NoParamsRequest,
     ) -> Result<EmptyResponse, KmsError> {
-        self.authorize(caller, Action::new("kms:OpenKmsService"), None)?;
+        self.authorize(caller, Action::OpenKmsService, None)?;
         Ok(self.empty())
     }
 
@@ -734,7 +714,7 @@ impl Kms {
         caller: &Caller,
         _req: NoParamsRequest,
     ) -> Result<DescribeAccountKmsStatusResponse, KmsError> {
-        self.authorize(caller, Action::new("kms:DescribeAccountKmsStatus"), None)?;
+        self.authorize(caller, Action::DescribeAccountKmsStatus, None)?;
         Ok(DescribeAccountKmsStatusResponse {
             request_id: self.request_id(),
             account_status: "Enabled".into(),

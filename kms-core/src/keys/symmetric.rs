@@ -5,8 +5,8 @@ use zeroize::Zeroizing;
 
 use crate::api::*;
 use crate::crypto::blob;
-use crate::keys::usable::UsableKey;
 use crate::engine::{CachedKey, CachedVersion, Kms};
+use crate::keys::usable::UsableKey;
 use crate::policy::{Action, Caller};
 use std::sync::Arc;
 
@@ -288,7 +288,7 @@ impl Kms {
                 ));
             }
             validate::encryption_context("EncryptionContext", &req.encryption_context)?;
-            let key = self.usable_key(caller, Action::new("kms:Encrypt"), "KeyId", &req.key_id)?;
+            let key = self.usable_key(caller, Action::Encrypt, "KeyId", &req.key_id)?;
             let sealed = self.seal_blob(&key, &req.plaintext, &req.encryption_context)?;
             Ok(EncryptResponse {
                 request_id: self.request_id(),
@@ -312,7 +312,7 @@ impl Kms {
         dry_run(req.dry_run, || {
             let opened = self.open_blob(
                 caller,
-                Action::new("kms:Decrypt"),
+                Action::Decrypt,
                 &req.ciphertext_blob,
                 &req.encryption_context,
             )?;
@@ -359,7 +359,7 @@ impl Kms {
             let len = data_key_len(req.number_of_bytes, req.key_spec.as_deref())?;
             let (plaintext, sealed) = self.make_data_key(
                 caller,
-                Action::new("kms:GenerateDataKey"),
+                Action::GenerateDataKey,
                 &req.key_id,
                 len,
                 &req.encryption_context,
@@ -386,7 +386,7 @@ impl Kms {
             let len = data_key_len(req.number_of_bytes, req.key_spec.as_deref())?;
             let (_plaintext, sealed) = self.make_data_key(
                 caller,
-                Action::new("kms:GenerateDataKeyWithoutPlaintext"),
+                Action::GenerateDataKeyWithoutPlaintext,
                 &req.key_id,
                 len,
                 &req.encryption_context,
@@ -423,7 +423,7 @@ impl Kms {
             } else {
                 self.open_blob(
                     caller,
-                    Action::new("kms:ReEncryptFrom"),
+                    Action::ReEncryptFrom,
                     &req.ciphertext_blob,
                     &req.source_encryption_context,
                 )?
@@ -431,7 +431,7 @@ impl Kms {
             };
             let dest = self.usable_key(
                 caller,
-                Action::new("kms:ReEncryptTo"),
+                Action::ReEncryptTo,
                 "DestinationKeyId",
                 &req.destination_key_id,
             )?;

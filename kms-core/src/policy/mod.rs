@@ -1,7 +1,10 @@
 //! Authorization: who is calling ([`Caller`]), what they ask ([`Action`]), and the
 //! [`Authorizer`] the engine consults before every operation.
 
+pub(crate) mod action;
 pub(crate) mod ops;
+
+pub use action::Action;
 
 use std::fmt;
 
@@ -71,28 +74,6 @@ impl Caller {
 impl fmt::Display for Caller {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.arn())
-    }
-}
-
-/// An API action, named as in key policies (`kms:Encrypt`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Action(&'static str);
-
-impl Action {
-    /// The action for an operation name (`Encrypt` → `kms:Encrypt`).
-    pub const fn new(policy_name: &'static str) -> Self {
-        Action(policy_name)
-    }
-
-    /// The policy name, e.g. `kms:Encrypt`.
-    pub fn as_str(self) -> &'static str {
-        self.0
-    }
-}
-
-impl fmt::Display for Action {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.0)
     }
 }
 

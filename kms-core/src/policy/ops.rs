@@ -54,12 +54,12 @@ impl Kms {
     ) -> Result<GetKeyPolicyResponse, KmsError> {
         check_policy_name(&req.policy_name)?;
         let key = self.live_key("KeyId", &req.key_id, self.clock.now())?;
-        self.authorize(caller, Action::new("kms:GetKeyPolicy"), Some(&key))?;
+        self.authorize(caller, Action::GetKeyPolicy, Some(&key))?;
         let policy = match &key.record.policy {
             Some(p) => p.clone(),
             None => self.authorizer.default_policy(&AccessRequest {
                 caller,
-                action: Action::new("kms:GetKeyPolicy"),
+                action: Action::GetKeyPolicy,
                 resource: &key.arn,
                 resource_account: &self.scope.account_id,
                 policy: None,
@@ -87,14 +87,14 @@ impl Kms {
         self.authorizer.validate_policy(&req.policy)?;
         self.mutate_key(
             caller,
-            Action::new("kms:SetKeyPolicy"),
+            Action::SetKeyPolicy,
             "KeyId",
             &req.key_id,
             |r, _| {
                 rules::check_usable(r, Usage::MetadataUpdate)?;
                 self.check_policy_lockout(
                     &req.policy,
-                    Action::new("kms:SetKeyPolicy"),
+                    Action::SetKeyPolicy,
                     &self.scope.key_arn(&r.key_id),
                     Some(&r.creator),
                     r.dkms_instance_id.as_deref(),
@@ -270,7 +270,7 @@ impl Kms {
         req: KeyIdRequest,
     ) -> Result<ListKeyAssociationsResponse, KmsError> {
         let key = self.live_key("KeyId", &req.key_id, self.clock.now())?;
-        self.authorize(caller, Action::new("kms:DescribeKey"), Some(&key))?;
+        self.authorize(caller, Action::DescribeKey, Some(&key))?;
         let key_id = key.record.key_id.clone();
         let mut by_service: std::collections::BTreeMap<String, UnixTime> = self
             .scan_all::<KeyAssociation>(&association_prefix(&key_id))?

@@ -130,13 +130,13 @@ impl Kms {
     pub(crate) fn authorize_secret(
         &self,
         caller: &Caller,
-        action: &'static str,
+        action: Action,
         rec: &SecretRecord,
     ) -> Result<(), KmsError> {
         let arn = self.secret_arn(&rec.name);
         self.decide(&AccessRequest {
             caller,
-            action: Action::new(action),
+            action,
             resource: &arn,
             resource_account: &self.scope.account_id,
             policy: rec.policy.as_deref(),
@@ -170,7 +170,7 @@ impl Kms {
     ) -> Result<SecretValueRecord, KmsError> {
         let (data_key, sealed) = self.make_data_key(
             caller,
-            Action::new("kms:GenerateDataKey"),
+            Action::GenerateDataKey,
             &rec.encryption_key_id,
             32,
             &secret_context(&rec.name, version_id),
@@ -208,7 +208,7 @@ impl Kms {
             .ok_or_else(|| KmsError::internal("a secret version's value record is missing"))?;
         let opened = self.open_blob(
             caller,
-            Action::new("kms:Decrypt"),
+            Action::Decrypt,
             &value.data_key_blob,
             &secret_context(&rec.name, version_id),
         )?;
@@ -292,12 +292,12 @@ impl Kms {
         key_rules::merge_tags(&mut BTreeMap::new(), &tags)?;
         // Authorized before the policy is looked at: a caller who may not create secrets
         // learns nothing from how a policy would be judged.
-        self.authorize_account(caller, Action::new("kms:CreateSecret"), None)?;
+        self.authorize_account(caller, Action::CreateSecret, None)?;
         if let Some(p) = &req.policy {
             self.authorizer.validate_policy(p)?;
             self.check_policy_lockout(
                 p,
-                Action::new("kms:SetSecretPolicy"),
+                Action::SetSecretPolicy,
                 &self.secret_arn(&req.secret_name),
                 Some(&self.scope.account_id),
                 None,
@@ -382,7 +382,7 @@ impl Kms {
         req: GetSecretValueRequest,
     ) -> Result<GetSecretValueResponse, KmsError> {
         let (rec, _) = self.load_secret(&req.secret_name, self.clock.now())?;
-        self.authorize_secret(caller, "kms:GetSecretValue", &rec)?;
+        self.authorize_secret(caller, Action::GetSecretValue, &rec)?;
         in_delete_window(&rec)?;
         let version_id = match (
             req.version_id.as_deref().filter(|s| !s.is_empty()),
@@ -494,7 +494,7 @@ impl Kms {
         let _guard = self.write_guard()?;
         let now = self.clock.now();
         let (rec, revision) = self.load_secret(&req.secret_name, now)?;
-        self.authorize_secret(caller, "kms:PutSecretValue", &rec)?;
+        self.authorize_secret(caller, Action::PutSecretValue, &rec)?;
         in_delete_window(&rec)?;
         if rec.has_version(&req.version_id) {
             let (value, _) = self
@@ -540,7 +540,7 @@ impl Kms {
     fn mutate_secret(
         &self,
         caller: &Caller,
-        action: &'static str,
+        action: Action,
         name: &str,
         allow_in_delete_window: bool,
         apply: impl FnOnce(&SecretRecord, UnixTime) -> Result<SecretRecord, KmsError>,
@@ -573,7 +573,7 @@ impl Kms {
     ) -> Result<SecretNameResponse, KmsError> {
         let rec = self.mutate_secret(
             caller,
-            "kms:UpdateSecretVersionStage",
+            Action::UpdateSecretVersionStage,
             &req.secret_name,
             false,
             |r, now| {
@@ -603,7 +603,7 @@ impl Kms {
     ) -> Result<ListSecretVersionIdsResponse, KmsError> {
         let page = validate::paging(req.page_number, req.page_size, 20)?;
         let (rec, _) = self.load_secret(&req.secret_name, self.clock.now())?;
-        self.authorize_secret(caller, "kms:ListSecretVersionIds", &rec)?;
+        self.authorize_secret(caller, Action::ListSecretVersionIds, &rec)?;
         let include = req.include_deprecated.unwrap_or(false);
         let entries: Vec<SecretVersionEntry> = rec
             .versions
@@ -659,7 +659,7 @@ impl Kms {
         req: DescribeSecretRequest,
     ) -> Result<DescribeSecretResponse, KmsError> {
         let (rec, _) = self.load_secret(&req.secret_name, self.clock.now())?;
-        self.authorize_secret(caller, "kms:DescribeSecret", &rec)?;
+        self.authorize_secret(caller, Action::DescribeSecret, &rec)?;
         Ok(self.describe(&rec, req.fetch_tags.unwrap_or(false)))
     }
 
@@ -675,7 +675,7 @@ impl Kms {
         validate::description("Description", &description)?;
         let rec = self.mutate_secret(
             caller,
-            "kms:UpdateSecret",
+            Action::UpdateSecret,
             &req.secret_name,
             false,
             |r, now| {
@@ -722,7 +722,7 @@ impl Kms {
                 ));
             }
         }
-        self.authorize_account(caller, Action::new("kms:ListSecrets"), None)?;
+        self.authorize_account(caller, Action::ListSecrets, None)?;
         let now = self.clock.now();
         let matches = |r: &SecretRecord| {
             req.filters.iter().all(|f| {
@@ -823,7 +823,7 @@ impl Kms {
         let _guard = self.write_guard()?;
         let now = self.clock.now();
         let (rec, revision) = self.load_secret(&req.secret_name, now)?;
-        self.authorize_secret(caller, "kms:DeleteSecret", &rec)?;
+        self.authorize_secret(caller, Action::DeleteSecret, &rec)?;
         let sk = secret_record_key(&rec.name);
         let mut batch = Batch::new();
         if force {
@@ -864,7 +864,7 @@ impl Kms {
     ) -> Result<SecretNameResponse, KmsError> {
         let rec = self.mutate_secret(
             caller,
-            "kms:RestoreSecret",
+            Action::RestoreSecret,
             &req.secret_name,
             true,
             |r, now| {
@@ -924,7 +924,7 @@ impl Kms {
         {
             return Ok(false);
         }
-        self.authorize_secret(caller, "kms:RotateSecret", &rec)?;
+        self.authorize_secret(caller, Action::RotateSecret, &rec)?;
         in_delete_window(&rec)?;
         let handler = self.rotation_handler(&rec.secret_type)?;
         let current = rec
@@ -974,7 +974,7 @@ impl Kms {
             .transpose()?;
         let rec = self.mutate_secret(
             caller,
-            "kms:UpdateSecretRotationPolicy",
+            Action::UpdateSecretRotationPolicy,
             &req.secret_name,
             false,
             |r, now| {
@@ -1013,7 +1013,7 @@ impl Kms {
         caller: &Caller,
         req: GetRandomPasswordRequest,
     ) -> Result<GetRandomPasswordResponse, KmsError> {
-        self.authorize_account(caller, Action::new("kms:GetRandomPassword"), None)?;
+        self.authorize_account(caller, Action::GetRandomPassword, None)?;
         let password = rules::random_password(
             &rules::PasswordRules {
                 length: req.password_length,
@@ -1039,7 +1039,7 @@ impl Kms {
         name: &str,
         tags: &BTreeMap<String, String>,
     ) -> Result<(), KmsError> {
-        self.mutate_secret(caller, "kms:TagResource", name, false, |r, now| {
+        self.mutate_secret(caller, Action::TagResource, name, false, |r, now| {
             let mut next = r.clone();
             key_rules::merge_tags(&mut next.tags, tags)?;
             next.updated = now;
@@ -1058,7 +1058,7 @@ impl Kms {
         for k in keys {
             validate::tag_key("TagKeys", k)?;
         }
-        self.mutate_secret(caller, "kms:UntagResource", name, false, |r, now| {
+        self.mutate_secret(caller, Action::UntagResource, name, false, |r, now| {
             let mut next = r.clone();
             for k in keys {
                 next.tags.remove(k);
@@ -1079,13 +1079,13 @@ impl Kms {
     ) -> Result<GetKeyPolicyResponse, KmsError> {
         crate::policy::ops::check_policy_name(&req.policy_name)?;
         let (rec, _) = self.load_secret(&req.secret_name, self.clock.now())?;
-        self.authorize_secret(caller, "kms:GetSecretPolicy", &rec)?;
+        self.authorize_secret(caller, Action::GetSecretPolicy, &rec)?;
         let arn = self.secret_arn(&rec.name);
         let policy = match &rec.policy {
             Some(p) => p.clone(),
             None => self.authorizer.default_policy(&AccessRequest {
                 caller,
-                action: Action::new("kms:GetSecretPolicy"),
+                action: Action::GetSecretPolicy,
                 resource: &arn,
                 resource_account: &self.scope.account_id,
                 policy: None,
@@ -1112,13 +1112,13 @@ impl Kms {
         self.authorizer.validate_policy(&req.policy)?;
         self.mutate_secret(
             caller,
-            "kms:SetSecretPolicy",
+            Action::SetSecretPolicy,
             &req.secret_name,
             false,
             |r, now| {
                 self.check_policy_lockout(
                     &req.policy,
-                    Action::new("kms:SetSecretPolicy"),
+                    Action::SetSecretPolicy,
                     &self.secret_arn(&r.name),
                     Some(&self.scope.account_id),
                     None,
