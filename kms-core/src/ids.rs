@@ -2,7 +2,8 @@
 
 use crate::crypto::RandomSource;
 use crate::error::KmsError;
-use crate::policy::Action;
+#[cfg(test)]
+use crate::schema::ArnScope;
 
 /// Longest alias name after the `alias/` prefix.
 pub const MAX_ALIAS_SUFFIX_LEN: usize = 255;
@@ -105,108 +106,6 @@ pub enum KeyRef {
     Id(String),
     /// An alias name, with its `alias/` prefix.
     Alias(String),
-}
-
-/// The region and account that ARNs are checked against.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ArnScope {
-    /// Region id, e.g. `cn-hangzhou`.
-    pub region: String,
-    /// Account id.
-    pub account_id: String,
-}
-
-impl ArnScope {
-    /// `acs:kms:{region}:{account}:key/{key_id}`.
-    pub fn key_arn(&self, key_id: &str) -> String {
-        format!("acs:kms:{}:{}:key/{}", self.region, self.account_id, key_id)
-    }
-
-    /// `acs:kms:{region}:{account}:secret/{name}`.
-    pub fn secret_arn(&self, name: &str) -> String {
-        format!(
-            "acs:kms:{}:{}:secret/{}",
-            self.region, self.account_id, name
-        )
-    }
-
-    /// `acs:kms:{region}:{account}:certificate/{id}`.
-    pub fn certificate_arn(&self, id: &str) -> String {
-        format!(
-            "acs:kms:{}:{}:certificate/{}",
-            self.region, self.account_id, id
-        )
-    }
-
-    /// The resource an account-level action is authorized on, as RAM policies name it: the
-    /// collection ARN `acs:kms:{region}:{account}:key` for CreateKey and ListKeys, `...:alias`
-    /// for ListAliases, `...:secret` for CreateSecret and ListSecrets, `...:certificate` for
-    /// CreateCertificate, and `*` for the rest (DescribeRegions,
-    /// GetRandomPassword...).
-    pub fn collection_arn(&self, action: Action) -> String {
-        let kind = match action {
-            Action::CreateKey | Action::ListKeys => "key",
-            Action::ListAliases => "alias",
-            Action::CreateSecret | Action::ListSecrets => "secret",
-            Action::CreateCertificate => "certificate",
-            _ => return "*".to_owned(),
-        };
-        format!("acs:kms:{}:{}:{kind}", self.region, self.account_id)
-    }
-
-    /// `acs:kms:{region}:{account}:alias/{name without alias/}`.
-    pub fn alias_arn(&self, alias_name: &str) -> String {
-        let suffix = alias_name.strip_prefix("alias/").unwrap_or(alias_name);
-        format!(
-            "acs:kms:{}:{}:alias/{}",
-            self.region, self.account_id, suffix
-        )
-    }
-
-    /// Resolves a `KeyId` parameter: a key id, key ARN, alias name, or alias ARN.
-    ///
-    /// Errors: `MissingParameter` when empty; `Forbidden.KeyNotFound` for anything that cannot
-    /// name a key of this region and account (Alibaba answers the same).
-    pub fn parse_key_ref(&self, param: &'static str, input: &str) -> Result<KeyRef, KmsError> {
-        if input.is_empty() {
-            return Err(KmsError::missing(param));
-        }
-        let not_found = || KmsError::KeyNotFound {
-            key_id: input.to_owned(),
-        };
-        if input.starts_with("alias/") {
-            return Ok(KeyRef::Alias(input.to_owned()));
-        }
-        if let Some(rest) = input.strip_prefix("acs:kms:") {
-            let mut parts = rest.splitn(3, ':');
-            let (region, account, resource) = (
-                parts.next().ok_or_else(not_found)?,
-                parts.next().ok_or_else(not_found)?,
-                parts.next().ok_or_else(not_found)?,
-            );
-            if region != self.region || account != self.account_id {
-                return Err(not_found());
-            }
-            if let Some(id) = resource.strip_prefix("key/") {
-                let id = id.to_ascii_lowercase();
-                return if is_uuid(&id) {
-                    Ok(KeyRef::Id(id))
-                } else {
-                    Err(not_found())
-                };
-            }
-            if let Some(alias) = resource.strip_prefix("alias/") {
-                return Ok(KeyRef::Alias(format!("alias/{alias}")));
-            }
-            return Err(not_found());
-        }
-        let id = input.to_ascii_lowercase();
-        if is_uuid(&id) {
-            Ok(KeyRef::Id(id))
-        } else {
-            Err(not_found())
-        }
-    }
 }
 
 #[cfg(test)]

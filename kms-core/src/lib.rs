@@ -37,6 +37,7 @@
 mod macros;
 mod error;
 mod ids;
+mod schema;
 mod storage;
 mod time;
 mod validate;
@@ -64,11 +65,12 @@ pub use crypto::root_key::{RootKey, ROOT_KEY_LEN};
 pub use crypto::{ct_eq, AeadAlgorithm, OsRandom, RandomSource, NONCE_LEN, TAG_LEN};
 pub use engine::{CacheStats, CorruptRecord, Kms, KmsBuilder};
 pub use error::KmsError;
-pub use ids::{new_request_id, ArnScope};
+pub use ids::new_request_id;
 pub use policy::{
     default_policy_document, AccessRequest, Action, AllowAll, Authorizer, Caller, Decision,
     Principal, SameAccountOnly, MAX_POLICY_BYTES,
 };
+pub use schema::ArnScope;
 pub use secrets::ops::SecretRotationHandler;
 pub use storage::{Batch, Entry, Op, Precondition, Storage, StorageError};
 pub use time::{Clock, ManualClock, SystemClock, UnixTime, DAY};

@@ -8,12 +8,13 @@ use std::collections::BTreeMap;
 use base64::Engine;
 
 use crate::api::*;
-use crate::engine::{key_record_key, Kms};
+use crate::engine::Kms;
 use crate::error::KmsError;
 use crate::keys::model::KeyRecord;
 use crate::keys::rules;
 use crate::policy::{Action, Caller};
-use crate::secrets::ops::{in_delete_window, secret_record_key};
+use crate::schema;
+use crate::secrets::ops::in_delete_window;
 use crate::secrets::rules::SecretRecord;
 use crate::storage::{Batch, Precondition};
 use crate::validate;
@@ -180,7 +181,7 @@ impl Kms {
                         continue;
                     }
                     change(&mut record.tags)?;
-                    let kk = key_record_key(&record.key_id);
+                    let kk = schema::key(&record.key_id);
                     self.stage_put(&mut batch, kk, &record, Precondition::Revision(revision))?;
                     keys.push(record);
                 }
@@ -190,7 +191,7 @@ impl Kms {
                     }
                     change(&mut rec.tags)?;
                     rec.updated = now;
-                    let sk = secret_record_key(&rec.name);
+                    let sk = schema::secret(&rec.name);
                     self.stage_put(&mut batch, sk, &rec, Precondition::Revision(revision))?;
                 }
             }
@@ -321,7 +322,7 @@ impl Kms {
             match kind {
                 Kind::Key => {
                     self.authorize_account(caller, Action::ListTagResources, None)?;
-                    for (_, r, _) in self.scan_all::<KeyRecord>(b"k/")? {
+                    for (_, r, _) in self.scan_all::<KeyRecord>(schema::KEY)? {
                         // Each key's own policy (and the caller's identity policy) decides
                         // whether its tags are shown: a Deny on one key hides it.
                         if !rules::is_purged(&r, now)
@@ -335,7 +336,7 @@ impl Kms {
                 }
                 Kind::Secret => {
                     self.authorize_account(caller, Action::ListTagResources, None)?;
-                    for (_, r, _) in self.scan_all::<SecretRecord>(b"s/")? {
+                    for (_, r, _) in self.scan_all::<SecretRecord>(schema::SECRET)? {
                         if !r.is_purged(now)
                             && self
                                 .authorize_secret(caller, Action::ListTagResources, &r)

@@ -19,6 +19,7 @@ use crate::ids::new_uuid;
 use crate::keys::model::{KeyMaterial, KeySpec};
 use crate::keys::rules;
 use crate::policy::{AccessRequest, Action, Caller};
+use crate::schema;
 use crate::storage::{Batch, Precondition};
 use crate::time::UnixTime;
 use crate::validate;
@@ -63,10 +64,6 @@ pub(crate) struct CertificateRecord {
     created: UnixTime,
     updated: UnixTime,
     tags: BTreeMap<String, String>,
-}
-
-fn record_key(id: &str) -> Vec<u8> {
-    format!("x/{id}").into_bytes()
 }
 
 fn status_refused(rec: &CertificateRecord, what: &str) -> KmsError {
@@ -138,7 +135,7 @@ impl Kms {
             return Err(not_found());
         }
         let (rec, entry) = self
-            .read::<CertificateRecord>(&record_key(&id))?
+            .read::<CertificateRecord>(&schema::certificate(&id))?
             .ok_or_else(not_found)?;
         self.authorize_certificate(caller, action, &id)?;
         Ok((rec, entry.revision))
@@ -155,7 +152,7 @@ impl Kms {
         let (rec, revision) = self.load_certificate(caller, action, id)?;
         let next = apply(&rec, self.clock.now())?;
         if next != rec {
-            let rk = record_key(&rec.id);
+            let rk = schema::certificate(&rec.id);
             let mut batch = Batch::new();
             self.stage_put(&mut batch, rk, &next, Precondition::Revision(revision))?;
             self.commit(batch)?;
@@ -207,7 +204,7 @@ impl Kms {
             updated: now,
             tags: BTreeMap::new(),
         };
-        let rk = record_key(&id);
+        let rk = schema::certificate(&id);
         let mut batch = Batch::new();
         self.stage_put(&mut batch, rk, &rec, Precondition::Absent)?;
         self.commit(batch)?;
@@ -402,7 +399,10 @@ impl Kms {
         let (rec, revision) =
             self.load_certificate(caller, Action::DeleteCertificate, &req.certificate_id)?;
         let mut batch = Batch::new();
-        batch.delete_if(record_key(&rec.id), Precondition::Revision(revision));
+        batch.delete_if(
+            schema::certificate(&rec.id),
+            Precondition::Revision(revision),
+        );
         self.commit(batch)?;
         Ok(EmptyResponse {
             request_id: self.request_id(),

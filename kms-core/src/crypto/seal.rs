@@ -24,7 +24,7 @@ use crate::keys::model::KeyMaterial;
 use crate::storage::{Batch, Precondition, Storage, StorageError};
 
 /// The record key of the keyring.
-pub const KEYRING_KEY: &[u8] = b"m/keyring";
+use crate::schema::KEYRING as KEYRING_KEY;
 /// The term number that marks a value sealed directly under the root key.
 pub const ROOT_TERM: u32 = 0;
 /// Seals reserved per keyring write.

@@ -35,6 +35,8 @@ use crate::keys::model::{
     ProtectionLevel, VersionRecord,
 };
 use crate::keys::rules;
+use crate::schema::INDEX_MARKER;
+use crate::schema::{self, DUE, INDEX_BACK as BACK, INDEX_COUNT as COUNT, INDEX_ENTRY as ENTRY};
 use crate::secrets::rules::SecretRecord;
 use crate::storage::{Batch, Op, Precondition};
 use crate::time::UnixTime;
@@ -42,15 +44,6 @@ use crate::time::UnixTime;
 /// The index format this engine writes; a store without it (or with another) is reindexed
 /// when the engine opens.
 const INDEX_FORMAT: u32 = 1;
-/// The index format marker's record key.
-pub(crate) const INDEX_MARKER: &[u8] = b"m/index";
-const COUNT: &str = "i/c/";
-const ENTRY: &str = "i/e/";
-const BACK: &str = "i/b/";
-/// The due-date index's prefix.
-pub(crate) const DUE: &[u8] = b"i/d/";
-/// The prefix of every index record.
-const INDEX_PREFIX: &[u8] = b"i/";
 
 /// The sequence of the aliases.
 pub(crate) const ALIASES: &str = "A";
@@ -144,13 +137,13 @@ pub(crate) fn version_sequence(key_id: &str) -> String {
 /// The record a member of `seq` is.
 fn member_record_key(seq: &str, id: &str) -> Vec<u8> {
     if seq.starts_with("K,") {
-        super::key_record_key(id)
+        schema::key(id)
     } else if let Some(key_id) = seq.strip_prefix("V,") {
-        super::version_record_key(key_id, id)
+        schema::version(key_id, id)
     } else if seq == ALIASES {
-        super::alias_record_key(id)
+        schema::alias(id)
     } else {
-        crate::secrets::ops::secret_record_key(id)
+        schema::secret(id)
     }
 }
 
@@ -207,8 +200,8 @@ fn parse_position(entry_key: &[u8]) -> Option<u64> {
 /// True for the records the indexes are derived from.
 fn is_indexed(record_key: &[u8]) -> bool {
     matches!(
-        record_key.get(..2),
-        Some(b"k/" | b"a/" | b"s/" | b"v/" | b"t/")
+        schema::kind_of(&record_key),
+        Some(schema::KEY | schema::ALIAS | schema::SECRET | schema::VERSION | schema::IMPORT_TOKEN)
     )
 }
 
@@ -511,8 +504,8 @@ impl Kms {
 
     /// How the record `value` under `key` is indexed.
     fn indexed(&self, key: &[u8], value: &[u8]) -> Result<Option<Indexed>, KmsError> {
-        Ok(Some(match key.get(..2) {
-            Some(b"k/") => {
+        Ok(Some(match schema::kind_of(key) {
+            Some(schema::KEY) => {
                 let r: KeyRecord = self.decode(key, value)?;
                 Indexed {
                     seq: Some((
@@ -531,7 +524,7 @@ impl Kms {
                     due: key_due(&r),
                 }
             }
-            Some(b"a/") => {
+            Some(schema::ALIAS) => {
                 let r: AliasRecord = self.decode(key, value)?;
                 Indexed {
                     seq: Some((
@@ -544,7 +537,7 @@ impl Kms {
                     due: Vec::new(),
                 }
             }
-            Some(b"s/") => {
+            Some(schema::SECRET) => {
                 let r: SecretRecord = self.decode(key, value)?;
                 Indexed {
                     due: secret_due(&r),
@@ -557,7 +550,7 @@ impl Kms {
                     )),
                 }
             }
-            Some(b"v/") => {
+            Some(schema::VERSION) => {
                 let r: VersionRecord = self.decode(key, value)?;
                 Indexed {
                     seq: Some((
@@ -570,7 +563,7 @@ impl Kms {
                     due: Vec::new(),
                 }
             }
-            Some(b"t/") => {
+            Some(schema::IMPORT_TOKEN) => {
                 let r: ImportToken = self.decode(key, value)?;
                 Indexed {
                     seq: None,
@@ -777,7 +770,7 @@ impl Kms {
         self.commit_raw(batch)?;
         // Remove the old index records.
         loop {
-            let page = self.storage.scan(INDEX_PREFIX, None, super::SCAN_PAGE)?;
+            let page = self.storage.scan(schema::INDEX, None, super::SCAN_PAGE)?;
             if page.is_empty() {
                 break;
             }
@@ -791,7 +784,12 @@ impl Kms {
         // Keys, aliases, secrets and tokens in key order (so a rebuilt list of keys, aliases
         // or secrets comes by id or name); each key's versions right after the key, oldest
         // first, as ListKeyVersions shows them.
-        for prefix in [&b"k/"[..], b"a/", b"s/", b"t/"] {
+        for prefix in [
+            schema::KEY,
+            schema::ALIAS,
+            schema::SECRET,
+            schema::IMPORT_TOKEN,
+        ] {
             let mut after: Option<Vec<u8>> = None;
             loop {
                 let page = self
@@ -804,7 +802,7 @@ impl Kms {
                         Ok(new) => {
                             overlay.apply(&k, new)?;
                             indexed += 1;
-                            if let Some(key_id) = k.strip_prefix(b"k/") {
+                            if let Some(key_id) = k.strip_prefix(schema::KEY) {
                                 indexed += self.index_versions(&mut overlay, key_id)?;
                             }
                         }
@@ -837,7 +835,7 @@ impl Kms {
 impl Kms {
     /// Indexes one key's versions in creation order (a rebuild); returns how many.
     fn index_versions(&self, overlay: &mut Overlay<'_>, key_id: &[u8]) -> Result<usize, KmsError> {
-        let mut prefix = b"v/".to_vec();
+        let mut prefix = schema::VERSION.to_vec();
         prefix.extend_from_slice(key_id);
         prefix.push(b'/');
         let mut versions = Vec::new();
@@ -858,12 +856,16 @@ impl Kms {
 
     /// Decodes an index record as the type its key holds (for fsck).
     pub(crate) fn check_index_record(&self, k: &[u8], v: &[u8]) -> Result<(), KmsError> {
-        match k.get(..4) {
-            Some(b"i/c/") => self.decode::<u64>(k, v).map(drop),
-            Some(b"i/e/") => self.decode::<IndexEntry>(k, v).map(drop),
-            Some(b"i/b/") => self.decode::<IndexBack>(k, v).map(drop),
-            Some(b"i/d/") => self.decode::<DueKind>(k, v).map(drop),
-            _ => self.decode::<serde_json::Value>(k, v).map(drop),
+        if k.starts_with(COUNT.as_bytes()) {
+            self.decode::<u64>(k, v).map(drop)
+        } else if k.starts_with(ENTRY.as_bytes()) {
+            self.decode::<IndexEntry>(k, v).map(drop)
+        } else if k.starts_with(BACK.as_bytes()) {
+            self.decode::<IndexBack>(k, v).map(drop)
+        } else if k.starts_with(DUE) {
+            self.decode::<DueKind>(k, v).map(drop)
+        } else {
+            self.decode::<serde_json::Value>(k, v).map(drop)
         }
     }
 }

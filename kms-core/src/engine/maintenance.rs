@@ -2,12 +2,12 @@
 //! imported key material and of import tokens.
 
 use crate::api::MaintenanceReport;
-use crate::engine::{alias_record_key, key_record_key, version_prefix, Kms};
+use crate::engine::Kms;
 use crate::error::KmsError;
 use crate::keys::byok::ImportToken;
 use crate::keys::model::{KeyRecord, ProtectionLevel, VersionRecord};
 use crate::keys::rules;
-use crate::policy::ops::association_prefix;
+use crate::schema;
 use crate::storage::{Batch, Precondition};
 use crate::time::UnixTime;
 
@@ -32,11 +32,11 @@ impl Kms {
             Ok(())
         })?;
         for record_key in due {
-            match record_key.get(..2) {
-                Some(b"k/") => self.key_maintenance(&record_key, now, &mut report),
+            match schema::kind_of(&record_key) {
+                Some(schema::KEY) => self.key_maintenance(&record_key, now, &mut report),
                 // One secret or token failing (the store, a conflict) is looked at again on
                 // the next pass; the rest of this one goes on.
-                Some(b"s/") => {
+                Some(schema::SECRET) => {
                     if let Err(e) = self.secret_maintenance(&record_key, now, &mut report) {
                         let name = String::from_utf8_lossy(record_key.get(2..).unwrap_or_default());
                         report
@@ -44,7 +44,7 @@ impl Kms {
                             .push((name.into_owned(), e.code()));
                     }
                 }
-                Some(b"t/") => {
+                Some(schema::IMPORT_TOKEN) => {
                     if let Ok(true) = self.expire_token(&record_key, now) {
                         report.expired_import_tokens += 1;
                     }
@@ -109,7 +109,7 @@ impl Kms {
 
     fn expire_material(&self, key_id: &str, now: UnixTime) -> Result<bool, KmsError> {
         let _guard = self.write_guard()?;
-        let Some((record, entry)) = self.read::<KeyRecord>(&key_record_key(key_id))? else {
+        let Some((record, entry)) = self.read::<KeyRecord>(&schema::key(key_id))? else {
             return Ok(false);
         };
         if !rules::material_expired(&record, now) {
@@ -126,7 +126,7 @@ impl Kms {
 
     /// Purges a key past its DeleteDate (write lock held); false when it is not due or gone.
     pub(crate) fn purge_locked(&self, key_id: &str, now: UnixTime) -> Result<bool, KmsError> {
-        let kk = key_record_key(key_id);
+        let kk = schema::key(key_id);
         let Some((record, entry)) = self.read::<KeyRecord>(&kk)? else {
             return Ok(false);
         };
@@ -141,7 +141,7 @@ impl Kms {
         // record stays for fsck to report.
         for (k, entry) in self
             .storage
-            .scan(&version_prefix(key_id), None, usize::MAX)?
+            .scan(&schema::versions_of(key_id), None, usize::MAX)?
         {
             let version = self.read_entry::<VersionRecord>(&k, &entry.value)?;
             materials.extend(version.material);
@@ -149,12 +149,12 @@ impl Kms {
         }
         for (k, _) in self
             .storage
-            .scan(&association_prefix(key_id), None, usize::MAX)?
+            .scan(&schema::associations_of(key_id), None, usize::MAX)?
         {
             batch.delete(k);
         }
         for alias in &record.aliases {
-            batch.delete(alias_record_key(alias));
+            batch.delete(schema::alias(alias));
         }
         self.commit(batch)?;
         self.cache_remove(key_id)?;
@@ -171,7 +171,7 @@ impl Kms {
 
     fn rotate_if_due(&self, key_id: &str, now: UnixTime) -> Result<bool, KmsError> {
         let _guard = self.write_guard()?;
-        let Some((record, entry)) = self.read::<KeyRecord>(&key_record_key(key_id))? else {
+        let Some((record, entry)) = self.read::<KeyRecord>(&schema::key(key_id))? else {
             return Ok(false);
         };
         if !rules::rotation_due(&record, now) {

@@ -1,15 +1,6 @@
 //! The engine: [`Kms`], its builder, and the I/O around the pure lifecycle rules.
 //!
-//! Record layout (every value sealed by [`crate::crypto::seal`] with its record key as associated
-//! data, and encoded as a schema-version byte followed by JSON):
-//!
-//! | record key | value |
-//! | --- | --- |
-//! | `m/keyring` | the sealing keyring (sealed under the root key) |
-//! | `k/<key id>` | [`KeyRecord`] |
-//! | `v/<key id>/<version id>` | [`VersionRecord`] with the version's material |
-//! | `a/<alias name>` | [`AliasRecord`] |
-//! | `i/...` | the list and due-date indexes (see `index.rs`), derived from the records |
+//! Record keys and their layout are owned by [`crate::schema`].
 //!
 //! Decoded key records live in an in-memory cache, filled on first use, so the crypto hot path
 //! reads no storage. Mutations are serialized by one lock, re-read the record from storage,
@@ -34,32 +25,18 @@ use crate::crypto::root_key::RootKey;
 use crate::crypto::seal::Sealer;
 use crate::crypto::{OsRandom, RandomSource};
 use crate::error::KmsError;
-use crate::ids::{ArnScope, KeyRef};
+use crate::ids::KeyRef;
 use crate::keys::model::{AliasRecord, KeyRecord, VersionRecord};
 use crate::keys::rules;
 use crate::policy::{AccessRequest, Action, Authorizer, Caller, Decision, SameAccountOnly};
+use crate::schema;
+use crate::schema::ArnScope;
 use crate::secrets::ops::SecretRotationHandler;
 use crate::storage::{Entry, Storage};
 use crate::time::{Clock, SystemClock, UnixTime};
 
 pub(crate) const SCHEMA_V1: u8 = 1;
 pub(crate) const SCAN_PAGE: usize = 512;
-
-pub(crate) fn key_record_key(key_id: &str) -> Vec<u8> {
-    format!("k/{key_id}").into_bytes()
-}
-
-pub(crate) fn version_record_key(key_id: &str, version_id: &str) -> Vec<u8> {
-    format!("v/{key_id}/{version_id}").into_bytes()
-}
-
-pub(crate) fn version_prefix(key_id: &str) -> Vec<u8> {
-    format!("v/{key_id}/").into_bytes()
-}
-
-pub(crate) fn alias_record_key(alias_name: &str) -> Vec<u8> {
-    format!("a/{alias_name}").into_bytes()
-}
 
 pub(crate) use crate::keys::protection::CachedVersion;
 
@@ -363,7 +340,7 @@ impl Kms {
     ///
     /// Errors: the storage error, as `KmsError`.
     pub fn check_storage(&self) -> Result<(), KmsError> {
-        self.storage.get(b"h/health-probe")?;
+        self.storage.get(schema::HEALTH_PROBE)?;
         Ok(())
     }
 
@@ -495,7 +472,7 @@ impl Kms {
                 after = Some(k.clone());
                 // The keyring is sealed under the root key itself; the engine would not have
                 // opened without it.
-                if k == crate::crypto::seal::KEYRING_KEY {
+                if k == schema::KEYRING {
                     continue;
                 }
                 checked += 1;
@@ -521,25 +498,25 @@ impl Kms {
     /// Decodes a record as the type its key prefix holds (what every read of it does).
     fn check_record(&self, k: &[u8], v: &[u8]) -> Result<(), KmsError> {
         use serde_json::Value;
-        match k.get(..2) {
-            Some(b"k/") => self.decode::<KeyRecord>(k, v).map(drop),
-            Some(b"v/") => self.decode::<VersionRecord>(k, v).map(drop),
-            Some(b"a/") => self.decode::<AliasRecord>(k, v).map(drop),
-            Some(b"s/") => self
+        match schema::kind_of(k) {
+            Some(schema::KEY) => self.decode::<KeyRecord>(k, v).map(drop),
+            Some(schema::VERSION) => self.decode::<VersionRecord>(k, v).map(drop),
+            Some(schema::ALIAS) => self.decode::<AliasRecord>(k, v).map(drop),
+            Some(schema::SECRET) => self
                 .decode::<crate::secrets::rules::SecretRecord>(k, v)
                 .map(drop),
-            Some(b"w/") => self
+            Some(schema::SECRET_VALUE) => self
                 .decode::<crate::secrets::ops::SecretValueRecord>(k, v)
                 .map(drop),
-            Some(b"t/") => self
+            Some(schema::IMPORT_TOKEN) => self
                 .decode::<crate::keys::byok::ImportToken>(k, v)
                 .map(drop),
-            Some(b"u/") => self.decode::<crate::api::KeyAssociation>(k, v).map(drop),
-            Some(b"x/") => self
+            Some(schema::ASSOCIATION) => self.decode::<crate::api::KeyAssociation>(k, v).map(drop),
+            Some(schema::CERTIFICATE) => self
                 .decode::<crate::certificates::ops::CertificateRecord>(k, v)
                 .map(drop),
-            Some(b"i/") => self.check_index_record(k, v),
-            _ if k == b"m/default-key" => self
+            Some(schema::INDEX) => self.check_index_record(k, v),
+            _ if k == schema::DEFAULT_KEY_MARKER => self
                 .decode::<crate::keys::default_key::DefaultKeyMarker>(k, v)
                 .map(drop),
             _ => self.decode::<Value>(k, v).map(drop),
@@ -562,7 +539,7 @@ impl Kms {
             .storage
             .get(record_key)?
             .ok_or_else(|| KmsError::invalid("Record", "there is no such record"))?;
-        if record_key == crate::crypto::seal::KEYRING_KEY {
+        if record_key == schema::KEYRING {
             return Err(KmsError::invalid(
                 "Record",
                 "the keyring is never quarantined",
@@ -584,10 +561,10 @@ impl Kms {
             record_key.to_vec(),
             crate::storage::Precondition::Revision(entry.revision),
         );
-        if record_key.starts_with(b"i/") {
+        if record_key.starts_with(schema::INDEX) {
             // The indexes are incomplete without it: the next open rebuilds them (unless
             // `rebuild_indexes` does first).
-            batch.delete(index::INDEX_MARKER.to_vec());
+            batch.delete(schema::INDEX_MARKER.to_vec());
         }
         self.commit(batch)?;
         if let Ok(mut c) = self.corrupt.lock() {
@@ -677,15 +654,13 @@ impl Kms {
         };
         self.cache_misses.fetch_add(1, Ordering::Relaxed);
         let (record, _) = self
-            .read::<KeyRecord>(&key_record_key(key_id))?
+            .read::<KeyRecord>(&schema::key(key_id))?
             .ok_or_else(|| KmsError::KeyNotFound {
                 key_id: key_id.to_owned(),
             })?;
         let mut versions = Vec::new();
         if let Some(primary) = &record.primary_version_id {
-            if let Some((v, _)) =
-                self.read::<VersionRecord>(&version_record_key(key_id, primary))?
-            {
+            if let Some((v, _)) = self.read::<VersionRecord>(&schema::version(key_id, primary))? {
                 versions.push(v);
             }
         }
@@ -728,7 +703,7 @@ impl Kms {
             return Err(not_found());
         }
         let (v, _) = self
-            .read::<VersionRecord>(&version_record_key(&key.record.key_id, version_id))?
+            .read::<VersionRecord>(&schema::version(&key.record.key_id, version_id))?
             .ok_or_else(not_found)?;
         let v = Arc::new(CachedVersion::new(v));
         key.versions
@@ -746,7 +721,7 @@ impl Kms {
             return Ok(id.clone());
         }
         let (rec, _) = self
-            .read::<AliasRecord>(&alias_record_key(alias))?
+            .read::<AliasRecord>(&schema::alias(alias))?
             .ok_or_else(|| KmsError::AliasNotFound {
                 alias: alias.to_owned(),
             })?;
@@ -911,7 +886,7 @@ impl Kms {
         now: UnixTime,
     ) -> Result<(KeyRecord, u64), KmsError> {
         let (record, entry) = self
-            .read::<KeyRecord>(&key_record_key(key_id))?
+            .read::<KeyRecord>(&schema::key(key_id))?
             .ok_or_else(|| KmsError::KeyNotFound {
                 key_id: input.to_owned(),
             })?;
@@ -948,7 +923,7 @@ impl Kms {
         let mut batch = crate::storage::Batch::new();
         self.stage_put(
             &mut batch,
-            key_record_key(&key_id),
+            schema::key(&key_id),
             &next,
             crate::storage::Precondition::Revision(revision),
         )?;
@@ -988,11 +963,11 @@ impl Kms {
                 // An I/O error can strike after the batch reached the disk: the outcome is
                 // unknown, so nothing cached about these records is trusted any longer.
                 for k in &touched {
-                    if let Some(id) = k.strip_prefix(b"k/") {
+                    if let Some(id) = k.strip_prefix(schema::KEY) {
                         let _ = self.cache_remove(&String::from_utf8_lossy(id));
-                    } else if let Some(alias) = k.strip_prefix(b"a/") {
+                    } else if let Some(alias) = k.strip_prefix(schema::ALIAS) {
                         let _ = self.alias_cache_remove(&String::from_utf8_lossy(alias));
-                    } else if let Some(rest) = k.strip_prefix(b"v/") {
+                    } else if let Some(rest) = k.strip_prefix(schema::VERSION) {
                         if let Some(id) = rest.split(|b| *b == b'/').next() {
                             let _ = self.cache_remove(&String::from_utf8_lossy(id));
                         }

@@ -1,12 +1,13 @@
 //! Alias operations: an alias names exactly one key; a key may have up to 50 aliases.
 
 use crate::api::*;
-use crate::engine::{alias_record_key, index, key_record_key, Kms};
+use crate::engine::{index, Kms};
 use crate::error::KmsError;
 use crate::ids::{is_reserved_alias, validate_alias_name};
 use crate::keys::model::{AliasRecord, KeyRecord};
 use crate::keys::rules;
 use crate::policy::{Action, Caller};
+use crate::schema;
 use crate::storage::{Batch, Precondition};
 use crate::validate;
 
@@ -34,7 +35,7 @@ impl Kms {
             alias: name.to_owned(),
         };
         let (alias, entry) = self
-            .read::<AliasRecord>(&alias_record_key(name))?
+            .read::<AliasRecord>(&schema::alias(name))?
             .ok_or_else(not_found)?;
         if self.purge_locked(&alias.key_id, now)? {
             return Err(not_found());
@@ -60,7 +61,7 @@ impl Kms {
         let (record, revision) = self.load_for_update(&key_id, &req.key_id, now)?;
         self.authorize_record(caller, Action::CreateAlias, &record)?;
         rules::check_not_service_key(&record)?;
-        let ak = alias_record_key(&req.alias_name);
+        let ak = schema::alias(&req.alias_name);
         match self.read_live_alias(&req.alias_name, now) {
             Ok(_) => {
                 return Err(KmsError::AliasAlreadyExists {
@@ -75,7 +76,7 @@ impl Kms {
             alias_name: req.alias_name.clone(),
             key_id: key_id.clone(),
         };
-        let kk = key_record_key(&key_id);
+        let kk = schema::key(&key_id);
         let mut batch = Batch::new();
         self.stage_put(&mut batch, ak, &alias, Precondition::Absent)?;
         self.stage_put(&mut batch, kk, &next, Precondition::Revision(revision))?;
@@ -101,7 +102,7 @@ impl Kms {
         let new_key_id = self.resolve_key_id("KeyId", &req.key_id)?;
         let _guard = self.write_guard()?;
         let now = self.clock.now();
-        let ak = alias_record_key(&req.alias_name);
+        let ak = schema::alias(&req.alias_name);
         let (alias, alias_entry) = self.read_live_alias(&req.alias_name, now)?;
         let (target, target_rev) = self.load_for_update(&new_key_id, &req.key_id, now)?;
         self.authorize_record(caller, Action::UpdateAlias, &target)?;
@@ -112,7 +113,7 @@ impl Kms {
             });
         }
         let next_target = rules::add_alias(&target, &req.alias_name, "UpdateAlias")?;
-        let old_kk = key_record_key(&alias.key_id);
+        let old_kk = schema::key(&alias.key_id);
         let old = self.read::<KeyRecord>(&old_kk)?;
         if let Some((old_rec, _)) = &old {
             self.authorize_record(caller, Action::UpdateAlias, old_rec)?;
@@ -121,7 +122,7 @@ impl Kms {
             alias_name: req.alias_name.clone(),
             key_id: new_key_id.clone(),
         };
-        let kk = key_record_key(&new_key_id);
+        let kk = schema::key(&new_key_id);
         let mut batch = Batch::new();
         self.stage_put(
             &mut batch,
@@ -168,9 +169,9 @@ impl Kms {
         validate::required("AliasName", &req.alias_name)?;
         check_user_alias(&req.alias_name)?;
         let _guard = self.write_guard()?;
-        let ak = alias_record_key(&req.alias_name);
+        let ak = schema::alias(&req.alias_name);
         let (alias, alias_entry) = self.read_live_alias(&req.alias_name, self.clock.now())?;
-        let kk = key_record_key(&alias.key_id);
+        let kk = schema::key(&alias.key_id);
         let key = self.read::<KeyRecord>(&kk)?;
         if let Some((rec, _)) = &key {
             self.authorize_record(caller, Action::DeleteAlias, rec)?;
@@ -209,15 +210,15 @@ impl Kms {
         // An alias of a key past its DeleteDate is gone with the key, before maintenance
         // removes it.
         let mut gone = Vec::new();
-        for record_key in self.overdue_purges(now, b"k/")? {
+        for record_key in self.overdue_purges(now, schema::KEY)? {
             let key_id = record_key.get(2..).unwrap_or_default();
             match self.load_key(&String::from_utf8_lossy(key_id)) {
-                Ok(k) => gone.extend(k.record.aliases.iter().map(|a| alias_record_key(a))),
+                Ok(k) => gone.extend(k.record.aliases.iter().map(|a| schema::alias(a))),
                 Err(KmsError::KeyNotFound { .. } | KmsError::RecordCorrupt { .. }) => {}
                 Err(e) => return Err(e),
             }
         }
-        let sel = self.single_selection(index::ALIASES, b"a/", &gone)?;
+        let sel = self.single_selection(index::ALIASES, schema::ALIAS, &gone)?;
         let paged = self.index_page(&sel, page)?.map(|e| AliasRecord {
             alias_name: e.id,
             key_id: e.extra.unwrap_or_default(),

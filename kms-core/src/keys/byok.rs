@@ -10,11 +10,12 @@ use zeroize::Zeroizing;
 
 use crate::api::*;
 use crate::crypto::asym::{EncryptionAlgorithm, PrivateKey};
-use crate::engine::{key_record_key, version_record_key, Kms};
+use crate::engine::Kms;
 use crate::error::KmsError;
 use crate::keys::model::{KeyMaterial, KeyRecord, KeySpec, Origin, ProtectionLevel, VersionRecord};
 use crate::keys::rules;
 use crate::policy::{Action, Caller};
+use crate::schema;
 use crate::storage::{Batch, Precondition};
 use crate::time::{UnixTime, DAY};
 use crate::validate;
@@ -32,10 +33,6 @@ pub(crate) struct ImportToken {
     pub(crate) algorithm: EncryptionAlgorithm,
     pub(crate) wrapping_key: KeyMaterial,
     pub(crate) expires: UnixTime,
-}
-
-pub(crate) fn token_record_key(token: &str) -> Vec<u8> {
-    format!("t/{token}").into_bytes()
 }
 
 /// Imported HMAC keys may have any length up to this (what RSAES-OAEP-SHA-256 under the
@@ -111,7 +108,7 @@ impl Kms {
             wrapping_key: der,
             expires: now.plus_secs(IMPORT_TOKEN_TTL_SECS),
         };
-        let tk = token_record_key(&token);
+        let tk = schema::import_token(&token);
         let mut batch = Batch::new();
         self.stage_put(&mut batch, tk, &record, Precondition::Absent)?;
         self.commit(batch)?;
@@ -171,7 +168,7 @@ impl Kms {
         {
             return Err(bad_token("the token is malformed"));
         }
-        let tk = token_record_key(&req.import_token.to_ascii_lowercase());
+        let tk = schema::import_token(&req.import_token.to_ascii_lowercase());
         let (token, token_entry) = self
             .read::<ImportToken>(&tk)?
             .ok_or_else(|| bad_token("the token is unknown or was already used"))?;
@@ -201,7 +198,7 @@ impl Kms {
             )),
         };
         let previous = version.material.replace(stored.clone());
-        let kk = key_record_key(&key_id);
+        let kk = schema::key(&key_id);
         let mut batch = Batch::new();
         batch.delete_if(tk, Precondition::Revision(token_entry.revision));
         self.stage_put(
@@ -257,7 +254,7 @@ impl Kms {
         let next = rules::delete_material(record);
         let (vk, mut version, version_entry) = self.read_primary_version(record)?;
         let previous = version.material.take();
-        let kk = key_record_key(&record.key_id);
+        let kk = schema::key(&record.key_id);
         let mut batch = Batch::new();
         self.stage_put(
             &mut batch,
@@ -284,7 +281,7 @@ impl Kms {
             .primary_version_id
             .as_deref()
             .ok_or_else(|| KmsError::internal("an EXTERNAL key without a version"))?;
-        let vk = version_record_key(&record.key_id, primary);
+        let vk = schema::version(&record.key_id, primary);
         let (version, entry) = self
             .read::<VersionRecord>(&vk)?
             .ok_or_else(|| KmsError::internal("the key's primary version record is missing"))?;

@@ -5,15 +5,16 @@
 use serde::{Deserialize, Serialize};
 
 use crate::api::*;
-use crate::engine::{alias_record_key, Kms};
+use crate::engine::Kms;
 use crate::error::KmsError;
 use crate::ids::{is_reserved_alias, validate_alias_name};
 use crate::keys::model::{AliasRecord, KeySpec, Origin};
 use crate::keys::rules;
 use crate::policy::{Action, Caller};
+use crate::schema;
 use crate::storage::Precondition;
 
-const MARKER: &[u8] = b"m/default-key";
+const MARKER: &[u8] = schema::DEFAULT_KEY_MARKER;
 
 #[derive(Serialize, Deserialize)]
 pub(crate) struct DefaultKeyMarker {
@@ -96,7 +97,7 @@ impl Kms {
                 resource: format!("the default key (already enabled as {id})"),
             });
         }
-        let ak = alias_record_key(&req.alias_name);
+        let ak = schema::alias(&req.alias_name);
         // An alias of a key past its DeleteDate is gone with the key, as for CreateAlias.
         match self.read_live_alias(&req.alias_name, self.clock.now()) {
             Ok(_) => {

@@ -2,11 +2,12 @@
 
 use crate::api::*;
 use crate::crypto::ct_eq;
-use crate::engine::{version_prefix, CachedKey, Kms};
+use crate::engine::{CachedKey, Kms};
 use crate::error::KmsError;
 use crate::keys::model::{KeyUsage, VersionRecord};
 use crate::keys::symmetric::dry_run;
 use crate::policy::{Action, Caller};
+use crate::schema;
 
 /// Largest message GenerateMac and VerifyMac take, in bytes.
 pub const MAX_MAC_MESSAGE: usize = 4096;
@@ -110,7 +111,7 @@ impl Kms {
             Some(v) => vec![v.to_ascii_lowercase()],
             None => {
                 let mut all: Vec<VersionRecord> = self
-                    .scan_all::<VersionRecord>(&version_prefix(&key.record.key_id))?
+                    .scan_all::<VersionRecord>(&schema::versions_of(&key.record.key_id))?
                     .into_iter()
                     .map(|(_, v, _)| v)
                     .collect();

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::api::*;
-use crate::engine::{index, key_record_key, version_prefix, version_record_key, CachedKey, Kms};
+use crate::engine::{index, CachedKey, Kms};
 use crate::error::KmsError;
 use crate::ids::new_uuid;
 use crate::keys::model::{
@@ -13,6 +13,7 @@ use crate::keys::model::{
 };
 use crate::keys::rules;
 use crate::policy::{Action, Caller};
+use crate::schema;
 use crate::storage::{Batch, Precondition};
 use crate::time::UnixTime;
 use crate::validate;
@@ -250,8 +251,8 @@ impl Kms {
             tags,
             policy: req.policy,
         };
-        let kk = key_record_key(&key_id);
-        let vk = version_record_key(&key_id, &version_id);
+        let kk = schema::key(&key_id);
+        let vk = schema::version(&key_id, &version_id);
         let mut batch = Batch::new();
         // Held until the cache has the new key: a mutation of it (its id is listed as soon
         // as the commit lands) must not be overwritten in the cache by this older record.
@@ -316,8 +317,8 @@ impl Kms {
             .collect();
         // The page is served from the index alone (a key's id is all it shows), so its cost
         // does not depend on what the key cache holds.
-        let gone = self.overdue_purges(now, b"k/")?;
-        let paged = self.index_page(&self.selection(sequences, b"k/", &gone)?, page)?;
+        let gone = self.overdue_purges(now, schema::KEY)?;
+        let paged = self.index_page(&self.selection(sequences, schema::KEY, &gone)?, page)?;
         Ok(ListKeysResponse {
             request_id: self.request_id(),
             keys: KeyList {
@@ -493,7 +494,7 @@ impl Kms {
         let key_id = &key.record.key_id;
         let sel = self.single_selection(
             &index::version_sequence(key_id),
-            &version_prefix(key_id),
+            &schema::versions_of(key_id),
             &[],
         )?;
         let paged = self.index_page(&sel, page)?;
@@ -589,8 +590,8 @@ impl Kms {
             material: Some(self.generate_material(record.key_spec, record.protection_level)?),
         };
         let next = rules::rotate(record, now, &version_id);
-        let kk = key_record_key(&record.key_id);
-        let vk = version_record_key(&record.key_id, &version_id);
+        let kk = schema::key(&record.key_id);
+        let vk = schema::version(&record.key_id, &version_id);
         let mut batch = Batch::new();
         self.stage_put(&mut batch, kk, &next, Precondition::Revision(revision))?;
         self.stage_put(&mut batch, vk, &version, Precondition::Absent)?;

@@ -87,7 +87,7 @@ pub struct AccessRequest<'a> {
     /// The resource ARN. For account-level operations (CreateKey, ListKeys...), whose
     /// `creator` is `None`, the collection ARN RAM policies name
     /// (`acs:kms:<region>:<account>:key`, `...:secret`...; see
-    /// [`crate::ids::ArnScope::collection_arn`]) or `*`.
+    /// [`crate::ArnScope::collection_arn`]) or `*`.
     pub resource: &'a str,
     /// The account that owns the resource (the engine's account).
     pub resource_account: &'a str,

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use crate::api::*;
-use crate::engine::{alias_record_key, key_record_key, version_record_key, Kms};
+use crate::engine::Kms;
 use crate::error::KmsError;
 use crate::ids::new_uuid;
 use crate::keys::model::{
@@ -12,6 +12,7 @@ use crate::keys::model::{
 };
 use crate::keys::rules::{self, Usage};
 use crate::policy::{AccessRequest, Action, Caller};
+use crate::schema;
 use crate::storage::{Batch, Precondition};
 use crate::time::UnixTime;
 use crate::validate;
@@ -19,14 +20,6 @@ use crate::validate;
 /// Key associations are recorded to this granularity, so a busy key costs one map write a
 /// minute per service.
 const ASSOCIATION_GRANULARITY_SECS: i64 = 60;
-
-pub(crate) fn association_prefix(key_id: &str) -> Vec<u8> {
-    format!("u/{key_id}/").into_bytes()
-}
-
-fn association_record_key(key_id: &str, service: &str) -> Vec<u8> {
-    format!("u/{key_id}/{service}").into_bytes()
-}
 
 pub(crate) fn check_policy_name(name: &str) -> Result<(), KmsError> {
     match name {
@@ -133,7 +126,7 @@ impl Kms {
         let mut batch = Batch::new();
         self.stage_put(
             &mut batch,
-            key_record_key(&key_id),
+            schema::key(&key_id),
             &next,
             Precondition::Revision(revision),
         )?;
@@ -153,7 +146,7 @@ impl Kms {
         let alias = format!("alias/acs/{product}");
         crate::ids::validate_alias_name("Product", &alias)?;
         let _guard = self.write_guard()?;
-        if let Some((existing, _)) = self.read::<AliasRecord>(&alias_record_key(&alias))? {
+        if let Some((existing, _)) = self.read::<AliasRecord>(&schema::alias(&alias))? {
             let key = self.load_key(&existing.key_id)?;
             return Ok(self.metadata(&key));
         }
@@ -194,9 +187,9 @@ impl Kms {
             tags: Default::default(),
             policy: None,
         };
-        let kk = key_record_key(&key_id);
-        let vk = version_record_key(&key_id, &version_id);
-        let ak = alias_record_key(&alias);
+        let kk = schema::key(&key_id);
+        let vk = schema::version(&key_id, &version_id);
+        let ak = schema::alias(&alias);
         let alias_record = AliasRecord {
             alias_name: alias.clone(),
             key_id: key_id.clone(),
@@ -237,10 +230,10 @@ impl Kms {
         let mut written = 0;
         for ((key_id, service), last_used) in &pending {
             // A key purged meanwhile keeps no associations.
-            if self.storage.get(&key_record_key(key_id))?.is_none() {
+            if self.storage.get(&schema::key(key_id))?.is_none() {
                 continue;
             }
-            let rk = association_record_key(key_id, service);
+            let rk = schema::association(key_id, service);
             let record = KeyAssociation {
                 service: service.clone(),
                 last_used: *last_used,
@@ -273,7 +266,7 @@ impl Kms {
         self.authorize(caller, Action::DescribeKey, Some(&key))?;
         let key_id = key.record.key_id.clone();
         let mut by_service: std::collections::BTreeMap<String, UnixTime> = self
-            .scan_all::<KeyAssociation>(&association_prefix(&key_id))?
+            .scan_all::<KeyAssociation>(&schema::associations_of(&key_id))?
             .into_iter()
             .map(|(_, a, _)| (a.service, a.last_used))
             .collect();

@@ -20,6 +20,7 @@ use crate::error::KmsError;
 use crate::ids::new_uuid;
 use crate::keys::rules as key_rules;
 use crate::policy::{AccessRequest, Action, Caller};
+use crate::schema;
 use crate::storage::{Batch, Precondition};
 use crate::time::UnixTime;
 use crate::validate;
@@ -54,14 +55,6 @@ struct NewVersion<'a> {
     data_type: &'a str,
     data: &'a SecretData,
     stages: &'a [String],
-}
-
-pub(crate) fn secret_record_key(name: &str) -> Vec<u8> {
-    format!("s/{name}").into_bytes()
-}
-
-fn value_record_key(name: &str, version_id: &str) -> Vec<u8> {
-    format!("w/{name}/{version_id}").into_bytes()
 }
 
 fn value_aad(name: &str, version_id: &str) -> Vec<u8> {
@@ -152,7 +145,7 @@ impl Kms {
         now: UnixTime,
     ) -> Result<(SecretRecord, u64), KmsError> {
         rules::validate_name(name)?;
-        match self.read::<SecretRecord>(&secret_record_key(name))? {
+        match self.read::<SecretRecord>(&schema::secret(name))? {
             Some((rec, _)) if rec.is_purged(now) => Err(not_found(name)),
             Some((rec, entry)) => Ok((rec, entry.revision)),
             None => Err(not_found(name)),
@@ -204,7 +197,7 @@ impl Kms {
         version_id: &str,
     ) -> Result<(SecretData, String), KmsError> {
         let (value, _) = self
-            .read::<SecretValueRecord>(&value_record_key(&rec.name, version_id))?
+            .read::<SecretValueRecord>(&schema::secret_value(&rec.name, version_id))?
             .ok_or_else(|| KmsError::internal("a secret version's value record is missing"))?;
         let opened = self.open_blob(
             caller,
@@ -317,13 +310,13 @@ impl Kms {
 
         let _guard = self.write_guard()?;
         let now = self.clock.now();
-        let sk = secret_record_key(&req.secret_name);
+        let sk = schema::secret(&req.secret_name);
         let mut batch = Batch::new();
         match self.read::<SecretRecord>(&sk)? {
             Some((old, entry)) if old.is_purged(now) => {
                 // Past its recovery window: the old secret is gone; clear it in this batch.
                 for v in &old.versions {
-                    batch.delete(value_record_key(&old.name, &v.version_id));
+                    batch.delete(schema::secret_value(&old.name, &v.version_id));
                 }
                 batch.delete_if(sk.clone(), Precondition::Revision(entry.revision));
             }
@@ -354,7 +347,7 @@ impl Kms {
         let (rec, _) = rules::put_version(&empty, &req.version_id, now, &[ACS_CURRENT.to_owned()])?;
         let value =
             self.seal_secret_value(caller, &rec, &req.version_id, &data_type, &req.secret_data)?;
-        let vk = value_record_key(&rec.name, &req.version_id);
+        let vk = schema::secret_value(&rec.name, &req.version_id);
         batch.put(vk.clone(), self.encode(&vk, &value)?);
         batch.put(sk.clone(), self.encode(&sk, &rec)?);
         self.commit(batch)?;
@@ -458,12 +451,12 @@ impl Kms {
             version.data_type,
             version.data,
         )?;
-        let sk = secret_record_key(&rec.name);
-        let vk = value_record_key(&rec.name, version.version_id);
+        let sk = schema::secret(&rec.name);
+        let vk = schema::secret_value(&rec.name, version.version_id);
         let mut batch = Batch::new();
         self.stage_put(&mut batch, vk, &value, Precondition::Absent)?;
         for old in &dropped {
-            batch.delete(value_record_key(&rec.name, old));
+            batch.delete(schema::secret_value(&rec.name, old));
         }
         self.stage_put(&mut batch, sk, &next, Precondition::Revision(revision))?;
         self.commit(batch)?;
@@ -498,7 +491,7 @@ impl Kms {
         in_delete_window(&rec)?;
         if rec.has_version(&req.version_id) {
             let (value, _) = self
-                .read::<SecretValueRecord>(&value_record_key(&rec.name, &req.version_id))?
+                .read::<SecretValueRecord>(&schema::secret_value(&rec.name, &req.version_id))?
                 .ok_or_else(|| KmsError::internal("a secret version's value record is missing"))?;
             if ct_eq(&value.digest, &digest(req.secret_data.expose())) {
                 return Ok(PutSecretValueResponse {
@@ -554,7 +547,7 @@ impl Kms {
         }
         let next = apply(&rec, now)?;
         if next != rec {
-            let sk = secret_record_key(name);
+            let sk = schema::secret(name);
             let mut batch = Batch::new();
             self.stage_put(&mut batch, sk, &next, Precondition::Revision(revision))?;
             self.commit(batch)?;
@@ -779,13 +772,13 @@ impl Kms {
         now: UnixTime,
         page: validate::Page,
     ) -> Result<validate::Paged<SecretRecord>, KmsError> {
-        let gone = self.overdue_purges(now, b"s/")?;
+        let gone = self.overdue_purges(now, schema::SECRET)?;
         self.checked_page(
             page,
-            || self.single_selection(crate::engine::index::SECRETS, b"s/", &gone),
+            || self.single_selection(crate::engine::index::SECRETS, schema::SECRET, &gone),
             |e| {
                 Ok(self
-                    .read::<SecretRecord>(&secret_record_key(&e.id))?
+                    .read::<SecretRecord>(&schema::secret(&e.id))?
                     .map(|(r, _)| r)
                     .filter(|r| !r.is_purged(now)))
             },
@@ -824,11 +817,11 @@ impl Kms {
         let now = self.clock.now();
         let (rec, revision) = self.load_secret(&req.secret_name, now)?;
         self.authorize_secret(caller, Action::DeleteSecret, &rec)?;
-        let sk = secret_record_key(&rec.name);
+        let sk = schema::secret(&rec.name);
         let mut batch = Batch::new();
         if force {
             for v in &rec.versions {
-                batch.delete(value_record_key(&rec.name, &v.version_id));
+                batch.delete(schema::secret_value(&rec.name, &v.version_id));
             }
             batch.delete_if(sk, Precondition::Revision(revision));
             self.commit(batch)?;
@@ -1158,7 +1151,7 @@ impl Kms {
         let mut batch = Batch::new();
         self.stage_put(
             &mut batch,
-            secret_record_key(name),
+            schema::secret(name),
             &next,
             Precondition::Revision(revision),
         )?;
@@ -1183,7 +1176,7 @@ impl Kms {
             let _guard = self.write_guard()?;
             let mut batch = Batch::new();
             for v in &rec.versions {
-                batch.delete(value_record_key(&rec.name, &v.version_id));
+                batch.delete(schema::secret_value(&rec.name, &v.version_id));
             }
             batch.delete_if(record_key.to_vec(), Precondition::Revision(entry.revision));
             // A secret changed meanwhile is looked at again on the next pass.
