@@ -200,7 +200,7 @@ fn parse_position(entry_key: &[u8]) -> Option<u64> {
 /// True for the records the indexes are derived from.
 fn is_indexed(record_key: &[u8]) -> bool {
     matches!(
-        schema::kind_of(&record_key),
+        schema::kind_of(record_key),
         Some(schema::KEY | schema::ALIAS | schema::SECRET | schema::VERSION | schema::IMPORT_TOKEN)
     )
 }
