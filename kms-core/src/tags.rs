@@ -1,6 +1,8 @@
-//! Batch tagging: TagResources, UntagResources, ListTagResources over keys or secrets.
+//! Tags on keys, secrets and certificates: TagResource, UntagResource and ListResourceTags on
+//! one resource, and the batch TagResources, UntagResources and ListTagResources.
 //!
-//! Every named resource is read, checked and changed in memory first; then one storage batch
+//! [`Tagged`] is what a record kind provides; [`with_tags`] and [`without_tags`] are the one
+//! tag and untag rule every kind goes through. In a batch call every named resource is read, checked and changed in memory first; then one storage batch
 //! (each record guarded by its revision) applies all of it, or nothing.
 
 use std::collections::BTreeMap;
@@ -17,7 +19,89 @@ use crate::schema;
 use crate::secrets::ops::in_delete_window;
 use crate::secrets::rules::SecretRecord;
 use crate::storage::{Batch, Precondition};
+use crate::time::UnixTime;
 use crate::validate;
+
+/// A record that carries tags.
+pub(crate) trait Tagged: Clone {
+    /// The record's tags, by tag key.
+    fn tags_mut(&mut self) -> &mut BTreeMap<String, String>;
+    /// Whether the record's state lets its tags change.
+    fn check_taggable(&self) -> Result<(), KmsError>;
+    /// Notes a change made at `now` (a record's update time).
+    fn touch(&mut self, now: UnixTime);
+}
+
+/// TagResource's rule: `add` merged into the record's tags (existing keys take the new
+/// value).
+///
+/// Errors: the record's state check; `InvalidParameter` for a bad tag;
+/// `Rejected.LimitExceeded` past 20 tags.
+pub(crate) fn with_tags<R: Tagged>(
+    record: &R,
+    add: &BTreeMap<String, String>,
+    now: UnixTime,
+) -> Result<R, KmsError> {
+    record.check_taggable()?;
+    let mut next = record.clone();
+    rules::merge_tags(next.tags_mut(), add)?;
+    next.touch(now);
+    Ok(next)
+}
+
+/// UntagResource's rule: the tags under `keys` removed (absent keys are ignored).
+///
+/// Errors: the record's state check.
+pub(crate) fn without_tags<R: Tagged>(
+    record: &R,
+    keys: &[String],
+    now: UnixTime,
+) -> Result<R, KmsError> {
+    record.check_taggable()?;
+    let mut next = record.clone();
+    for k in keys {
+        next.tags_mut().remove(k);
+    }
+    next.touch(now);
+    Ok(next)
+}
+
+pub(crate) fn tags_to_map(
+    param: &'static str,
+    tags: &[Tag],
+) -> Result<BTreeMap<String, String>, KmsError> {
+    let mut map = BTreeMap::new();
+    for t in tags {
+        validate::tag_key(param, &t.tag_key)?;
+        validate::tag_value(param, &t.tag_value)?;
+        map.insert(t.tag_key.clone(), t.tag_value.clone());
+    }
+    Ok(map)
+}
+
+/// The one resource TagResource and UntagResource name.
+enum TagTarget<'a> {
+    Key(&'a str),
+    Secret(&'a str),
+    Certificate(&'a str),
+}
+
+fn tag_target<'a>(
+    key_id: &'a str,
+    secret_name: &'a str,
+    certificate_id: &'a str,
+) -> Result<TagTarget<'a>, KmsError> {
+    match (key_id, secret_name, certificate_id) {
+        ("", "", "") => Err(KmsError::missing("KeyId")),
+        (k, "", "") => Ok(TagTarget::Key(k)),
+        ("", s, "") => Ok(TagTarget::Secret(s)),
+        ("", "", c) => Ok(TagTarget::Certificate(c)),
+        _ => Err(KmsError::invalid(
+            "KeyId",
+            "give exactly one of KeyId, SecretName and CertificateId",
+        )),
+    }
+}
 
 /// Most resources one batch call names.
 pub const MAX_RESOURCES: usize = 50;
@@ -407,6 +491,103 @@ impl Kms {
                 tag_resource: pairs.into_iter().skip(offset).take(size).collect(),
             },
             next_token,
+        })
+    }
+}
+
+impl Kms {
+    /// TagResource: sets tags on a key, a secret or a certificate (replacing values of
+    /// existing tag keys).
+    ///
+    /// Errors: `MissingParameter`, `InvalidParameter` (tag rules), `Rejected.LimitExceeded`
+    /// (20 tags), `Rejected.PendingDeletion`.
+    pub fn tag_resource(
+        &self,
+        caller: &Caller,
+        req: TagResourceRequest,
+    ) -> Result<EmptyResponse, KmsError> {
+        let target = tag_target(&req.key_id, &req.secret_name, &req.certificate_id)?;
+        if req.tags.is_empty() {
+            return Err(KmsError::missing("Tags"));
+        }
+        let tags = tags_to_map("Tags", &req.tags)?;
+        let action = Action::TagResource;
+        match target {
+            TagTarget::Key(key_ref) => {
+                self.mutate_key(caller, action, "KeyId", key_ref, |r, now| {
+                    with_tags(r, &tags, now)
+                })?;
+            }
+            TagTarget::Secret(name) => {
+                self.mutate_secret(caller, action, name, false, |r, now| {
+                    with_tags(r, &tags, now)
+                })?;
+            }
+            TagTarget::Certificate(id) => {
+                self.mutate_certificate(caller, action, id, |r, now| with_tags(r, &tags, now))?;
+            }
+        }
+        Ok(self.empty())
+    }
+
+    /// UntagResource: removes tags from a key, a secret or a certificate by tag key.
+    ///
+    /// Errors: `MissingParameter`, `InvalidParameter`, `Rejected.PendingDeletion`.
+    pub fn untag_resource(
+        &self,
+        caller: &Caller,
+        req: UntagResourceRequest,
+    ) -> Result<EmptyResponse, KmsError> {
+        let target = tag_target(&req.key_id, &req.secret_name, &req.certificate_id)?;
+        if req.tag_keys.is_empty() {
+            return Err(KmsError::missing("TagKeys"));
+        }
+        for k in &req.tag_keys {
+            validate::tag_key("TagKeys", k)?;
+        }
+        let keys = &req.tag_keys;
+        let action = Action::UntagResource;
+        match target {
+            TagTarget::Key(key_ref) => {
+                self.mutate_key(caller, action, "KeyId", key_ref, |r, now| {
+                    without_tags(r, keys, now)
+                })?;
+            }
+            TagTarget::Secret(name) => {
+                self.mutate_secret(caller, action, name, false, |r, now| {
+                    without_tags(r, keys, now)
+                })?;
+            }
+            TagTarget::Certificate(id) => {
+                self.mutate_certificate(caller, action, id, |r, now| without_tags(r, keys, now))?;
+            }
+        }
+        Ok(self.empty())
+    }
+
+    /// ListResourceTags: a key's tags, by tag key. Works in every state.
+    ///
+    /// Errors: `Forbidden.KeyNotFound`.
+    pub fn list_resource_tags(
+        &self,
+        caller: &Caller,
+        req: ListResourceTagsRequest,
+    ) -> Result<ListResourceTagsResponse, KmsError> {
+        let key = self.live_key("KeyId", &req.key_id, self.clock.now())?;
+        self.authorize(caller, Action::ListResourceTags, Some(&key))?;
+        let tag = key
+            .record
+            .tags
+            .iter()
+            .map(|(k, v)| ResourceTag {
+                key_id: key.record.key_id.clone(),
+                tag_key: k.clone(),
+                tag_value: v.clone(),
+            })
+            .collect();
+        Ok(ListResourceTagsResponse {
+            request_id: self.request_id(),
+            tags: ResourceTagList { tag },
         })
     }
 }

@@ -13,14 +13,15 @@ use serde::{Deserialize, Serialize};
 use crate::api::*;
 use crate::certificates::x509::{self, CertificateInfo};
 use crate::crypto::asym::{EncryptionAlgorithm, PrivateKey, PublicKey, SigningAlgorithm};
+use crate::engine::mutate::Record;
 use crate::engine::Kms;
 use crate::error::KmsError;
 use crate::ids::new_uuid;
 use crate::keys::model::{KeyMaterial, KeySpec};
-use crate::keys::rules;
 use crate::policy::{AccessRequest, Action, Caller};
 use crate::schema;
 use crate::storage::{Batch, Precondition};
+use crate::tags::Tagged;
 use crate::time::UnixTime;
 use crate::validate;
 
@@ -141,23 +142,14 @@ impl Kms {
         Ok((rec, entry.revision))
     }
 
-    fn mutate_certificate(
+    pub(crate) fn mutate_certificate(
         &self,
         caller: &Caller,
         action: Action,
         id: &str,
         apply: impl FnOnce(&CertificateRecord, UnixTime) -> Result<CertificateRecord, KmsError>,
     ) -> Result<CertificateRecord, KmsError> {
-        let _guard = self.write_guard()?;
-        let (rec, revision) = self.load_certificate(caller, action, id)?;
-        let next = apply(&rec, self.clock.now())?;
-        if next != rec {
-            let rk = schema::certificate(&rec.id);
-            let mut batch = Batch::new();
-            self.stage_put(&mut batch, rk, &next, Precondition::Revision(revision))?;
-            self.commit(batch)?;
-        }
-        Ok(next)
+        self.mutate(|_| self.load_certificate(caller, action, id), apply, Ok)
     }
 
     /// CreateCertificate: a new key pair and a PKCS#10 request for the subject, signed by
@@ -536,43 +528,6 @@ impl Kms {
             plaintext,
         })
     }
-
-    /// Tags a certificate (TagResource with CertificateId).
-    pub(crate) fn tag_certificate(
-        &self,
-        caller: &Caller,
-        id: &str,
-        tags: &BTreeMap<String, String>,
-    ) -> Result<(), KmsError> {
-        self.mutate_certificate(caller, Action::TagResource, id, |r, now| {
-            let mut next = r.clone();
-            rules::merge_tags(&mut next.tags, tags)?;
-            next.updated = now;
-            Ok(next)
-        })
-        .map(|_| ())
-    }
-
-    /// Untags a certificate (UntagResource with CertificateId).
-    pub(crate) fn untag_certificate(
-        &self,
-        caller: &Caller,
-        id: &str,
-        keys: &[String],
-    ) -> Result<(), KmsError> {
-        for k in keys {
-            validate::tag_key("TagKeys", k)?;
-        }
-        self.mutate_certificate(caller, Action::UntagResource, id, |r, now| {
-            let mut next = r.clone();
-            for k in keys {
-                next.tags.remove(k);
-            }
-            next.updated = now;
-            Ok(next)
-        })
-        .map(|_| ())
-    }
 }
 
 fn oaep(s: &str) -> Result<EncryptionAlgorithm, KmsError> {
@@ -582,5 +537,26 @@ fn oaep(s: &str) -> Result<EncryptionAlgorithm, KmsError> {
             "must be RSAES_OAEP_SHA_256 or RSAES_OAEP_SHA_1",
         )),
         alg => Ok(alg),
+    }
+}
+
+impl Record for CertificateRecord {
+    fn record_key(&self) -> Vec<u8> {
+        schema::certificate(&self.id)
+    }
+}
+
+impl Tagged for CertificateRecord {
+    fn tags_mut(&mut self) -> &mut BTreeMap<String, String> {
+        &mut self.tags
+    }
+
+    /// A certificate's tags change in every status.
+    fn check_taggable(&self) -> Result<(), KmsError> {
+        Ok(())
+    }
+
+    fn touch(&mut self, now: UnixTime) {
+        self.updated = now;
     }
 }

@@ -10,6 +10,7 @@
 pub(crate) mod cache;
 pub(crate) mod index;
 mod maintenance;
+pub(crate) mod mutate;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -900,8 +901,9 @@ impl Kms {
         Ok((rules::effective(&record, now).into_owned(), entry.revision))
     }
 
-    /// The common shape of a single-key mutation: resolve, lock, re-read, authorize, apply the
-    /// pure rule, commit with a revision precondition, update the cache.
+    /// Changes a key record by `apply` (a pure rule of [`crate::keys::rules`]) after the
+    /// authorization for `action` and the service-key check, through [`Kms::mutate`]; returns
+    /// the key as cached afterwards.
     pub(crate) fn mutate_key(
         &self,
         caller: &Caller,
@@ -911,24 +913,16 @@ impl Kms {
         apply: impl FnOnce(&KeyRecord, UnixTime) -> Result<KeyRecord, KmsError>,
     ) -> Result<Arc<CachedKey>, KmsError> {
         let key_id = self.resolve_key_id(param, input)?;
-        let _guard = self.write_guard()?;
-        let now = self.clock.now();
-        let (record, revision) = self.load_for_update(&key_id, input, now)?;
-        self.authorize_record(caller, action, &record)?;
-        rules::check_not_service_key(&record)?;
-        let next = apply(&record, now)?;
-        if next == record {
-            return self.cache_put(next, Vec::new());
-        }
-        let mut batch = crate::storage::Batch::new();
-        self.stage_put(
-            &mut batch,
-            schema::key(&key_id),
-            &next,
-            crate::storage::Precondition::Revision(revision),
-        )?;
-        self.commit(batch)?;
-        self.cache_put(next, Vec::new())
+        self.mutate(
+            |now| {
+                let (record, revision) = self.load_for_update(&key_id, input, now)?;
+                self.authorize_record(caller, action, &record)?;
+                rules::check_not_service_key(&record)?;
+                Ok((record, revision))
+            },
+            apply,
+            |next| self.cache_put(next, Vec::new()),
+        )
     }
 
     /// Commits a batch together with the index writes it needs; a precondition failure means

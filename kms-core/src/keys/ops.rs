@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::api::*;
+use crate::engine::mutate::Record;
 use crate::engine::{index, CachedKey, Kms};
 use crate::error::KmsError;
 use crate::ids::new_uuid;
@@ -15,18 +16,9 @@ use crate::keys::rules;
 use crate::policy::{Action, Caller};
 use crate::schema;
 use crate::storage::{Batch, Precondition};
+use crate::tags::{tags_to_map, Tagged};
 use crate::time::UnixTime;
 use crate::validate;
-
-fn tags_to_map(param: &'static str, tags: &[Tag]) -> Result<BTreeMap<String, String>, KmsError> {
-    let mut map = BTreeMap::new();
-    for t in tags {
-        validate::tag_key(param, &t.tag_key)?;
-        validate::tag_value(param, &t.tag_value)?;
-        map.insert(t.tag_key.clone(), t.tag_value.clone());
-    }
-    Ok(map)
-}
 
 impl Kms {
     pub(crate) fn metadata(&self, key: &CachedKey) -> KeyMetadata {
@@ -337,7 +329,7 @@ impl Kms {
         })
     }
 
-    fn empty(&self) -> EmptyResponse {
+    pub(crate) fn empty(&self) -> EmptyResponse {
         EmptyResponse {
             request_id: self.request_id(),
         }
@@ -605,83 +597,6 @@ impl Kms {
         Ok(version)
     }
 
-    /// TagResource: sets tags on a key, a secret or a certificate (replacing values of
-    /// existing tag keys).
-    ///
-    /// Errors: `MissingParameter`, `InvalidParameter` (tag rules), `Rejected.LimitExceeded`
-    /// (20 tags), `Rejected.PendingDeletion`.
-    pub fn tag_resource(
-        &self,
-        caller: &Caller,
-        req: TagResourceRequest,
-    ) -> Result<EmptyResponse, KmsError> {
-        let target = tag_target(&req.key_id, &req.secret_name, &req.certificate_id)?;
-        if req.tags.is_empty() {
-            return Err(KmsError::missing("Tags"));
-        }
-        let tags = tags_to_map("Tags", &req.tags)?;
-        match target {
-            TagTarget::Key(key_ref) => {
-                self.mutate_key(caller, Action::TagResource, "KeyId", key_ref, |r, _| {
-                    rules::tag(r, &tags)
-                })?;
-            }
-            TagTarget::Secret(name) => self.tag_secret(caller, name, &tags)?,
-            TagTarget::Certificate(id) => self.tag_certificate(caller, id, &tags)?,
-        }
-        Ok(self.empty())
-    }
-
-    /// UntagResource: removes tags from a key, a secret or a certificate by tag key.
-    ///
-    /// Errors: `MissingParameter`, `InvalidParameter`, `Rejected.PendingDeletion`.
-    pub fn untag_resource(
-        &self,
-        caller: &Caller,
-        req: UntagResourceRequest,
-    ) -> Result<EmptyResponse, KmsError> {
-        let target = tag_target(&req.key_id, &req.secret_name, &req.certificate_id)?;
-        if req.tag_keys.is_empty() {
-            return Err(KmsError::missing("TagKeys"));
-        }
-        match target {
-            TagTarget::Key(key_ref) => {
-                self.mutate_key(caller, Action::UntagResource, "KeyId", key_ref, |r, _| {
-                    rules::untag(r, &req.tag_keys)
-                })?;
-            }
-            TagTarget::Secret(name) => self.untag_secret(caller, name, &req.tag_keys)?,
-            TagTarget::Certificate(id) => self.untag_certificate(caller, id, &req.tag_keys)?,
-        }
-        Ok(self.empty())
-    }
-
-    /// ListResourceTags: a key's tags, by tag key. Works in every state.
-    ///
-    /// Errors: `Forbidden.KeyNotFound`.
-    pub fn list_resource_tags(
-        &self,
-        caller: &Caller,
-        req: ListResourceTagsRequest,
-    ) -> Result<ListResourceTagsResponse, KmsError> {
-        let key = self.live_key("KeyId", &req.key_id, self.clock.now())?;
-        self.authorize(caller, Action::ListResourceTags, Some(&key))?;
-        let tag = key
-            .record
-            .tags
-            .iter()
-            .map(|(k, v)| ResourceTag {
-                key_id: key.record.key_id.clone(),
-                tag_key: k.clone(),
-                tag_value: v.clone(),
-            })
-            .collect();
-        Ok(ListResourceTagsResponse {
-            request_id: self.request_id(),
-            tags: ResourceTagList { tag },
-        })
-    }
-
     /// DescribeRegions: the engine's configured region.
     pub fn describe_regions(
         &self,
@@ -720,30 +635,6 @@ impl Kms {
             request_id: self.request_id(),
             account_status: "Enabled".into(),
         })
-    }
-}
-
-/// The one resource TagResource and UntagResource name.
-enum TagTarget<'a> {
-    Key(&'a str),
-    Secret(&'a str),
-    Certificate(&'a str),
-}
-
-fn tag_target<'a>(
-    key_id: &'a str,
-    secret_name: &'a str,
-    certificate_id: &'a str,
-) -> Result<TagTarget<'a>, KmsError> {
-    match (key_id, secret_name, certificate_id) {
-        ("", "", "") => Err(KmsError::missing("KeyId")),
-        (k, "", "") => Ok(TagTarget::Key(k)),
-        ("", s, "") => Ok(TagTarget::Secret(s)),
-        ("", "", c) => Ok(TagTarget::Certificate(c)),
-        _ => Err(KmsError::invalid(
-            "KeyId",
-            "give exactly one of KeyId, SecretName and CertificateId",
-        )),
     }
 }
 
@@ -829,4 +720,23 @@ fn parse_filters(filters: &[Filter]) -> Result<Vec<KeyFilter>, KmsError> {
             })
         })
         .collect()
+}
+
+impl Record for KeyRecord {
+    fn record_key(&self) -> Vec<u8> {
+        schema::key(&self.key_id)
+    }
+}
+
+impl Tagged for KeyRecord {
+    fn tags_mut(&mut self) -> &mut BTreeMap<String, String> {
+        &mut self.tags
+    }
+
+    /// A key's tags change in every state but PendingDeletion.
+    fn check_taggable(&self) -> Result<(), KmsError> {
+        rules::check_usable(self, rules::Usage::MetadataUpdate)
+    }
+
+    fn touch(&mut self, _now: UnixTime) {}
 }

@@ -375,17 +375,6 @@ pub fn remove_alias(rec: &KeyRecord, alias: &str) -> KeyRecord {
     next
 }
 
-/// TagResource: sets (or replaces) tags.
-///
-/// Errors: `Rejected.PendingDeletion`; `InvalidParameter` for a bad tag;
-/// `Rejected.LimitExceeded` past 20 tags.
-pub fn tag(rec: &KeyRecord, tags: &BTreeMap<String, String>) -> Result<KeyRecord, KmsError> {
-    check_usable(rec, Usage::MetadataUpdate)?;
-    let mut next = rec.clone();
-    merge_tags(&mut next.tags, tags)?;
-    Ok(next)
-}
-
 /// Validates `add` and merges it into `tags`, enforcing the 20-tag limit.
 pub fn merge_tags(
     tags: &mut BTreeMap<String, String>,
@@ -404,27 +393,22 @@ pub fn merge_tags(
     Ok(())
 }
 
-/// UntagResource: removes tags by key (absent keys are ignored).
-///
-/// Errors: `Rejected.PendingDeletion`; `InvalidParameter` for a malformed tag key.
-pub fn untag(rec: &KeyRecord, keys: &[String]) -> Result<KeyRecord, KmsError> {
-    check_usable(rec, Usage::MetadataUpdate)?;
-    for k in keys {
-        validate::tag_key("TagKeys", k)?;
-    }
-    let mut next = rec.clone();
-    for k in keys {
-        next.tags.remove(k);
-    }
-    Ok(next)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::keys::model::{CreatorType, KeySpec, KeyUsage, ProtectionLevel};
 
     const NOW: UnixTime = UnixTime(1_800_000_000);
+
+    /// TagResource's rule on a key record.
+    fn tag(rec: &KeyRecord, tags: &BTreeMap<String, String>) -> Result<KeyRecord, KmsError> {
+        crate::tags::with_tags(rec, tags, NOW)
+    }
+
+    /// UntagResource's rule on a key record.
+    fn untag(rec: &KeyRecord, keys: &[String]) -> Result<KeyRecord, KmsError> {
+        crate::tags::without_tags(rec, keys, NOW)
+    }
 
     fn key(state: KeyState) -> KeyRecord {
         KeyRecord {

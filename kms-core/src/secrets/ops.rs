@@ -15,6 +15,7 @@ use zeroize::Zeroizing;
 use super::rules::{self, SecretRecord, ACS_CURRENT, GENERIC};
 use crate::api::*;
 use crate::crypto::{aead_open, aead_seal, ct_eq, AeadAlgorithm, NONCE_LEN};
+use crate::engine::mutate::Record;
 use crate::engine::Kms;
 use crate::error::KmsError;
 use crate::ids::new_uuid;
@@ -22,6 +23,7 @@ use crate::keys::rules as key_rules;
 use crate::policy::{AccessRequest, Action, Caller};
 use crate::schema;
 use crate::storage::{Batch, Precondition};
+use crate::tags::Tagged;
 use crate::time::UnixTime;
 use crate::validate;
 
@@ -530,7 +532,7 @@ impl Kms {
     }
 
     /// Applies a pure change to a secret's record under the write lock.
-    fn mutate_secret(
+    pub(crate) fn mutate_secret(
         &self,
         caller: &Caller,
         action: Action,
@@ -538,21 +540,18 @@ impl Kms {
         allow_in_delete_window: bool,
         apply: impl FnOnce(&SecretRecord, UnixTime) -> Result<SecretRecord, KmsError>,
     ) -> Result<SecretRecord, KmsError> {
-        let _guard = self.write_guard()?;
-        let now = self.clock.now();
-        let (rec, revision) = self.load_secret(name, now)?;
-        self.authorize_secret(caller, action, &rec)?;
-        if !allow_in_delete_window {
-            in_delete_window(&rec)?;
-        }
-        let next = apply(&rec, now)?;
-        if next != rec {
-            let sk = schema::secret(name);
-            let mut batch = Batch::new();
-            self.stage_put(&mut batch, sk, &next, Precondition::Revision(revision))?;
-            self.commit(batch)?;
-        }
-        Ok(next)
+        self.mutate(
+            |now| {
+                let (rec, revision) = self.load_secret(name, now)?;
+                self.authorize_secret(caller, action, &rec)?;
+                if !allow_in_delete_window {
+                    in_delete_window(&rec)?;
+                }
+                Ok((rec, revision))
+            },
+            apply,
+            Ok,
+        )
     }
 
     /// UpdateSecretVersionStage: moves a stage to MoveToVersion or removes it from
@@ -1025,43 +1024,6 @@ impl Kms {
         })
     }
 
-    /// Tags a secret (TagResource with SecretName).
-    pub(crate) fn tag_secret(
-        &self,
-        caller: &Caller,
-        name: &str,
-        tags: &BTreeMap<String, String>,
-    ) -> Result<(), KmsError> {
-        self.mutate_secret(caller, Action::TagResource, name, false, |r, now| {
-            let mut next = r.clone();
-            key_rules::merge_tags(&mut next.tags, tags)?;
-            next.updated = now;
-            Ok(next)
-        })
-        .map(|_| ())
-    }
-
-    /// Untags a secret (UntagResource with SecretName).
-    pub(crate) fn untag_secret(
-        &self,
-        caller: &Caller,
-        name: &str,
-        keys: &[String],
-    ) -> Result<(), KmsError> {
-        for k in keys {
-            validate::tag_key("TagKeys", k)?;
-        }
-        self.mutate_secret(caller, Action::UntagResource, name, false, |r, now| {
-            let mut next = r.clone();
-            for k in keys {
-                next.tags.remove(k);
-            }
-            next.updated = now;
-            Ok(next)
-        })
-        .map(|_| ())
-    }
-
     /// GetSecretPolicy: the secret's policy, or the default policy.
     ///
     /// Errors: `Forbidden.ResourceNotFound`, PolicyName errors.
@@ -1196,5 +1158,26 @@ impl Kms {
             }
         }
         Ok(())
+    }
+}
+
+impl Record for SecretRecord {
+    fn record_key(&self) -> Vec<u8> {
+        schema::secret(&self.name)
+    }
+}
+
+impl Tagged for SecretRecord {
+    fn tags_mut(&mut self) -> &mut BTreeMap<String, String> {
+        &mut self.tags
+    }
+
+    /// The delete-window check is the mutation's own (`allow_in_delete_window`).
+    fn check_taggable(&self) -> Result<(), KmsError> {
+        Ok(())
+    }
+
+    fn touch(&mut self, now: UnixTime) {
+        self.updated = now;
     }
 }
