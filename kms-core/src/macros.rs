@@ -11,6 +11,7 @@ macro_rules! wire_enum {
 
         impl $name {
             /// Every value, in declaration order.
+            #[allow(dead_code)]
             pub const ALL: &'static [$name] = &[$($name::$variant),+];
 
             /// The wire name.

@@ -26,8 +26,10 @@ use crate::validate;
 pub(crate) trait Tagged: Clone {
     /// The record's tags, by tag key.
     fn tags_mut(&mut self) -> &mut BTreeMap<String, String>;
-    /// Whether the record's state lets its tags change.
-    fn check_taggable(&self) -> Result<(), KmsError>;
+    /// Whether the record's state lets its tags change (by default, in every state).
+    fn check_taggable(&self) -> Result<(), KmsError> {
+        Ok(())
+    }
     /// Notes a change made at `now` (a record's update time).
     fn touch(&mut self, now: UnixTime);
 }

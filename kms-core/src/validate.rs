@@ -48,6 +48,23 @@ pub fn description(name: &'static str, value: &str) -> Result<(), KmsError> {
     Ok(())
 }
 
+/// The two parameters of UpdateRotationPolicy and UpdateSecretRotationPolicy: whether
+/// automatic rotation is on, and the interval (seconds) when one is given.
+///
+/// Errors: `MissingParameter` (EnableAutomaticRotation); `InvalidParameter` as
+/// [`rotation_interval`].
+pub fn rotation_policy(
+    enable: Option<bool>,
+    interval: Option<&str>,
+) -> Result<(bool, Option<i64>), KmsError> {
+    let enable = enable.ok_or_else(|| KmsError::missing("EnableAutomaticRotation"))?;
+    let interval = interval
+        .filter(|s| !s.is_empty())
+        .map(rotation_interval)
+        .transpose()?;
+    Ok((enable, interval))
+}
+
 /// Parses a rotation interval: `<n>s`, `<n>m`, `<n>h` or `<n>d`, 7 to 365 days.
 pub fn rotation_interval(value: &str) -> Result<i64, KmsError> {
     const NAME: &str = "RotationInterval";

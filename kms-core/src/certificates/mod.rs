@@ -8,4 +8,5 @@
 
 pub(crate) mod api;
 pub(crate) mod ops;
+pub(crate) mod rules;
 pub mod x509;

@@ -1,16 +1,15 @@
 //! Certificate manager operations.
 //!
 //! A certificate record (`x/<id>`) holds the key pair (PKCS#8, sealed like every record), the
-//! request, and once uploaded the certificate and chain. Status: PENDING until a certificate
-//! whose public key is the record's key is uploaded, then ACTIVE; INACTIVE and ACTIVE switch
-//! freely; REVOKED is final. Only ACTIVE certificates sign or decrypt; verification works in
-//! every status.
+//! request, and once uploaded the certificate and chain. The status rules are
+//! [`crate::certificates::rules`].
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 use crate::api::*;
+use crate::certificates::rules::{self, CertificateStatus};
 use crate::certificates::x509::{self, CertificateInfo};
 use crate::crypto::asym::{EncryptionAlgorithm, PrivateKey, PublicKey, SigningAlgorithm};
 use crate::engine::mutate::Record;
@@ -28,27 +27,6 @@ use crate::validate;
 /// Largest RAW message CertificatePrivateKeySign takes (it hashes it with SHA-256).
 pub const MAX_RAW_MESSAGE: usize = 4096;
 
-/// A certificate's status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "UPPERCASE")]
-enum Status {
-    Pending,
-    Active,
-    Inactive,
-    Revoked,
-}
-
-impl Status {
-    fn as_str(self) -> &'static str {
-        match self {
-            Status::Pending => "PENDING",
-            Status::Active => "ACTIVE",
-            Status::Inactive => "INACTIVE",
-            Status::Revoked => "REVOKED",
-        }
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct CertificateRecord {
     id: String,
@@ -61,16 +39,10 @@ pub(crate) struct CertificateRecord {
     certificate: Option<String>,
     chain: Option<String>,
     info: Option<CertificateInfo>,
-    status: Status,
+    status: CertificateStatus,
     created: UnixTime,
     updated: UnixTime,
     tags: BTreeMap<String, String>,
-}
-
-fn status_refused(rec: &CertificateRecord, what: &str) -> KmsError {
-    KmsError::UnsupportedOperation {
-        reason: format!("certificate {} is {}; {what}", rec.id, rec.status.as_str()),
-    }
 }
 
 /// The digest a certificate operation signs: SHA-256 of a RAW message, or the DIGEST itself.
@@ -164,17 +136,7 @@ impl Kms {
     ) -> Result<CreateCertificateResponse, KmsError> {
         let subject = x509::parse_subject(&req.subject)?;
         x509::check_sans(&req.subject_alternative_names)?;
-        let key_spec = match req.key_spec.as_deref().unwrap_or("RSA_2048") {
-            "" | "RSA_2048" => KeySpec::Rsa2048,
-            "EC_P256" => KeySpec::EcP256,
-            "EC_P256K" => KeySpec::EcP256K,
-            other => {
-                return Err(KmsError::invalid(
-                    "KeySpec",
-                    format!("{other:?} is not one of RSA_2048, EC_P256, EC_P256K"),
-                ))
-            }
-        };
+        let key_spec = rules::key_spec(req.key_spec.as_deref())?;
         self.authorize_account(caller, Action::CreateCertificate, None)?;
         let (key, der) = PrivateKey::generate(key_spec, &*self.rng)?;
         let csr = x509::build_csr(&key, subject, &req.subject_alternative_names)?;
@@ -191,7 +153,7 @@ impl Kms {
             certificate: None,
             chain: None,
             info: None,
-            status: Status::Pending,
+            status: CertificateStatus::Pending,
             created: now,
             updated: now,
             tags: BTreeMap::new(),
@@ -234,12 +196,7 @@ impl Kms {
             Action::UploadCertificate,
             &req.certificate_id,
             |r, now| {
-                if r.status == Status::Revoked {
-                    return Err(status_refused(
-                        r,
-                        "a revoked certificate cannot be replaced",
-                    ));
-                }
+                let status = rules::after_upload(&r.id, r.status)?;
                 let key = PrivateKey::from_pkcs8(r.key_spec, r.private_key.expose())?;
                 if !crate::crypto::ct_eq(&x509::key_spki_der(&key)?, &cert_spki) {
                     return Err(KmsError::invalid(
@@ -251,10 +208,7 @@ impl Kms {
                     certificate: Some(cert_pem.clone()),
                     chain: (!chain_pem.is_empty()).then(|| chain_pem.clone()),
                     info: Some(info.clone()),
-                    status: match r.status {
-                        Status::Pending => Status::Active,
-                        other => other,
-                    },
+                    status,
                     updated: now,
                     ..r.clone()
                 })
@@ -343,30 +297,13 @@ impl Kms {
         caller: &Caller,
         req: UpdateCertificateStatusRequest,
     ) -> Result<EmptyResponse, KmsError> {
-        let status = match req.status.as_str() {
-            "ACTIVE" => Status::Active,
-            "INACTIVE" => Status::Inactive,
-            "REVOKED" => Status::Revoked,
-            "" => return Err(KmsError::missing("Status")),
-            other => {
-                return Err(KmsError::invalid(
-                    "Status",
-                    format!("{other:?} is not one of ACTIVE, INACTIVE, REVOKED"),
-                ))
-            }
-        };
+        let status = rules::requested_status(&req.status)?;
         self.mutate_certificate(
             caller,
             Action::UpdateCertificateStatus,
             &req.certificate_id,
             |r, now| {
-                match r.status {
-                    Status::Revoked if status != Status::Revoked => {
-                        return Err(status_refused(r, "REVOKED is final"))
-                    }
-                    Status::Pending => return Err(status_refused(r, "upload a certificate first")),
-                    _ => {}
-                }
+                rules::change_status(&r.id, r.status, status)?;
                 Ok(CertificateRecord {
                     status,
                     updated: if status == r.status { r.updated } else { now },
@@ -408,12 +345,7 @@ impl Kms {
         id: &str,
     ) -> Result<(CertificateRecord, PrivateKey), KmsError> {
         let (rec, _) = self.load_certificate(caller, action, id)?;
-        if rec.status != Status::Active {
-            return Err(status_refused(
-                &rec,
-                "only an ACTIVE certificate signs or decrypts",
-            ));
-        }
+        rules::check_private_key_use(&rec.id, rec.status)?;
         let key = PrivateKey::from_pkcs8(rec.key_spec, rec.private_key.expose())?;
         Ok((rec, key))
     }
@@ -488,12 +420,7 @@ impl Kms {
             Action::CertificatePublicKeyEncrypt,
             &req.certificate_id,
         )?;
-        if rec.status == Status::Revoked {
-            return Err(status_refused(
-                &rec,
-                "nothing is encrypted to a revoked certificate",
-            ));
-        }
+        rules::check_encrypt_to(&rec.id, rec.status)?;
         let public = PrivateKey::from_pkcs8(rec.key_spec, rec.private_key.expose())?.public_key();
         let ciphertext = public.encrypt("Plaintext", alg, &req.plaintext, &*self.rng)?;
         Ok(CertificatePublicKeyEncryptResponse {
@@ -549,11 +476,6 @@ impl Record for CertificateRecord {
 impl Tagged for CertificateRecord {
     fn tags_mut(&mut self) -> &mut BTreeMap<String, String> {
         &mut self.tags
-    }
-
-    /// A certificate's tags change in every status.
-    fn check_taggable(&self) -> Result<(), KmsError> {
-        Ok(())
     }
 
     fn touch(&mut self, now: UnixTime) {

@@ -521,15 +521,10 @@ impl Kms {
         caller: &Caller,
         req: UpdateRotationPolicyRequest,
     ) -> Result<EmptyResponse, KmsError> {
-        let enable = req
-            .enable_automatic_rotation
-            .ok_or_else(|| KmsError::missing("EnableAutomaticRotation"))?;
-        let interval = req
-            .rotation_interval
-            .as_deref()
-            .filter(|s| !s.is_empty())
-            .map(validate::rotation_interval)
-            .transpose()?;
+        let (enable, interval) = validate::rotation_policy(
+            req.enable_automatic_rotation,
+            req.rotation_interval.as_deref(),
+        )?;
         self.mutate_key(
             caller,
             Action::UpdateRotationPolicy,

@@ -50,13 +50,29 @@ pub(crate) fn data_key_len(
         }
         return usize::try_from(n).map_err(|_| KmsError::invalid("NumberOfBytes", "too large"));
     }
-    match key_spec {
-        None | Some("") | Some("AES_256") => Ok(32),
-        Some("AES_128") => Ok(16),
-        Some(other) => Err(KmsError::invalid(
-            "KeySpec",
-            format!("{other:?} is not one of AES_256, AES_128"),
-        )),
+    match key_spec.filter(|s| !s.is_empty()).map(DataKeySpec::parse) {
+        None => Ok(32),
+        Some(spec) => Ok(spec?.len()),
+    }
+}
+
+wire_enum!(
+    /// The KeySpec of GenerateDataKey and its kin: the data key's length.
+    DataKeySpec, "KeySpec", {
+        /// 32 bytes (the default).
+        Aes256 => "AES_256",
+        /// 16 bytes.
+        Aes128 => "AES_128",
+    }
+);
+
+impl DataKeySpec {
+    /// The data key's length in bytes.
+    fn len(self) -> usize {
+        match self {
+            DataKeySpec::Aes256 => 32,
+            DataKeySpec::Aes128 => 16,
+        }
     }
 }
 

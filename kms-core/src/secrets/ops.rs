@@ -955,15 +955,10 @@ impl Kms {
         caller: &Caller,
         req: UpdateSecretRotationPolicyRequest,
     ) -> Result<SecretNameResponse, KmsError> {
-        let enable = req
-            .enable_automatic_rotation
-            .ok_or_else(|| KmsError::missing("EnableAutomaticRotation"))?;
-        let interval = req
-            .rotation_interval
-            .as_deref()
-            .filter(|s| !s.is_empty())
-            .map(validate::rotation_interval)
-            .transpose()?;
+        let (enable, interval) = validate::rotation_policy(
+            req.enable_automatic_rotation,
+            req.rotation_interval.as_deref(),
+        )?;
         let rec = self.mutate_secret(
             caller,
             Action::UpdateSecretRotationPolicy,
@@ -1170,11 +1165,6 @@ impl Record for SecretRecord {
 impl Tagged for SecretRecord {
     fn tags_mut(&mut self) -> &mut BTreeMap<String, String> {
         &mut self.tags
-    }
-
-    /// The delete-window check is the mutation's own (`allow_in_delete_window`).
-    fn check_taggable(&self) -> Result<(), KmsError> {
-        Ok(())
     }
 
     fn touch(&mut self, now: UnixTime) {
