@@ -171,9 +171,17 @@ mod tests {
     #[test]
     fn only_active_uses_the_private_key_and_only_revoked_refuses_encryption() {
         for s in CertificateStatus::ALL {
-            let private = if *s == Active { "ok" } else { "Rejected.UnsupportedOperation" };
+            let private = if *s == Active {
+                "ok"
+            } else {
+                "Rejected.UnsupportedOperation"
+            };
             assert_eq!(code(check_private_key_use("c", *s)), private, "{s}");
-            let encrypt = if *s == Revoked { "Rejected.UnsupportedOperation" } else { "ok" };
+            let encrypt = if *s == Revoked {
+                "Rejected.UnsupportedOperation"
+            } else {
+                "ok"
+            };
             assert_eq!(code(check_encrypt_to("c", *s)), encrypt, "{s}");
         }
     }

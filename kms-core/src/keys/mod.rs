@@ -6,7 +6,7 @@
 //!   needs; the only thing the material-using version operations accept.
 //! - [`protection`]: how a version's material is used, by protection level (software or a
 //!   [`crate::KeyProvider`]).
-//! - operations: [`ops`] (create, describe, list, enable/disable, deletion, versions, tags),
+//! - operations: [`create`] (CreateKey: its parameter rules and records), [`ops`] (describe, list, enable/disable, deletion, versions, tags),
 //!   [`aliases`], [`symmetric`] (Encrypt, Decrypt, data keys, ReEncrypt), [`asymmetric`],
 //!   [`mac`], [`byok`] (import), [`default_key`].
 //! - [`api`]: the request and response structs.
@@ -15,6 +15,7 @@ pub(crate) mod aliases;
 pub(crate) mod api;
 pub(crate) mod asymmetric;
 pub(crate) mod byok;
+pub(crate) mod create;
 pub(crate) mod default_key;
 pub(crate) mod mac;
 pub(crate) mod model;

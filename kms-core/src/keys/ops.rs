@@ -1,7 +1,6 @@
 //! Key management operations: creation, description, listing, state, versions, tags.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use crate::api::*;
 use crate::engine::mutate::Record;
@@ -9,14 +8,14 @@ use crate::engine::{index, CachedKey, Kms};
 use crate::error::KmsError;
 use crate::ids::new_uuid;
 use crate::keys::model::{
-    CreatorType, DeletionProtection, KeyRecord, KeySpec, KeyState, KeyUsage, Origin,
-    ProtectionLevel, VersionRecord,
+    CreatorType, DeletionProtection, KeyRecord, KeySpec, KeyState, KeyUsage, ProtectionLevel,
+    VersionRecord,
 };
 use crate::keys::rules;
 use crate::policy::{Action, Caller};
 use crate::schema;
 use crate::storage::{Batch, Precondition};
-use crate::tags::{tags_to_map, Tagged};
+use crate::tags::Tagged;
 use crate::time::UnixTime;
 use crate::validate;
 
@@ -57,214 +56,6 @@ impl Kms {
             dkms_instance_id: r.dkms_instance_id.clone(),
             external_key_id: r.external_key_id.clone(),
         }
-    }
-
-    /// CreateKey: a new customer master key with one primary version: Enabled, or
-    /// PendingImport for Origin EXTERNAL (BYOK).
-    ///
-    /// Errors: `InvalidParameter` (spec/usage/origin mismatch, description, tags, rotation
-    /// interval, policy size), `Rejected.UnsupportedOperation` (automatic rotation of an
-    /// asymmetric or EXTERNAL key; HSM without a key provider), `Forbidden.NoPermission`.
-    pub fn create_key(
-        &self,
-        caller: &Caller,
-        req: CreateKeyRequest,
-    ) -> Result<CreateKeyResponse, KmsError> {
-        let cached = self.create_key_with(caller, req, None, |_, _| Ok(()))?;
-        Ok(CreateKeyResponse {
-            request_id: self.request_id(),
-            key_metadata: self.metadata(&cached),
-        })
-    }
-
-    /// CreateKey's work; `extra` may amend the new record and add writes to the same atomic
-    /// batch (the default key's alias and marker).
-    ///
-    /// `held` is the write lock when the caller holds it; otherwise it is taken for the
-    /// commit and the cache update only (after the material is made), since the commit
-    /// updates shared index records.
-    pub(crate) fn create_key_with(
-        &self,
-        caller: &Caller,
-        req: CreateKeyRequest,
-        held: Option<&std::sync::MutexGuard<'_, ()>>,
-        extra: impl FnOnce(&mut KeyRecord, &mut Batch) -> Result<(), KmsError>,
-    ) -> Result<Arc<CachedKey>, KmsError> {
-        let spec = req.key_spec.unwrap_or(KeySpec::Aes256);
-        let external_key_id = req.external_key_id.clone().filter(|s| !s.is_empty());
-        let origin = match (&external_key_id, req.origin) {
-            (Some(_), None | Some(Origin::ExternalKeyStore)) => Origin::ExternalKeyStore,
-            (Some(_), Some(other)) => {
-                return Err(KmsError::invalid(
-                    "Origin",
-                    format!("an ExternalKeyId needs Origin EXTERNAL_KEY_STORE, not {other}"),
-                ))
-            }
-            (None, Some(Origin::ExternalKeyStore)) => {
-                return Err(KmsError::missing("ExternalKeyId"))
-            }
-            (None, origin) => origin.unwrap_or(Origin::AliyunKms),
-        };
-        if let Some(id) = &external_key_id {
-            crate::crypto::external::validate_external_key_id(id)?;
-            if spec != KeySpec::Aes256 {
-                return Err(KmsError::invalid(
-                    "KeySpec",
-                    format!("external keys are Aliyun_AES_256, not {spec}"),
-                ));
-            }
-            if req.protection_level == Some(ProtectionLevel::Hsm) {
-                return Err(KmsError::invalid(
-                    "ProtectionLevel",
-                    "an external key's material is in the external key manager, not an HSM",
-                ));
-            }
-        }
-        let protection = req.protection_level.unwrap_or(ProtectionLevel::Software);
-        let allowed = spec.allowed_usages();
-        let usage = match req.key_usage {
-            None => allowed.first().copied().unwrap_or(KeyUsage::EncryptDecrypt),
-            Some(u) if allowed.contains(&u) => u,
-            Some(u) => {
-                let names: Vec<&str> = allowed.iter().map(|a| a.as_str()).collect();
-                return Err(KmsError::invalid(
-                    "KeyUsage",
-                    format!("{spec} keys support only {}, not {u}", names.join(" or ")),
-                ));
-            }
-        };
-        if origin == Origin::External && !spec.is_symmetric() {
-            return Err(KmsError::invalid(
-                "Origin",
-                format!("EXTERNAL keys must be symmetric; {spec} is not"),
-            ));
-        }
-        if protection == ProtectionLevel::Hsm {
-            self.hsm()?;
-        }
-        let description = req.description.unwrap_or_default();
-        validate::description("Description", &description)?;
-        let tags = tags_to_map("Tags", &req.tags)?;
-        if tags.len() > validate::MAX_TAGS {
-            return Err(KmsError::LimitExceeded {
-                what: format!("a resource may have at most {} tags", validate::MAX_TAGS),
-            });
-        }
-        let interval = req
-            .rotation_interval
-            .as_deref()
-            .map(validate::rotation_interval)
-            .transpose()?;
-        let rotation_interval = match req.enable_automatic_rotation {
-            Some(true) => {
-                if !spec.is_symmetric() || origin != Origin::AliyunKms {
-                    return Err(KmsError::UnsupportedOperation {
-                        reason: format!(
-                            "automatic rotation needs a symmetric key with Origin Aliyun_KMS, \
-                             not {spec} / {origin}"
-                        ),
-                    });
-                }
-                Some(interval.ok_or_else(|| KmsError::missing("RotationInterval"))?)
-            }
-            _ => None,
-        };
-        if let Some(id) = &req.dkms_instance_id {
-            if id.is_empty() || id.len() > 128 {
-                return Err(KmsError::invalid(
-                    "DKMSInstanceId",
-                    "must have 1 to 128 characters",
-                ));
-            }
-        }
-        self.authorize_account(caller, Action::CreateKey, req.dkms_instance_id.as_deref())?;
-        // Looked at only once the caller may create keys.
-        if let Some(p) = &req.policy {
-            self.authorizer.validate_policy(p)?;
-        }
-
-        if let Some(id) = &external_key_id {
-            // The proxy must know the key before the engine records it.
-            self.external_store()?.check_key(id)?;
-        }
-        let now = self.clock.now();
-        let key_id = new_uuid(&*self.rng)?;
-        let version_id = new_uuid(&*self.rng)?;
-        if let Some(p) = &req.policy {
-            self.check_policy_lockout(
-                p,
-                Action::SetKeyPolicy,
-                &self.scope.key_arn(&key_id),
-                Some(&caller.account_id),
-                req.dkms_instance_id.as_deref(),
-                req.bypass_policy_lockout_safety_check,
-            )?;
-        }
-        let external = origin == Origin::External;
-        let version = VersionRecord {
-            key_id: key_id.clone(),
-            version_id: version_id.clone(),
-            creation_date: now,
-            seq: 0,
-            material: if external || external_key_id.is_some() {
-                None
-            } else {
-                Some(self.generate_material(spec, protection)?)
-            },
-        };
-        let mut record = KeyRecord {
-            key_id: key_id.clone(),
-            creation_date: now,
-            creator: caller.account_id.clone(),
-            creator_type: CreatorType::User,
-            description,
-            key_spec: spec,
-            key_usage: usage,
-            origin,
-            protection_level: protection,
-            state: if external {
-                KeyState::PendingImport
-            } else {
-                KeyState::Enabled
-            },
-            delete_date: None,
-            primary_version_id: Some(version_id.clone()),
-            version_count: 1,
-            rotation_interval,
-            last_rotation_date: (!external).then_some(now),
-            next_rotation_date: rotation_interval.map(|i| now.plus_secs(i)),
-            deletion_protection: None,
-            material_expire_time: None,
-            material_fingerprint: None,
-            has_material: !external,
-            dkms_instance_id: req.dkms_instance_id,
-            external_key_id,
-            aliases: Default::default(),
-            tags,
-            policy: req.policy,
-        };
-        let kk = schema::key(&key_id);
-        let vk = schema::version(&key_id, &version_id);
-        let mut batch = Batch::new();
-        // Held until the cache has the new key: a mutation of it (its id is listed as soon
-        // as the commit lands) must not be overwritten in the cache by this older record.
-        let _guard = match held {
-            Some(_) => None,
-            None => Some(self.write_guard()?),
-        };
-        let written = extra(&mut record, &mut batch).and_then(|()| {
-            self.stage_put(&mut batch, kk, &record, Precondition::Absent)?;
-            self.stage_put(&mut batch, vk, &version, Precondition::Absent)?;
-            self.commit(batch)
-        });
-        if let Err(e) = written {
-            // Nothing refers to the provider's new material: destroy it, not orphan it.
-            if protection == ProtectionLevel::Hsm {
-                self.destroy_handle(version.material.as_ref());
-            }
-            return Err(e);
-        }
-        self.cache_put(record, vec![version])
     }
 
     /// DescribeKey. Works in every state.
