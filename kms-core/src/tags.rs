@@ -53,13 +53,16 @@ pub(crate) fn with_tags<R: Tagged>(
 
 /// UntagResource's rule: the tags under `keys` removed (absent keys are ignored).
 ///
-/// Errors: the record's state check.
+/// Errors: the record's state check; `InvalidParameter` (TagKeys) for a malformed tag key.
 pub(crate) fn without_tags<R: Tagged>(
     record: &R,
     keys: &[String],
     now: UnixTime,
 ) -> Result<R, KmsError> {
     record.check_taggable()?;
+    for k in keys {
+        validate::tag_key("TagKeys", k)?;
+    }
     let mut next = record.clone();
     for k in keys {
         next.tags_mut().remove(k);
@@ -543,9 +546,6 @@ impl Kms {
         let target = tag_target(&req.key_id, &req.secret_name, &req.certificate_id)?;
         if req.tag_keys.is_empty() {
             return Err(KmsError::missing("TagKeys"));
-        }
-        for k in &req.tag_keys {
-            validate::tag_key("TagKeys", k)?;
         }
         let keys = &req.tag_keys;
         let action = Action::UntagResource;
