@@ -7,9 +7,9 @@ use kms_core::internal::x509;
 use libfuzzer_sys::fuzz_target;
 
 fn inspect(cert: &x509_cert::Certificate) {
-    let _ = certs::describe(cert);
-    let _ = certs::to_pem(cert);
-    if let Ok(spki) = certs::public_key_der(cert) {
+    let _ = x509::describe(cert);
+    let _ = x509::to_pem(cert);
+    if let Ok(spki) = x509::public_key_der(cert) {
         if let Ok(key) = PublicKey::from_spki_der("Certificate", &spki) {
             let _ = key.to_pem();
         }
@@ -27,12 +27,12 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    if let Ok(cert) = certs::parse_certificate("Certificate", text) {
+    if let Ok(cert) = x509::parse_certificate("Certificate", text) {
         inspect(&cert);
     }
-    if let Ok(chain) = certs::parse_chain(text) {
+    if let Ok(chain) = x509::parse_chain(text) {
         chain.iter().for_each(inspect);
     }
-    let _ = certs::parse_subject(text);
-    let _ = certs::check_sans(&text.split(',').map(str::to_owned).collect::<Vec<_>>());
+    let _ = x509::parse_subject(text);
+    let _ = x509::check_sans(&text.split(',').map(str::to_owned).collect::<Vec<_>>());
 });

@@ -32,64 +32,50 @@
     allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)
 )]
 
-// ---- Shared foundations -------------------------------------------------------------------
+// ---- The rooms (private; ARCHITECTURE.md describes each) ---------------------------------
 #[macro_use]
 mod macros;
-mod error;
-mod ids;
-mod schema;
-mod storage;
-mod time;
-mod validate;
-mod wire;
+mod certificates; // the certificate manager: status rules, X.509, operations, wire types
+mod crypto; // primitives, the ciphertext blob, sealing, root key, key providers
+mod engine; // Kms, its builder, storage I/O, mutate, cache, indexes, maintenance
+mod error; // KmsError and Alibaba's error codes
+mod ids; // UUIDs, alias names, key references
+mod keys; // customer master keys: records, rules, operations, wire types
+mod policy; // callers, actions, the Authorizer, policy operations
+mod schema; // record-key prefixes, record keys, scan ranges, ARNs
+mod secrets; // the secrets manager: rules, operations, wire types
+mod storage; // the Storage trait
+mod tags; // tags on every record kind, single and batch
+mod time; // UnixTime and the Clock
+mod validate; // parameter checks
+mod wire; // serde adapters for Alibaba's wire values
 
-// ---- Shared crypto: primitives, the ciphertext blob, sealing, key providers ----------------
-mod crypto;
-
-// ---- Authorization: callers, actions, the Authorizer, policy operations --------------------
-mod policy;
-
-// ---- The engine: Kms, its builder, storage I/O, cache, indexes, maintenance ----------------
-mod engine;
-
-// ---- Domains: each with its pure rules, its engine operations and its wire types ----------
-mod certificates;
-mod keys;
-mod secrets;
-mod tags;
-
-pub use crypto::asym::{EncryptionAlgorithm, PublicKey, SigningAlgorithm};
-pub use crypto::external::{validate_external_key_id, ExternalCiphertext, ExternalKeyStore};
-pub use crypto::provider::{InMemoryHsm, KeyProvider};
-pub use crypto::root_key::{RootKey, ROOT_KEY_LEN};
-pub use crypto::{ct_eq, AeadAlgorithm, OsRandom, RandomSource, NONCE_LEN, TAG_LEN};
+// ---- The engine and its errors ------------------------------------------------------------
 pub use engine::{CacheStats, CorruptRecord, Kms, KmsBuilder};
 pub use error::KmsError;
-pub use ids::new_request_id;
+
+pub mod api;
+
+// ---- Who calls, and what they may do ------------------------------------------------------
 pub use policy::{
     default_policy_document, AccessRequest, Action, AllowAll, Authorizer, Caller, Decision,
     Principal, SameAccountOnly, MAX_POLICY_BYTES,
 };
 pub use schema::ArnScope;
+
+// ---- What a host plugs in, and the values those traits carry ------------------------------
+pub use crypto::asym::{EncryptionAlgorithm, PublicKey, SigningAlgorithm};
+pub use crypto::external::{validate_external_key_id, ExternalCiphertext, ExternalKeyStore};
+pub use crypto::provider::{InMemoryHsm, KeyProvider};
+pub use crypto::root_key::{RootKey, ROOT_KEY_LEN};
+pub use crypto::{AeadAlgorithm, OsRandom, RandomSource, NONCE_LEN, TAG_LEN};
 pub use secrets::ops::SecretRotationHandler;
 pub use storage::{Batch, Entry, Op, Precondition, Storage, StorageError};
 pub use time::{Clock, ManualClock, SystemClock, UnixTime, DAY};
 
-/// The operations' request and response types and the values they carry.
-///
-/// Field names are the wire names in snake_case; serde renames them to Alibaba's PascalCase,
-/// so these structs serialize to Alibaba's wire shapes and [`api::decode_request`] decodes them
-/// from a parameter map.
-pub mod api {
-    pub use crate::certificates::api::*;
-    pub use crate::keys::api::*;
-    pub use crate::keys::model::{
-        AutomaticRotation, CreatorType, DeletionProtection, KeySpec, KeyState, KeyUsage, Origin,
-        ProtectionLevel,
-    };
-    pub use crate::secrets::api::*;
-    pub use crate::wire::decode_request;
-}
+// ---- Helpers a server needs ----------------------------------------------------------------
+pub use crypto::ct_eq;
+pub use ids::new_request_id;
 
 /// Internals for the fuzz targets and benchmarks of this repository. Not a stable interface:
 /// anything here may change in any release.

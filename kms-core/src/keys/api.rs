@@ -1,15 +1,11 @@
-//! Request and response structs, one pair per operation.
-//!
-//! Field names are the wire names in snake_case; serde renames them to PascalCase, so the JSON
-//! of these structs is Alibaba's wire shape. Requests default every field, and the engine
-//! reports a missing required field as `MissingParameter`, so a request can be written with
-//! `..Default::default()` and decoded from a partial parameter map alike.
+//! The key operations' request and response types (see [`crate::api`] for their conventions).
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+use crate::api::{Filter, Tag};
 use crate::keys::model::{
     AutomaticRotation, CreatorType, DeletionProtection, KeySpec, KeyState, KeyUsage, Origin,
     ProtectionLevel,
@@ -19,26 +15,6 @@ use crate::wire::{base64_bytes, json_text, lenient_bool, lenient_int, utf8_bytes
 
 /// An EncryptionContext: string pairs bound to a ciphertext as associated data.
 pub type EncryptionContext = BTreeMap<String, String>;
-
-/// A resource tag.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct Tag {
-    /// Tag key.
-    pub tag_key: String,
-    /// Tag value.
-    pub tag_value: String,
-}
-
-/// A ListKeys filter: keys whose `key` field has one of `values`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct Filter {
-    /// `KeyState`, `KeySpec`, `KeyUsage`, `CreatorType` or `ProtectionLevel`.
-    pub key: String,
-    /// Accepted values (any of them matches).
-    pub values: Vec<String>,
-}
 
 /// Everything DescribeKey tells about a key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -180,11 +156,6 @@ response!(
         /// The key.
         pub key_metadata: KeyMetadata,
     }
-);
-
-response!(
-    /// The answer of operations that return nothing but a RequestId.
-    EmptyResponse {}
 );
 
 request!(
@@ -595,76 +566,6 @@ response!(
     }
 );
 
-request!(
-    /// TagResource.
-    TagResourceRequest {
-        /// The key to tag.
-        #[serde(skip_serializing_if = "String::is_empty")]
-        pub key_id: String,
-        /// Or the secret to tag.
-        #[serde(skip_serializing_if = "String::is_empty")]
-        pub secret_name: String,
-        /// Or the certificate to tag.
-        #[serde(skip_serializing_if = "String::is_empty")]
-        pub certificate_id: String,
-        /// The tags.
-        #[serde(with = "json_text")]
-        pub tags: Vec<Tag>,
-    }
-);
-
-request!(
-    /// UntagResource.
-    UntagResourceRequest {
-        /// The key to untag.
-        #[serde(skip_serializing_if = "String::is_empty")]
-        pub key_id: String,
-        /// Or the secret.
-        #[serde(skip_serializing_if = "String::is_empty")]
-        pub secret_name: String,
-        /// Or the certificate.
-        #[serde(skip_serializing_if = "String::is_empty")]
-        pub certificate_id: String,
-        /// Tag keys to remove.
-        #[serde(with = "json_text")]
-        pub tag_keys: Vec<String>,
-    }
-);
-
-/// One tag of ListResourceTags.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct ResourceTag {
-    /// The key id.
-    pub key_id: String,
-    /// Tag key.
-    pub tag_key: String,
-    /// Tag value.
-    pub tag_value: String,
-}
-
-/// `Tags: {Tag: [...]}`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ResourceTagList {
-    /// The tags.
-    #[serde(rename = "Tag")]
-    pub tag: Vec<ResourceTag>,
-}
-
-response!(
-    /// ListResourceTags' answer.
-    ListResourceTagsResponse {
-        /// The tags, by key.
-        pub tags: ResourceTagList,
-    }
-);
-
-request!(
-    /// A request without parameters: DescribeRegions, OpenKmsService,
-    /// DescribeAccountKmsStatus.
-    NoParamsRequest {}
-);
-
 /// One region.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -982,60 +883,6 @@ request!(
 pub type DeleteKeyMaterialRequest = KeyIdRequest;
 
 request!(
-    /// GetKeyPolicy.
-    GetKeyPolicyRequest {
-        /// The key.
-        pub key_id: String,
-        /// Must be `default`.
-        pub policy_name: String,
-    }
-);
-
-response!(
-    /// GetKeyPolicy's answer.
-    GetKeyPolicyResponse {
-        /// The policy document: the key's own, or the default policy.
-        pub policy: String,
-    }
-);
-
-request!(
-    /// SetKeyPolicy.
-    SetKeyPolicyRequest {
-        /// The key.
-        pub key_id: String,
-        /// Must be `default`.
-        pub policy_name: String,
-        /// The policy document (JSON, at most 32768 bytes).
-        pub policy: String,
-        /// Store the policy even when the account owner could no longer change it afterwards
-        /// (skips the lockout safety check; named after AWS's parameter of the same name).
-        #[serde(with = "lenient_bool", skip_serializing_if = "Option::is_none")]
-        pub bypass_policy_lockout_safety_check: Option<bool>,
-    }
-);
-
-/// One integrated service that used a key (the seed's "key association").
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct KeyAssociation {
-    /// The service, e.g. `oss`.
-    pub service: String,
-    /// When it last used the key (to the minute).
-    pub last_used: UnixTime,
-}
-
-response!(
-    /// ListKeyAssociations' answer.
-    ListKeyAssociationsResponse {
-        /// The key id.
-        pub key_id: String,
-        /// The services that used the key, by name.
-        pub associations: Vec<KeyAssociation>,
-    }
-);
-
-request!(
     /// GenerateMac.
     GenerateMacRequest {
         /// An HMAC key (its primary version computes the MAC).
@@ -1103,102 +950,6 @@ response!(
         /// True when the MAC is valid (constant-time comparison); `Value` on the wire, as
         /// the SDKs read it.
         pub value: bool,
-    }
-);
-
-/// A tag in the batch tagging calls (`Tag.N.Key`, `Tag.N.Value` on the wire).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct TagKeyValue {
-    /// Tag key.
-    pub key: String,
-    /// Tag value.
-    #[serde(default)]
-    pub value: String,
-}
-
-request!(
-    /// TagResources: the same tags on up to 50 resources, all or nothing.
-    TagResourcesRequest {
-        /// `key` or `secret`.
-        pub resource_type: String,
-        /// Key ids (or aliases/ARNs) or secret names (`ResourceId.N` on the wire).
-        #[serde(with = "json_text")]
-        pub resource_id: Vec<String>,
-        /// Up to 20 tags (`Tag.N.Key` / `Tag.N.Value` on the wire).
-        #[serde(with = "json_text")]
-        pub tag: Vec<TagKeyValue>,
-    }
-);
-
-request!(
-    /// UntagResources: removes tag keys from up to 50 resources, all or nothing.
-    UntagResourcesRequest {
-        /// `key` or `secret`.
-        pub resource_type: String,
-        /// The resources (`ResourceId.N`).
-        #[serde(with = "json_text")]
-        pub resource_id: Vec<String>,
-        /// Up to 20 tag keys (`TagKey.N`).
-        #[serde(with = "json_text")]
-        pub tag_key: Vec<String>,
-        /// Remove every tag (instead of TagKey.N).
-        #[serde(with = "lenient_bool", skip_serializing_if = "Option::is_none")]
-        pub all: Option<bool>,
-    }
-);
-
-request!(
-    /// ListTagResources: the tags of the named resources, or the resources carrying the
-    /// given tags.
-    ListTagResourcesRequest {
-        /// `key` or `secret`.
-        pub resource_type: String,
-        /// The resources (`ResourceId.N`), up to 50.
-        #[serde(with = "json_text")]
-        pub resource_id: Vec<String>,
-        /// Tags to match (`Tag.N.Key`, optional `Tag.N.Value`), up to 20.
-        #[serde(with = "json_text")]
-        pub tag: Vec<TagKeyValue>,
-        /// From a previous answer.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        pub next_token: Option<String>,
-        /// Page size, 1 to 100 (default 20).
-        #[serde(with = "lenient_int", skip_serializing_if = "Option::is_none")]
-        pub max_results: Option<i64>,
-    }
-);
-
-/// One (resource, tag) pair of ListTagResources.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct TagResourceEntry {
-    /// `key` or `secret`.
-    pub resource_type: String,
-    /// Key id or secret name.
-    pub resource_id: String,
-    /// Tag key.
-    pub tag_key: String,
-    /// Tag value.
-    pub tag_value: String,
-}
-
-/// `TagResources: {TagResource: [...]}`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TagResourceList {
-    /// The pairs.
-    #[serde(rename = "TagResource")]
-    pub tag_resource: Vec<TagResourceEntry>,
-}
-
-response!(
-    /// ListTagResources' answer.
-    ListTagResourcesResponse {
-        /// This page's pairs, by resource then tag key.
-        pub tag_resources: TagResourceList,
-        /// Pass back for the next page; absent on the last page.
-        #[serde(skip_serializing_if = "Option::is_none", default)]
-        pub next_token: Option<String>,
     }
 );
 

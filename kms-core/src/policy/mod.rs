@@ -2,6 +2,7 @@
 //! [`Authorizer`] the engine consults before every operation.
 
 pub(crate) mod action;
+pub(crate) mod api;
 pub(crate) mod ops;
 
 pub use action::Action;

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use crate::api::{Filter, Tag};
+use crate::api::{Filter, Tag, TagList};
 use crate::time::UnixTime;
 use crate::wire::{json_text, lenient_bool, lenient_int};
 
@@ -43,14 +43,6 @@ pub struct VersionStageList {
     /// The stages.
     #[serde(rename = "VersionStage")]
     pub version_stage: Vec<String>,
-}
-
-/// `Tags: {Tag: [...]}` of a secret.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TagList {
-    /// The tags.
-    #[serde(rename = "Tag")]
-    pub tag: Vec<Tag>,
 }
 
 request!(

@@ -557,7 +557,8 @@ impl Kms {
     /// UpdateSecretVersionStage: moves a stage to MoveToVersion or removes it from
     /// RemoveFromVersion; ACSCurrent and ACSPrevious can only be moved.
     ///
-    /// Errors: as [`rules::move_stage`], `Rejected.ResourceInDeleteWindow`.
+    /// Errors: those of the stage rules (`InvalidParameter`, `Forbidden.ResourceNotFound` for an
+    /// unknown version), `Rejected.ResourceInDeleteWindow`.
     pub fn update_secret_version_stage(
         &self,
         caller: &Caller,

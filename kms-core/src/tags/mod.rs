@@ -5,6 +5,8 @@
 //! tag and untag rule every kind goes through. In a batch call every named resource is read, checked and changed in memory first; then one storage batch
 //! (each record guarded by its revision) applies all of it, or nothing.
 
+pub(crate) mod api;
+
 use std::collections::BTreeMap;
 
 use base64::Engine;
