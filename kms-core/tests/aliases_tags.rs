@@ -324,7 +324,7 @@ fn list_aliases_pages_in_creation_order_with_total_count() {
 // ---- tags ---------------------------------------------------------------------------------
 
 #[test]
-fn tag_keys_and_values_follow_the_seed_rules() {
+fn tag_keys_and_values_follow_the_guide_rules() {
     let env = Env::new();
     let key = env.create_key().key_id;
     let max = "k".repeat(128);

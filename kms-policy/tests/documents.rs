@@ -491,7 +491,7 @@ fn every_builder_policy_parses_and_keeps_the_root_in_full_control() {
 }
 
 #[test]
-fn the_role_action_lists_are_the_seeds() {
+fn the_role_action_lists_are_the_guides() {
     use kms_policy::actions::{ADMINISTRATOR_ACTIONS, USER_ACTIONS};
     assert_eq!(
         ADMINISTRATOR_ACTIONS,

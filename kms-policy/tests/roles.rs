@@ -213,7 +213,7 @@ fn users_do_cryptography() {
 }
 
 #[test]
-fn users_read_the_key_as_the_seed_lists() {
+fn users_read_the_key_as_the_guide_lists() {
     let s = setup();
     let kms = &s.env.kms;
     let meta = describe(kms, &app(), &s.key).unwrap();

@@ -271,7 +271,7 @@ mod tests {
     }
 
     #[test]
-    fn v1_known_vector_from_spec() {
+    fn v1_known_vector_from_alibabas_documentation() {
         let params = [
             ("AccessKeyId", "testid"),
             ("Action", "CreateKey"),
@@ -308,7 +308,7 @@ mod tests {
     /// typo in the document: no SDK signs that text). It still pins the HMAC keying
     /// (`secret + "&"`).
     #[test]
-    fn v1_spec_vector_is_the_hmac_of_the_documents_string() {
+    fn v1_documented_vector_is_the_hmac_of_the_documents_string() {
         let printed = "GET&%2F&AccessKeyId%3Dtestid&Action%3DCreateKey&Format%3Djson&\
                        SignatureMethod%3DHMAC-SHA1&SignatureVersion%3D1.0&\
                        Timestamp%3D2016-03-28T03%253A13%253A08Z&Version%3D2016-01-20";

@@ -1,5 +1,5 @@
 //! External keys: CMKs whose material lives in an external key manager, reached through a
-//! proxy, and never enters the engine (the seed's "外部キー").
+//! proxy, and never enters the engine (the "外部キー" of Alibaba's key management guide).
 //!
 //! The engine asks an [`ExternalKeyStore`] to encrypt and decrypt with AES-256-GCM under an
 //! external key id, passing its own associated data (the blob header and the

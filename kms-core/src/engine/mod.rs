@@ -253,7 +253,7 @@ impl KmsBuilder {
 /// The key management engine. `Send + Sync`; share it behind an `Arc`.
 ///
 /// One method per API operation, each taking the [`Caller`] and the operation's request
-/// struct; see SPEC.md for the rules each enforces.
+/// struct; docs/operations.md gives the rules each enforces.
 pub struct Kms {
     pub(crate) storage: Arc<dyn Storage>,
     pub(crate) sealer: Sealer,
@@ -756,6 +756,21 @@ impl Kms {
                 key_id: input.to_owned(),
             });
         }
+        Ok(key)
+    }
+
+    /// The live key a read-only operation names by its `KeyId` (`input`), once the caller may
+    /// do `action` on it. Works in every state.
+    ///
+    /// Errors: `Forbidden.KeyNotFound`/`Forbidden.AliasNotFound`, `Forbidden.NoPermission`.
+    pub(crate) fn readable_key(
+        &self,
+        caller: &Caller,
+        action: Action,
+        input: &str,
+    ) -> Result<Arc<CachedKey>, KmsError> {
+        let key = self.live_key("KeyId", input, self.clock.now())?;
+        self.authorize(caller, action, Some(&key))?;
         Ok(key)
     }
 

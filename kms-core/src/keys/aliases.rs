@@ -235,8 +235,7 @@ impl Kms {
         req: ListAliasesByKeyIdRequest,
     ) -> Result<ListAliasesResponse, KmsError> {
         let page = validate::paging(req.page_number, req.page_size, 10)?;
-        let key = self.live_key("KeyId", &req.key_id, self.clock.now())?;
-        self.authorize(caller, Action::ListAliasesByKeyId, Some(&key))?;
+        let key = self.readable_key(caller, Action::ListAliasesByKeyId, &req.key_id)?;
         let aliases = key
             .record
             .aliases

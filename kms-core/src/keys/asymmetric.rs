@@ -167,7 +167,7 @@ impl Kms {
 
     /// AsymmetricEncrypt: RSA-OAEP with the key version's public key.
     ///
-    /// Errors: `InvalidParameter` (plaintext over the limit of SPEC, Algorithm),
+    /// Errors: `InvalidParameter` (plaintext over the OAEP limit of the key size, Algorithm),
     /// `Rejected.UnsupportedOperation` (not an RSA ENCRYPT/DECRYPT key), the state errors.
     pub fn asymmetric_encrypt(
         &self,

@@ -1,5 +1,5 @@
 //! The default CMK: one free key per engine that the owner enables with an alias, a
-//! description and a material source (the seed's "デフォルト CMK"). It is created when
+//! description and a material source (the "デフォルト CMK" of Alibaba's key management guide). It is created when
 //! enabled, and is an ordinary customer master key afterwards; `m/default-key` remembers it.
 
 use serde::{Deserialize, Serialize};

@@ -66,8 +66,7 @@ impl Kms {
         caller: &Caller,
         req: DescribeKeyRequest,
     ) -> Result<DescribeKeyResponse, KmsError> {
-        let key = self.live_key("KeyId", &req.key_id, self.clock.now())?;
-        self.authorize(caller, Action::DescribeKey, Some(&key))?;
+        let key = self.readable_key(caller, Action::DescribeKey, &req.key_id)?;
         Ok(DescribeKeyResponse {
             request_id: self.request_id(),
             key_metadata: self.metadata(&key),
@@ -250,8 +249,7 @@ impl Kms {
         req: DescribeKeyVersionRequest,
     ) -> Result<DescribeKeyVersionResponse, KmsError> {
         validate::required("KeyVersionId", &req.key_version_id)?;
-        let key = self.live_key("KeyId", &req.key_id, self.clock.now())?;
-        self.authorize(caller, Action::DescribeKeyVersion, Some(&key))?;
+        let key = self.readable_key(caller, Action::DescribeKeyVersion, &req.key_id)?;
         let v = self.load_version(&key, &req.key_version_id.to_ascii_lowercase())?;
         Ok(KeyVersionResponse {
             request_id: self.request_id(),
@@ -272,8 +270,7 @@ impl Kms {
         req: ListKeyVersionsRequest,
     ) -> Result<ListKeyVersionsResponse, KmsError> {
         let page = validate::paging(req.page_number, req.page_size, 10)?;
-        let key = self.live_key("KeyId", &req.key_id, self.clock.now())?;
-        self.authorize(caller, Action::ListKeyVersions, Some(&key))?;
+        let key = self.readable_key(caller, Action::ListKeyVersions, &req.key_id)?;
         let key_id = &key.record.key_id;
         let sel = self.single_selection(
             &index::version_sequence(key_id),

@@ -1,8 +1,8 @@
 //! Key state rules as pure functions over `(KeyRecord, now)`: no I/O, no randomness.
 //!
 //! Each function either returns the record as it must be after the operation, or the error
-//! SPEC's state table gives for the key's current state. The engine loads a record, applies one
-//! of these, and commits the result; the table in SPEC.md section 2 is this module.
+//! the state table of docs/states.md gives for the key's current state. The engine loads a
+//! record, applies one of these, and commits the result; that table is this module.
 
 use std::collections::BTreeMap;
 
@@ -196,7 +196,7 @@ pub fn schedule_deletion(
     })
 }
 
-/// CancelKeyDeletion: PendingDeletion → Enabled (the seed's rule), or → PendingImport for a
+/// CancelKeyDeletion: PendingDeletion → Enabled (the rule of Alibaba's key management guide), or → PendingImport for a
 /// key that has no key material (an EXTERNAL key whose material was never imported or was
 /// deleted), since such a key cannot be usable.
 ///

@@ -39,7 +39,7 @@ request!(
     }
 );
 
-/// One integrated service that used a key (the seed's "key association").
+/// One integrated service that used a key (the "key association" of Alibaba's key management guide).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct KeyAssociation {

@@ -140,6 +140,14 @@ impl Kms {
         })
     }
 
+    /// The answer naming the secret an operation changed.
+    fn secret_name_response(&self, rec: SecretRecord) -> SecretNameResponse {
+        SecretNameResponse {
+            request_id: self.request_id(),
+            secret_name: rec.name,
+        }
+    }
+
     /// The live secret and its revision; a secret past its recovery window is gone.
     pub(crate) fn load_secret(
         &self,
@@ -579,10 +587,7 @@ impl Kms {
                 )
             },
         )?;
-        Ok(SecretNameResponse {
-            request_id: self.request_id(),
-            secret_name: rec.name,
-        })
+        Ok(self.secret_name_response(rec))
     }
 
     /// ListSecretVersionIds: newest first; versions without stages only with
@@ -679,10 +684,7 @@ impl Kms {
                 })
             },
         )?;
-        Ok(SecretNameResponse {
-            request_id: self.request_id(),
-            secret_name: rec.name,
-        })
+        Ok(self.secret_name_response(rec))
     }
 
     /// ListSecrets: the account's secrets in creation order, with Filters on SecretName, Description
@@ -874,10 +876,7 @@ impl Kms {
                 })
             },
         )?;
-        Ok(SecretNameResponse {
-            request_id: self.request_id(),
-            secret_name: rec.name,
-        })
+        Ok(self.secret_name_response(rec))
     }
 
     /// RotateSecret: asks the SecretType's rotation handler for the next value and stores it
@@ -987,10 +986,7 @@ impl Kms {
                 })
             },
         )?;
-        Ok(SecretNameResponse {
-            request_id: self.request_id(),
-            secret_name: rec.name,
-        })
+        Ok(self.secret_name_response(rec))
     }
 
     /// GetRandomPassword: from the OS random source, uniform over the allowed characters.
