@@ -770,7 +770,9 @@ fn scale(c: &mut Criterion) {
             let shared = shared();
             let storage = &shared.1;
             b.iter(|| {
-                let page = storage.scan(b"k/", None, LIST_PAGE as usize).unwrap();
+                let page = storage
+                    .scan(kms_core::internal::schema::KEY, None, LIST_PAGE as usize)
+                    .unwrap();
                 assert_eq!(page.len(), LIST_PAGE.min(n as i64) as usize);
                 page
             })

@@ -119,9 +119,9 @@ fn record_seeds() {
         write("record_decode", &format!("{name}-stored"), raw_mode);
     }
     // The first version's record, as a plaintext for the primary version's slot.
-    let old = format!("v/{}/{}", t.key_id, t.old_version_id);
+    let old = kms_core::internal::schema::version(&t.key_id, &t.old_version_id);
     let plain = t
-        .open(old.as_bytes(), t.sealed(old.as_bytes()).expect("stored"))
+        .open(&old, t.sealed(&old).expect("stored"))
         .expect("opens");
     let mut seed = vec![RecordKind::Version.selector(true)];
     seed.extend_from_slice(&plain);

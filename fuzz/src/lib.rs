@@ -20,6 +20,7 @@ use base64::Engine as _;
 use kms_core::api::*;
 use kms_core::RandomSource;
 use kms_core::api::KeySpec;
+use kms_core::internal::schema;
 use kms_core::{Batch, Caller, Kms, KmsError, ManualClock, RootKey, Storage, UnixTime};
 use kms_storage::MemoryStorage;
 
@@ -29,8 +30,8 @@ pub const ACCOUNT: &str = "1234";
 pub const NOW: UnixTime = UnixTime(1_800_000_000);
 /// The fixed root key.
 pub const ROOT_KEY: [u8; 32] = [0x42; 32];
-/// The record key of the sealing keyring (see kms-core's `seal` module).
-pub const KEYRING_KEY: &[u8] = b"m/keyring";
+/// The record key of the sealing keyring.
+pub const KEYRING_KEY: &[u8] = kms_core::internal::schema::KEYRING;
 /// The alias the record template creates.
 pub const ALIAS: &str = "alias/fuzz";
 
@@ -296,9 +297,9 @@ impl RecordKind {
 
     pub fn record_key(self, t: &RecordTemplate) -> Vec<u8> {
         match self {
-            RecordKind::Key => format!("k/{}", t.key_id).into_bytes(),
-            RecordKind::Version => format!("v/{}/{}", t.key_id, t.version_id).into_bytes(),
-            RecordKind::Alias => format!("a/{ALIAS}").into_bytes(),
+            RecordKind::Key => schema::key(&t.key_id),
+            RecordKind::Version => schema::version(&t.key_id, &t.version_id),
+            RecordKind::Alias => schema::alias(ALIAS),
             RecordKind::Keyring => KEYRING_KEY.to_vec(),
         }
     }

@@ -1,4 +1,5 @@
-//! Identifiers: UUIDs, ARNs, alias names, and resolving what a caller passes as `KeyId`.
+//! Identifiers: UUIDs, alias names, and what a `KeyId` parameter names ([`KeyRef`]); ARNs are
+//! [`crate::schema`]'s.
 
 use crate::crypto::RandomSource;
 use crate::error::KmsError;

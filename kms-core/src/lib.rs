@@ -70,7 +70,7 @@ pub use crypto::provider::{InMemoryHsm, KeyProvider};
 pub use crypto::root_key::{RootKey, ROOT_KEY_LEN};
 pub use crypto::{AeadAlgorithm, OsRandom, RandomSource, NONCE_LEN, TAG_LEN};
 pub use secrets::ops::SecretRotationHandler;
-pub use storage::{Batch, Entry, Op, Precondition, Storage, StorageError};
+pub use storage::{Batch, ChangedKeys, Changes, Entry, Op, Precondition, Storage, StorageError};
 pub use time::{Clock, ManualClock, SystemClock, UnixTime, DAY};
 
 // ---- Helpers a server needs ----------------------------------------------------------------
@@ -83,9 +83,13 @@ pub use ids::new_request_id;
 pub mod internal {
     pub use crate::certificates::x509;
     pub use crate::crypto::blob;
-    /// Identifiers: UUIDs, ARNs, alias names.
+    /// Identifiers: UUIDs, alias names, key references.
     pub mod ids {
         pub use crate::ids::*;
+    }
+    /// Record keys.
+    pub mod schema {
+        pub use crate::schema::{alias, key, version, KEY, KEYRING};
     }
 }
 

@@ -25,7 +25,7 @@ use crate::ids::{is_uuid, KeyRef};
 use crate::policy::Action;
 
 /// Key records.
-pub(crate) const KEY: &[u8] = b"k/";
+pub const KEY: &[u8] = b"k/";
 /// Key version records.
 pub(crate) const VERSION: &[u8] = b"v/";
 /// Alias records.
@@ -51,7 +51,7 @@ pub(crate) const INDEX_BACK: &str = "i/b/";
 /// The due-date index.
 pub(crate) const DUE: &[u8] = b"i/d/";
 /// The sealing keyring.
-pub(crate) const KEYRING: &[u8] = b"m/keyring";
+pub const KEYRING: &[u8] = b"m/keyring";
 /// The index format marker.
 pub(crate) const INDEX_MARKER: &[u8] = b"m/index";
 /// The default key's marker.
@@ -76,12 +76,12 @@ fn join(prefix: &[u8], parts: &[&str]) -> Vec<u8> {
 }
 
 /// `k/<key id>`.
-pub(crate) fn key(key_id: &str) -> Vec<u8> {
+pub fn key(key_id: &str) -> Vec<u8> {
     join(KEY, &[key_id])
 }
 
 /// `v/<key id>/<version id>`.
-pub(crate) fn version(key_id: &str, version_id: &str) -> Vec<u8> {
+pub fn version(key_id: &str, version_id: &str) -> Vec<u8> {
     join(VERSION, &[key_id, version_id])
 }
 
@@ -91,7 +91,7 @@ pub(crate) fn versions_of(key_id: &str) -> Vec<u8> {
 }
 
 /// `a/<alias name>`.
-pub(crate) fn alias(alias_name: &str) -> Vec<u8> {
+pub fn alias(alias_name: &str) -> Vec<u8> {
     join(ALIAS, &[alias_name])
 }
 
@@ -123,6 +123,61 @@ pub(crate) fn secret_value(name: &str, version_id: &str) -> Vec<u8> {
 /// `x/<certificate id>`.
 pub(crate) fn certificate(id: &str) -> Vec<u8> {
     join(CERTIFICATE, &[id])
+}
+
+/// `i/c/<seq>`: a sequence's count.
+pub(crate) fn index_count(seq: &str) -> Vec<u8> {
+    format!("{INDEX_COUNT}{seq}").into_bytes()
+}
+
+/// `i/e/<seq>/`: the scan range of a sequence's entries.
+pub(crate) fn index_entries(seq: &str) -> Vec<u8> {
+    format!("{INDEX_ENTRY}{seq}/").into_bytes()
+}
+
+/// `i/e/<seq>/<position, 16 hex digits>`: one entry of a sequence.
+pub(crate) fn index_entry(seq: &str, pos: u64) -> Vec<u8> {
+    format!("{INDEX_ENTRY}{seq}/{pos:016x}").into_bytes()
+}
+
+/// `i/b/<record key>`: where a record sits in its sequence.
+pub(crate) fn index_back(record_key: &[u8]) -> Vec<u8> {
+    let mut k = INDEX_BACK.as_bytes().to_vec();
+    k.extend_from_slice(record_key);
+    k
+}
+
+/// Times sort as their unsigned offset from the most negative one.
+fn when_hex(when: i64) -> String {
+    format!("{:016x}", (when as u64) ^ (1 << 63))
+}
+
+fn parse_when(hex: &[u8]) -> Option<i64> {
+    let s = std::str::from_utf8(hex).ok()?;
+    let raw = u64::from_str_radix(s, 16).ok()?;
+    Some((raw ^ (1 << 63)) as i64)
+}
+
+/// `i/d/<when, 16 hex digits>/<record key>`: a record with work due at `when`.
+pub(crate) fn due(when: i64, record_key: &[u8]) -> Vec<u8> {
+    let mut k = DUE.to_vec();
+    k.extend_from_slice(when_hex(when).as_bytes());
+    k.push(b'/');
+    k.extend_from_slice(record_key);
+    k
+}
+
+/// Splits a due-date entry's key into its time and record key.
+pub(crate) fn parse_due(key: &[u8]) -> Option<(i64, &[u8])> {
+    let rest = key.strip_prefix(DUE)?;
+    let hex = rest.get(..16)?;
+    let record_key = rest.get(16..)?.strip_prefix(b"/")?;
+    Some((parse_when(hex)?, record_key))
+}
+
+/// `acs:ram::<account>:<resource>`: a RAM principal (`root`, `user/<name>`, `role/<name>`).
+pub(crate) fn ram_arn(account_id: &str, resource: &str) -> String {
+    format!("acs:ram::{account_id}:{resource}")
 }
 
 /// The prefix of every ARN: `acs:kms:`.

@@ -204,6 +204,52 @@ pub trait Storage: Send + Sync {
     ///
     /// Returns [`StorageError::Conflict`] when a precondition fails.
     fn commit(&self, batch: Batch) -> Result<(), StorageError>;
+
+    /// The record keys committed after `cursor` (by any writer, this one included), for
+    /// engines that share the store with other engines and cache what they read, and the
+    /// cursor to pass next time. `None` asks for the current position without changes.
+    ///
+    /// The default, for a store only one engine writes to, reports no changes.
+    fn changes_since(&self, cursor: Option<u64>) -> Result<Changes, StorageError> {
+        Ok(Changes {
+            cursor: cursor.unwrap_or(0),
+            keys: ChangedKeys::Some(Vec::new()),
+        })
+    }
+
+    /// Takes or renews the lease `name` for `holder` for `ttl`: `true` when `holder` holds it
+    /// now. Engines sharing a store use it so that time-driven work runs on one at a time and
+    /// moves to another when its holder stops renewing.
+    ///
+    /// The default, for a store only one engine uses, always grants it.
+    fn try_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<bool, StorageError> {
+        let _ = (name, holder, ttl);
+        Ok(true)
+    }
+}
+
+/// What [`Storage::changes_since`] reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Changes {
+    /// Pass this next time.
+    pub cursor: u64,
+    /// The record keys changed since the cursor given.
+    pub keys: ChangedKeys,
+}
+
+/// The record keys a [`Changes`] names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChangedKeys {
+    /// These keys (possibly repeated, possibly empty).
+    Some(Vec<Vec<u8>>),
+    /// More than the store still remembers (the cursor is older than its trimmed change log):
+    /// treat everything as changed.
+    All,
 }
 
 impl<S: Storage + ?Sized> Storage for std::sync::Arc<S> {
@@ -220,5 +266,16 @@ impl<S: Storage + ?Sized> Storage for std::sync::Arc<S> {
     }
     fn commit(&self, batch: Batch) -> Result<(), StorageError> {
         (**self).commit(batch)
+    }
+    fn changes_since(&self, cursor: Option<u64>) -> Result<Changes, StorageError> {
+        (**self).changes_since(cursor)
+    }
+    fn try_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<bool, StorageError> {
+        (**self).try_lease(name, holder, ttl)
     }
 }

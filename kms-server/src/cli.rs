@@ -373,13 +373,13 @@ fn execute(cli: Cli) -> Result<(), CliError> {
                 // Index records first: the indexes are then rebuilt from the records that
                 // open, so the records moved after them have no index entries left to fix.
                 let mut order: Vec<&kms_core::CorruptRecord> = corrupt.iter().collect();
-                order.sort_by_key(|r| !r.key.starts_with(b"i/"));
+                order.sort_by_key(|r| !r.is_index());
                 let mut index_moved = false;
                 for record in order {
-                    if !record.key.starts_with(b"i/") && std::mem::take(&mut index_moved) {
+                    if !record.is_index() && std::mem::take(&mut index_moved) {
                         reindexed = Some(kms.rebuild_indexes()?);
                     }
-                    index_moved |= record.key.starts_with(b"i/");
+                    index_moved |= record.is_index();
                     let name = crate::signature::hex(&record.key);
                     let path = dir.join(format!("{}-{name}", kms.now().secs()));
                     // The bytes are on disk (synced) before the record leaves the store.

@@ -134,7 +134,7 @@ actions! {
     "ListSecrets" => list_secrets [ListSecrets],
     "DeleteSecret" => delete_secret [DeleteSecret],
     "RestoreSecret" => restore_secret [RestoreSecret],
-    "RotateSecret" => rotate_secret [RotateSecret, GenerateDataKey],
+    "RotateSecret" => rotate_secret [RotateSecret, Decrypt, GenerateDataKey],
     "UpdateSecretRotationPolicy" => update_secret_rotation_policy [UpdateSecretRotationPolicy],
     "GetRandomPassword" => get_random_password [GetRandomPassword],
     "GetSecretPolicy" => get_secret_policy [GetSecretPolicy],

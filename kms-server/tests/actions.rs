@@ -11,7 +11,11 @@
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
-use kms_core::{AccessRequest, Action, Authorizer, Caller, Decision, Kms, RootKey};
+use kms_core::api::SecretData;
+use kms_core::{
+    AccessRequest, Action, Authorizer, Caller, Decision, Kms, KmsError, RootKey,
+    SecretRotationHandler,
+};
 use kms_server::dispatch::{call, policy_actions, ACTIONS};
 use serde_json::{json, Value};
 
@@ -32,6 +36,15 @@ impl Authorizer for Recorder {
     }
 }
 
+/// Rotates a generic secret to a new fixed value.
+struct NextValue;
+
+impl SecretRotationHandler for NextValue {
+    fn rotate(&self, _: &str, _: &SecretData) -> Result<SecretData, KmsError> {
+        Ok(SecretData(String::from("rotated").into()))
+    }
+}
+
 struct Bench {
     kms: Kms,
     me: Caller,
@@ -40,6 +53,8 @@ struct Bench {
     called: BTreeSet<&'static str>,
     /// Policy actions seen so far.
     seen: BTreeSet<Action>,
+    /// Wire actions whose call was refused (after the authorization).
+    refused: BTreeSet<&'static str>,
 }
 
 impl Bench {
@@ -50,6 +65,7 @@ impl Bench {
             .root_key(RootKey::generate().unwrap())
             .account_id("1")
             .authorizer(recorder.clone())
+            .secret_rotation_handler("Generic", NextValue)
             .build()
             .unwrap();
         Bench {
@@ -58,6 +74,7 @@ impl Bench {
             recorder,
             called: BTreeSet::new(),
             seen: BTreeSet::new(),
+            refused: BTreeSet::new(),
         }
     }
 
@@ -89,6 +106,9 @@ impl Bench {
              declares {declared:?}"
         );
         self.called.insert(action);
+        if outcome.is_err() {
+            self.refused.insert(action);
+        }
         self.seen.extend(asked);
         match outcome {
             Ok(reply) => serde_json::from_slice(&reply.body).unwrap(),
@@ -359,7 +379,8 @@ fn every_dispatched_action_is_authorized_as_the_actions_its_table_entry_declares
     let cid = json!({ "CertificateId": cert });
     b.call("GetCertificate", cid.clone());
     b.call("DescribeCertificate", cid.clone());
-    // Not yet issued: the signing and encrypting calls are refused after authorization.
+    // Not yet issued: uploading another key's certificate, signing, encrypting, decrypting
+    // and changing the status are refused after the authorization.
     b.call(
         "UploadCertificate",
         json!({"CertificateId": cert, "Certificate": OTHER_CERTIFICATE}),
@@ -397,6 +418,18 @@ fn every_dispatched_action_is_authorized_as_the_actions_its_table_entry_declares
     );
     b.call("CancelKeyDeletion", id(&sign));
 
+    // Only the calls made to be refused were: every other one asked about all it declares.
+    assert_eq!(
+        b.refused,
+        BTreeSet::from([
+            "ImportKeyMaterial",
+            "UploadCertificate",
+            "CertificatePrivateKeySign",
+            "CertificatePublicKeyEncrypt",
+            "CertificatePrivateKeyDecrypt",
+            "UpdateCertificateStatus",
+        ])
+    );
     // Every dispatched action was exercised...
     let dispatched: BTreeSet<&str> = ACTIONS.iter().copied().collect();
     let missed: Vec<_> = dispatched.difference(&b.called).collect();

@@ -92,6 +92,13 @@ impl KeyCache {
         }
     }
 
+    /// Drops every entry.
+    pub(crate) fn clear(&mut self) {
+        self.epoch = self.epoch.wrapping_add(1);
+        self.map.clear();
+        self.ring.clear();
+    }
+
     pub(crate) fn remove(&mut self, key_id: &str) {
         self.epoch = self.epoch.wrapping_add(1);
         self.map.remove(key_id);

@@ -147,51 +147,6 @@ fn member_record_key(seq: &str, id: &str) -> Vec<u8> {
     }
 }
 
-fn count_key(seq: &str) -> Vec<u8> {
-    format!("{COUNT}{seq}").into_bytes()
-}
-
-fn entry_prefix(seq: &str) -> Vec<u8> {
-    format!("{ENTRY}{seq}/").into_bytes()
-}
-
-fn entry_key(seq: &str, pos: u64) -> Vec<u8> {
-    format!("{ENTRY}{seq}/{pos:016x}").into_bytes()
-}
-
-fn back_key(record_key: &[u8]) -> Vec<u8> {
-    let mut k = BACK.as_bytes().to_vec();
-    k.extend_from_slice(record_key);
-    k
-}
-
-/// Times sort as their unsigned offset from the most negative one.
-fn when_hex(when: i64) -> String {
-    format!("{:016x}", (when as u64) ^ (1 << 63))
-}
-
-fn parse_when(hex: &[u8]) -> Option<i64> {
-    let s = std::str::from_utf8(hex).ok()?;
-    let raw = u64::from_str_radix(s, 16).ok()?;
-    Some((raw ^ (1 << 63)) as i64)
-}
-
-fn due_key(when: i64, record_key: &[u8]) -> Vec<u8> {
-    let mut k = DUE.to_vec();
-    k.extend_from_slice(when_hex(when).as_bytes());
-    k.push(b'/');
-    k.extend_from_slice(record_key);
-    k
-}
-
-/// Splits a due-date entry's key into its time and record key.
-pub(crate) fn parse_due_key(key: &[u8]) -> Option<(i64, &[u8])> {
-    let rest = key.strip_prefix(DUE)?;
-    let hex = rest.get(..16)?;
-    let record_key = rest.get(16..)?.strip_prefix(b"/")?;
-    Some((parse_when(hex)?, record_key))
-}
-
 fn parse_position(entry_key: &[u8]) -> Option<u64> {
     let hex = entry_key.get(entry_key.len().checked_sub(16)?..)?;
     u64::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()
@@ -325,16 +280,16 @@ impl<'k> Overlay<'k> {
 
     /// Appends a member; returns its position.
     fn push(&mut self, seq: &str, entry: &IndexEntry) -> Result<u64, KmsError> {
-        let ck = count_key(seq);
+        let ck = schema::index_count(seq);
         let count: u64 = self.get(&ck)?.unwrap_or(0);
-        self.put(&entry_key(seq, count), entry)?;
+        self.put(&schema::index_entry(seq, count), entry)?;
         self.put(&ck, &(count + 1))?;
         Ok(count)
     }
 
     /// Removes the member at `pos`, moving the last member into its place.
     fn remove(&mut self, seq: &str, pos: u64) -> Result<(), KmsError> {
-        let ck = count_key(seq);
+        let ck = schema::index_count(seq);
         let count: u64 = self.get(&ck)?.unwrap_or(0);
         let inconsistent = || KmsError::RecordCorrupt {
             reason: format!("index sequence {seq} has no position {pos}; run `kms fsck --reindex`"),
@@ -344,15 +299,15 @@ impl<'k> Overlay<'k> {
             return Err(inconsistent());
         }
         if pos != last {
-            let lk = entry_key(seq, last);
+            let lk = schema::index_entry(seq, last);
             let moved: IndexEntry = self.get(&lk)?.ok_or_else(inconsistent)?;
-            let moved_back = back_key(&member_record_key(seq, &moved.id));
+            let moved_back = schema::index_back(&member_record_key(seq, &moved.id));
             let mut back: IndexBack = self.get(&moved_back)?.ok_or_else(inconsistent)?;
             back.seq = Some((seq.to_owned(), pos));
             self.put(&moved_back, &back)?;
-            self.put(&entry_key(seq, pos), &moved)?;
+            self.put(&schema::index_entry(seq, pos), &moved)?;
         }
-        self.delete(&entry_key(seq, last))?;
+        self.delete(&schema::index_entry(seq, last))?;
         if last == 0 {
             self.delete(&ck)
         } else {
@@ -362,7 +317,7 @@ impl<'k> Overlay<'k> {
 
     /// Moves one record's index entries from what `old` says to what `new` says.
     fn apply(&mut self, record_key: &[u8], new: Option<Indexed>) -> Result<(), KmsError> {
-        let bk = back_key(record_key);
+        let bk = schema::index_back(record_key);
         let old: Option<IndexBack> = self.get(&bk)?;
         let (old_seq, old_extra, old_due) = match old {
             Some(b) => (b.seq, b.extra, b.due),
@@ -375,7 +330,7 @@ impl<'k> Overlay<'k> {
         let seq = match (old_seq, new_seq) {
             (Some((os, pos)), Some((ns, entry))) if os == ns => {
                 if old_extra != entry.extra {
-                    self.put(&entry_key(&ns, pos), &entry)?;
+                    self.put(&schema::index_entry(&ns, pos), &entry)?;
                 }
                 Some((ns, pos, entry.extra))
             }
@@ -403,11 +358,11 @@ impl<'k> Overlay<'k> {
         };
         let (was, now) = (by_time(&old_due), by_time(&new_due));
         for when in was.keys().filter(|w| !now.contains_key(w)) {
-            self.delete(&due_key(*when, record_key))?;
+            self.delete(&schema::due(*when, record_key))?;
         }
         for (when, kind) in &now {
             if was.get(when) != Some(kind) {
-                self.put(&due_key(*when, record_key), kind)?;
+                self.put(&schema::due(*when, record_key), kind)?;
             }
         }
         match seq {
@@ -577,13 +532,13 @@ impl Kms {
     /// The number of members of one sequence.
     pub(crate) fn sequence_count(&self, seq: &str) -> Result<u64, KmsError> {
         Ok(self
-            .read::<u64>(&count_key(seq))?
+            .read::<u64>(&schema::index_count(seq))?
             .map_or(0, |(count, _)| count))
     }
 
     /// Every key sequence with its count, in name order: O(combinations in use).
     pub(crate) fn key_sequences(&self) -> Result<Vec<(String, u64)>, KmsError> {
-        let prefix = count_key("K,");
+        let prefix = schema::index_count("K,");
         Ok(self
             .scan_all::<u64>(&prefix)?
             .into_iter()
@@ -596,7 +551,7 @@ impl Kms {
 
     /// Where a record is indexed, when it is.
     fn back_of(&self, record_key: &[u8]) -> Result<Option<(String, u64)>, KmsError> {
-        match self.read::<IndexBack>(&back_key(record_key)) {
+        match self.read::<IndexBack>(&schema::index_back(record_key)) {
             Ok(Some((b, _))) => Ok(b.seq),
             Ok(None) => Ok(None),
             // A back-pointer that does not open hides nothing; fsck reports it.
@@ -669,7 +624,7 @@ impl Kms {
             let page = self.storage.scan(DUE, after.as_deref(), super::SCAN_PAGE)?;
             let len = page.len();
             for (k, entry) in page {
-                let Some((when, record_key)) = parse_due_key(&k) else {
+                let Some((when, record_key)) = schema::parse_due(&k) else {
                     after = Some(k);
                     continue;
                 };
@@ -722,8 +677,8 @@ impl Kms {
                 }
             }
             skip = 0;
-            let prefix = entry_prefix(seq);
-            let after = start.checked_sub(1).map(|p| entry_key(seq, p));
+            let prefix = schema::index_entries(seq);
+            let after = start.checked_sub(1).map(|p| schema::index_entry(seq, p));
             let want = limit - out.len();
             let page =
                 self.storage

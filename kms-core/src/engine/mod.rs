@@ -8,6 +8,7 @@
 //! the cache is updated only after the commit succeeded.
 
 pub(crate) mod cache;
+mod coherence;
 pub(crate) mod index;
 mod maintenance;
 pub(crate) mod mutate;
@@ -46,6 +47,9 @@ pub(crate) struct CachedKey {
     pub(crate) record: KeyRecord,
     pub(crate) arn: String,
     pub(crate) versions: RwLock<HashMap<String, Arc<CachedVersion>>>,
+    /// The stored record's revision when it was read from storage; `None` for the record of
+    /// this engine's own commit (whose revision the store did not report).
+    pub(crate) revision: Option<u64>,
 }
 
 impl CachedKey {
@@ -53,11 +57,13 @@ impl CachedKey {
         record: KeyRecord,
         arn: String,
         versions: HashMap<String, Arc<CachedVersion>>,
+        revision: Option<u64>,
     ) -> Self {
         CachedKey {
             record,
             arn,
             versions: RwLock::new(versions),
+            revision,
         }
     }
 
@@ -83,6 +89,7 @@ pub struct KmsBuilder {
     region: String,
     account_id: String,
     key_cache_capacity: usize,
+    strict: bool,
 }
 
 impl Default for KmsBuilder {
@@ -99,6 +106,7 @@ impl Default for KmsBuilder {
             region: "cn-hangzhou".into(),
             account_id: "1".into(),
             key_cache_capacity: cache::DEFAULT_KEY_CACHE_CAPACITY,
+            strict: false,
         }
     }
 }
@@ -181,6 +189,15 @@ impl KmsBuilder {
         self
     }
 
+    /// Strict mode (default off): every cryptographic call reads the key's record revision
+    /// (and the alias it names) from storage and reloads the key when another engine changed
+    /// it, so a change made through another engine on the same store is honoured at once
+    /// instead of at the next [`Kms::follow_changes`]. Costs one storage read per call.
+    pub fn strict_revalidation(mut self, strict: bool) -> Self {
+        self.strict = strict;
+        self
+    }
+
     /// The root key that seals every stored record.
     pub fn root_key(mut self, root_key: RootKey) -> Self {
         self.root_key = Some(root_key);
@@ -244,7 +261,12 @@ impl KmsBuilder {
             cache_hits: AtomicU64::new(0),
             cache_misses: AtomicU64::new(0),
             corrupt: Mutex::new(std::collections::BTreeMap::new()),
+            change_cursor: Mutex::new(None),
+            alias_epoch: AtomicU64::new(0),
+            strict: self.strict,
         };
+        // Changes from here on are the ones to follow; the caches are empty until now.
+        kms.follow_changes()?;
         kms.ensure_indexes()?;
         Ok(kms)
     }
@@ -274,6 +296,13 @@ pub struct Kms {
     pub(crate) cache_misses: AtomicU64,
     /// Records that failed to open (record key → why), seen by reads and scans.
     pub(crate) corrupt: Mutex<std::collections::BTreeMap<Vec<u8>, String>>,
+    /// Where this engine is in the store's change log ([`Kms::follow_changes`]).
+    pub(crate) change_cursor: Mutex<Option<u64>>,
+    /// Bumped whenever an alias leaves the cache or a commit rewrites one: a resolver that read
+    /// the alias record before caches it only if this did not move.
+    pub(crate) alias_epoch: AtomicU64,
+    /// Revalidate a key against storage on every cryptographic call.
+    pub(crate) strict: bool,
 }
 
 /// Most corrupt records remembered (each is reported once; `kms fsck` finds them all).
@@ -286,6 +315,13 @@ pub struct CorruptRecord {
     pub key: Vec<u8>,
     /// Why it does not open (no content of the record).
     pub reason: String,
+}
+
+impl CorruptRecord {
+    /// Whether the record is one of the indexes (derived data, rebuilt from the records).
+    pub fn is_index(&self) -> bool {
+        self.key.starts_with(schema::INDEX)
+    }
 }
 
 /// What the key cache holds and how often it answered.
@@ -618,7 +654,7 @@ impl Kms {
             versions.insert(v.version_id.clone(), Arc::new(CachedVersion::new(v)));
         }
         let arn = self.scope.key_arn(&record.key_id);
-        let cached = Arc::new(CachedKey::new(record, arn, versions));
+        let cached = Arc::new(CachedKey::new(record, arn, versions, None));
         keys.insert(cached.clone(), true);
         Ok(cached)
     }
@@ -629,15 +665,17 @@ impl Kms {
     }
 
     pub(crate) fn alias_cache_remove(&self, alias: &str) -> Result<(), KmsError> {
-        self.aliases.write().map_err(|_| poisoned())?.remove(alias);
+        let mut aliases = self.aliases.write().map_err(|_| poisoned())?;
+        self.alias_epoch.fetch_add(1, Ordering::AcqRel);
+        aliases.remove(alias);
         Ok(())
     }
 
+    /// Caches an alias a commit of this engine wrote.
     pub(crate) fn alias_cache_put(&self, alias: &str, key_id: &str) -> Result<(), KmsError> {
-        self.aliases
-            .write()
-            .map_err(|_| poisoned())?
-            .insert(alias.to_owned(), key_id.to_owned());
+        let mut aliases = self.aliases.write().map_err(|_| poisoned())?;
+        self.alias_epoch.fetch_add(1, Ordering::AcqRel);
+        aliases.insert(alias.to_owned(), key_id.to_owned());
         Ok(())
     }
 
@@ -654,7 +692,7 @@ impl Kms {
             keys.epoch()
         };
         self.cache_misses.fetch_add(1, Ordering::Relaxed);
-        let (record, _) = self
+        let (record, entry) = self
             .read::<KeyRecord>(&schema::key(key_id))?
             .ok_or_else(|| KmsError::KeyNotFound {
                 key_id: key_id.to_owned(),
@@ -678,7 +716,7 @@ impl Kms {
             .into_iter()
             .map(|v| (v.version_id.clone(), Arc::new(CachedVersion::new(v))))
             .collect();
-        let cached = Arc::new(CachedKey::new(record, arn, versions));
+        let cached = Arc::new(CachedKey::new(record, arn, versions, Some(entry.revision)));
         if keys.epoch() == epoch {
             keys.insert(cached.clone(), false);
         }
@@ -718,15 +756,22 @@ impl Kms {
     ///
     /// Errors: `Forbidden.AliasNotFound`.
     pub(crate) fn resolve_alias(&self, alias: &str) -> Result<String, KmsError> {
-        if let Some(id) = self.aliases.read().map_err(|_| poisoned())?.get(alias) {
-            return Ok(id.clone());
+        if !self.strict {
+            if let Some(id) = self.aliases.read().map_err(|_| poisoned())?.get(alias) {
+                return Ok(id.clone());
+            }
         }
+        let epoch = self.alias_epoch.load(Ordering::Acquire);
         let (rec, _) = self
             .read::<AliasRecord>(&schema::alias(alias))?
             .ok_or_else(|| KmsError::AliasNotFound {
                 alias: alias.to_owned(),
             })?;
-        self.alias_cache_put(alias, &rec.key_id)?;
+        // Cached only if no commit or eviction touched the aliases since the read.
+        let mut aliases = self.aliases.write().map_err(|_| poisoned())?;
+        if self.alias_epoch.load(Ordering::Acquire) == epoch {
+            aliases.insert(alias.to_owned(), rec.key_id.clone());
+        }
         Ok(rec.key_id)
     }
 
@@ -971,17 +1016,7 @@ impl Kms {
             Err(other) => {
                 // An I/O error can strike after the batch reached the disk: the outcome is
                 // unknown, so nothing cached about these records is trusted any longer.
-                for k in &touched {
-                    if let Some(id) = k.strip_prefix(schema::KEY) {
-                        let _ = self.cache_remove(&String::from_utf8_lossy(id));
-                    } else if let Some(alias) = k.strip_prefix(schema::ALIAS) {
-                        let _ = self.alias_cache_remove(&String::from_utf8_lossy(alias));
-                    } else if let Some(rest) = k.strip_prefix(schema::VERSION) {
-                        if let Some(id) = rest.split(|b| *b == b'/').next() {
-                            let _ = self.cache_remove(&String::from_utf8_lossy(id));
-                        }
-                    }
-                }
+                self.forget_records(touched.iter().map(Vec::as_slice));
                 Err(other.into())
             }
         }

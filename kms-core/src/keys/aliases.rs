@@ -211,7 +211,7 @@ impl Kms {
         // removes it.
         let mut gone = Vec::new();
         for record_key in self.overdue_purges(now, schema::KEY)? {
-            let key_id = record_key.get(2..).unwrap_or_default();
+            let key_id = record_key.strip_prefix(schema::KEY).unwrap_or_default();
             match self.load_key(&String::from_utf8_lossy(key_id)) {
                 Ok(k) => gone.extend(k.record.aliases.iter().map(|a| schema::alias(a))),
                 Err(KmsError::KeyNotFound { .. } | KmsError::RecordCorrupt { .. }) => {}

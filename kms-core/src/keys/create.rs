@@ -13,6 +13,7 @@ use crate::keys::model::{
     CreatorType, KeyMaterial, KeyRecord, KeySpec, KeyState, KeyUsage, Origin, ProtectionLevel,
     VersionRecord,
 };
+use crate::keys::protection::no_key_provider;
 use crate::policy::{Action, Caller};
 use crate::schema;
 use crate::storage::{Batch, Precondition};
@@ -43,8 +44,8 @@ impl NewKey {
     /// Errors: `InvalidParameter` naming the parameter; `MissingParameter` (ExternalKeyId for
     /// EXTERNAL_KEY_STORE, RotationInterval with automatic rotation); `Rejected.LimitExceeded`
     /// past 20 tags; `Rejected.UnsupportedOperation` for automatic rotation of an asymmetric or
-    /// imported key.
-    pub(crate) fn check(req: CreateKeyRequest) -> Result<NewKey, KmsError> {
+    /// imported key, and for ProtectionLevel HSM without a key provider (`hsm_available`).
+    pub(crate) fn check(req: CreateKeyRequest, hsm_available: bool) -> Result<NewKey, KmsError> {
         let spec = req.key_spec.unwrap_or(KeySpec::Aes256);
         let external_key_id = req.external_key_id.filter(|s| !s.is_empty());
         let origin = match (&external_key_id, req.origin) {
@@ -82,6 +83,9 @@ impl NewKey {
                 "Origin",
                 format!("EXTERNAL keys must be symmetric; {spec} is not"),
             ));
+        }
+        if protection == ProtectionLevel::Hsm && !hsm_available {
+            return Err(no_key_provider());
         }
         let description = req.description.unwrap_or_default();
         validate::description("Description", &description)?;
@@ -241,10 +245,7 @@ impl Kms {
         held: Option<&MutexGuard<'_, ()>>,
         extra: impl FnOnce(&mut KeyRecord, &mut Batch) -> Result<(), KmsError>,
     ) -> Result<Arc<CachedKey>, KmsError> {
-        let new = NewKey::check(req)?;
-        if new.protection == ProtectionLevel::Hsm {
-            self.hsm()?;
-        }
+        let new = NewKey::check(req, self.key_provider.is_some())?;
         self.authorize_account(caller, Action::CreateKey, new.dkms_instance_id.as_deref())?;
         // Looked at only once the caller may create keys.
         if let Some(p) = &new.policy {
@@ -305,7 +306,7 @@ mod tests {
     use super::*;
 
     fn check(req: CreateKeyRequest) -> Result<NewKey, KmsError> {
-        NewKey::check(req)
+        NewKey::check(req, false)
     }
 
     #[test]

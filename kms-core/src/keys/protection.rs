@@ -37,6 +37,13 @@ impl CachedVersion {
     }
 }
 
+/// `Rejected.UnsupportedOperation`: an HSM key without a configured [`KeyProvider`].
+pub(crate) fn no_key_provider() -> KmsError {
+    KmsError::UnsupportedOperation {
+        reason: "ProtectionLevel HSM needs a key provider, and none is configured".into(),
+    }
+}
+
 fn no_material(key: &CachedKey) -> KmsError {
     KmsError::PendingImport {
         key_id: key.record.key_id.clone(),
@@ -48,11 +55,7 @@ impl Kms {
     ///
     /// Errors: `Rejected.UnsupportedOperation` when none is configured.
     pub(crate) fn hsm(&self) -> Result<&dyn KeyProvider, KmsError> {
-        self.key_provider
-            .as_deref()
-            .ok_or_else(|| KmsError::UnsupportedOperation {
-                reason: "ProtectionLevel HSM needs a key provider, and none is configured".into(),
-            })
+        self.key_provider.as_deref().ok_or_else(no_key_provider)
     }
 
     /// The external key store external keys need.

@@ -167,7 +167,7 @@ impl Kms {
     /// GCM itself.
     fn seal_external(
         &self,
-        key: &CachedKey,
+        key: &UsableKey,
         version: &CachedVersion,
         external_id: &str,
         plaintext: &[u8],

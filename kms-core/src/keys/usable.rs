@@ -42,7 +42,10 @@ impl Kms {
         input: &str,
     ) -> Result<UsableKey, KmsError> {
         let now = self.clock.now();
-        let key = self.live_key(param, input, now)?;
+        let mut key = self.live_key(param, input, now)?;
+        if self.strict {
+            key = self.revalidated(key, input, now)?;
+        }
         self.authorize(caller, action, Some(&key))?;
         rules::check_usable(&rules::effective(&key.record, now), Usage::Crypto)?;
         self.note_association(caller, &key.record.key_id, now);

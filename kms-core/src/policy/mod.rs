@@ -10,6 +10,7 @@ pub use action::Action;
 use std::fmt;
 
 use crate::error::KmsError;
+use crate::schema;
 
 /// The principal a call is made as.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -65,9 +66,9 @@ impl Caller {
     /// The principal's ARN: `acs:ram::<uid>:root`, `...:user/<name>` or `...:role/<name>`.
     pub fn arn(&self) -> String {
         match &self.principal {
-            Principal::Root => format!("acs:ram::{}:root", self.account_id),
-            Principal::User(n) => format!("acs:ram::{}:user/{}", self.account_id, n),
-            Principal::Role(n) => format!("acs:ram::{}:role/{}", self.account_id, n),
+            Principal::Root => schema::ram_arn(&self.account_id, "root"),
+            Principal::User(n) => schema::ram_arn(&self.account_id, &format!("user/{n}")),
+            Principal::Role(n) => schema::ram_arn(&self.account_id, &format!("role/{n}")),
         }
     }
 }
@@ -147,7 +148,7 @@ pub const MAX_POLICY_BYTES: usize = 32768;
 
 /// The default key policy: every principal of the listed accounts may do everything.
 pub fn default_policy_document(accounts: &[&str]) -> String {
-    let principals: Vec<String> = accounts.iter().map(|a| format!("acs:ram::{a}:*")).collect();
+    let principals: Vec<String> = accounts.iter().map(|a| schema::ram_arn(a, "*")).collect();
     serde_json::json!({
         "Version": "1",
         "Statement": [{

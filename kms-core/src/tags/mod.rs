@@ -53,6 +53,27 @@ pub(crate) fn with_tags<R: Tagged>(
     Ok(next)
 }
 
+/// The change a batch tag call makes to every resource it names.
+#[derive(Clone, Copy)]
+enum TagChange<'a> {
+    /// TagResources.
+    Add(&'a BTreeMap<String, String>),
+    /// UntagResources with TagKey.
+    Remove(&'a [String]),
+    /// UntagResources with All.
+    RemoveAll,
+}
+
+impl TagChange<'_> {
+    fn apply<R: Tagged>(self, record: &R, now: UnixTime) -> Result<R, KmsError> {
+        match self {
+            TagChange::Add(tags) => with_tags(record, tags, now),
+            TagChange::Remove(keys) => untagged(record, Some(keys), now),
+            TagChange::RemoveAll => untagged(record, None, now),
+        }
+    }
+}
+
 /// UntagResource's rule: the tags under `keys` removed (absent keys are ignored).
 ///
 /// Errors: the record's state check; `InvalidParameter` (TagKeys) for a malformed tag key.
@@ -61,13 +82,23 @@ pub(crate) fn without_tags<R: Tagged>(
     keys: &[String],
     now: UnixTime,
 ) -> Result<R, KmsError> {
+    untagged(record, Some(keys), now)
+}
+
+/// The tags under `keys` removed, or every tag for `None`.
+fn untagged<R: Tagged>(record: &R, keys: Option<&[String]>, now: UnixTime) -> Result<R, KmsError> {
     record.check_taggable()?;
-    for k in keys {
-        validate::tag_key("TagKeys", k)?;
-    }
     let mut next = record.clone();
-    for k in keys {
-        next.tags_mut().remove(k);
+    match keys {
+        Some(keys) => {
+            for k in keys {
+                validate::tag_key("TagKeys", k)?;
+            }
+            for k in keys {
+                next.tags_mut().remove(k);
+            }
+        }
+        None => next.tags_mut().clear(),
     }
     next.touch(now);
     Ok(next)
@@ -257,7 +288,7 @@ impl Kms {
         kind: Kind,
         ids: &[String],
         action: Action,
-        change: impl Fn(&mut BTreeMap<String, String>) -> Result<(), KmsError>,
+        change: TagChange<'_>,
     ) -> Result<(), KmsError> {
         let _guard = self.write_guard()?;
         let now = self.clock.now();
@@ -267,21 +298,20 @@ impl Kms {
         for id in ids {
             let target = self.batch_target(caller, kind, id, action)?;
             match target {
-                Target::Key(mut record, revision) => {
+                Target::Key(record, revision) => {
                     if !seen.insert(record.key_id.clone()) {
                         continue;
                     }
-                    change(&mut record.tags)?;
+                    let record = change.apply(&record, now)?;
                     let kk = schema::key(&record.key_id);
                     self.stage_put(&mut batch, kk, &record, Precondition::Revision(revision))?;
                     keys.push(record);
                 }
-                Target::Secret(mut rec, revision) => {
+                Target::Secret(rec, revision) => {
                     if !seen.insert(rec.name.clone()) {
                         continue;
                     }
-                    change(&mut rec.tags)?;
-                    rec.updated = now;
+                    let rec = change.apply(&rec, now)?;
                     let sk = schema::secret(&rec.name);
                     self.stage_put(&mut batch, sk, &rec, Precondition::Revision(revision))?;
                 }
@@ -307,9 +337,13 @@ impl Kms {
         let kind = Kind::parse(&req.resource_type)?;
         check_ids(&req.resource_id, true)?;
         let tags = check_tags(&req.tag)?;
-        self.batch_change(caller, kind, &req.resource_id, Action::TagResources, |t| {
-            rules::merge_tags(t, &tags)
-        })?;
+        self.batch_change(
+            caller,
+            kind,
+            &req.resource_id,
+            Action::TagResources,
+            TagChange::Add(&tags),
+        )?;
         Ok(EmptyResponse {
             request_id: self.request_id(),
         })
@@ -342,21 +376,17 @@ impl Kms {
                 reason: reason(e),
             })?;
         }
+        let change = if all {
+            TagChange::RemoveAll
+        } else {
+            TagChange::Remove(&req.tag_key)
+        };
         self.batch_change(
             caller,
             kind,
             &req.resource_id,
             Action::UntagResources,
-            |t| {
-                if all {
-                    t.clear();
-                } else {
-                    for k in &req.tag_key {
-                        t.remove(k);
-                    }
-                }
-                Ok(())
-            },
+            change,
         )?;
         Ok(EmptyResponse {
             request_id: self.request_id(),
@@ -550,6 +580,12 @@ impl Kms {
             return Err(KmsError::missing("TagKeys"));
         }
         let keys = &req.tag_keys;
+        if !matches!(target, TagTarget::Key(_)) {
+            // Secrets and certificates check the tag keys before looking the resource up.
+            for k in keys {
+                validate::tag_key("TagKeys", k)?;
+            }
+        }
         let action = Action::UntagResource;
         match target {
             TagTarget::Key(key_ref) => {
