@@ -42,6 +42,10 @@ pub struct GlobalArgs {
     /// Root key file (32 raw bytes) instead of <DATA_DIR>/root.key.
     #[arg(long, global = true, value_name = "FILE")]
     pub root_key_file: Option<PathBuf>,
+    /// A PostgreSQL database shared by several servers (postgres://USER@HOST:PORT/DB) instead
+    /// of the embedded store in --data-dir; needs --root-key-file (config: storage).
+    #[arg(long, global = true, value_name = "URL")]
+    pub storage: Option<String>,
     /// Region in ARNs [default: cn-hangzhou].
     #[arg(long, global = true)]
     pub region: Option<String>,
@@ -319,6 +323,7 @@ fn execute(cli: Cli) -> Result<(), CliError> {
     let mut overrides = Overrides {
         data_dir: cli.global.data_dir.clone(),
         root_key_file: cli.global.root_key_file.clone(),
+        storage: cli.global.storage.clone(),
         region: cli.global.region.clone(),
         account_id: cli.global.account_id.clone(),
         ..Overrides::default()

@@ -41,6 +41,13 @@
 //! key_cache_capacity = 100000                 # decoded keys kept in memory (LRU beyond)
 //! store_cache_mb = 128                        # the store's own page cache
 //!
+//! # Several servers on one database instead of data_dir's embedded store (every instance with
+//! # the same root_key_file, which is then required):
+//! # storage = "postgres://kms@db.example.com:5432/kms"
+//! # cache_coherence_ms = 200      # how often the change log is followed (a change made on
+//! #                               # another instance is honoured here within this, plus a poll)
+//! # strict_revalidation = false   # true: every crypto call rereads the key's revision
+//!
 //! [rate_limits]            # optional: requests per second per access key, by class
 //! symmetric = 1000         # Encrypt, Decrypt, data keys, MACs (Alibaba's per-account quota)
 //! asymmetric = 200         # AsymmetricSign/Verify/Encrypt/Decrypt, certificate keys
@@ -150,6 +157,12 @@ pub struct FileConfig {
     pub key_cache_capacity: Option<usize>,
     /// MiB of the store's page cache.
     pub store_cache_mb: Option<usize>,
+    /// A shared database (`postgres://...`) instead of the embedded store in `data_dir`.
+    pub storage: Option<String>,
+    /// Milliseconds between reads of a shared database's change log (default 200).
+    pub cache_coherence_ms: Option<u64>,
+    /// Reread a key's revision from the shared database on every cryptographic call.
+    pub strict_revalidation: Option<bool>,
 }
 
 /// The `[external_key_store]` section: where the external key proxy is.
@@ -324,6 +337,12 @@ pub struct EngineSettings {
     pub key_cache_capacity: Option<usize>,
     /// MiB of the store's page cache (the store's default when `None`).
     pub store_cache_mb: Option<usize>,
+    /// A shared database URL (`postgres://...`); `None`: the embedded store in `data_dir`.
+    pub storage: Option<DatabaseUrl>,
+    /// How often a shared database's change log is followed.
+    pub cache_coherence: Duration,
+    /// Reread a key's revision on every cryptographic call.
+    pub strict_revalidation: bool,
 }
 
 impl Default for EngineSettings {
@@ -336,9 +355,49 @@ impl Default for EngineSettings {
             external_key_store: None,
             key_cache_capacity: None,
             store_cache_mb: None,
+            storage: None,
+            cache_coherence: DEFAULT_CACHE_COHERENCE,
+            strict_revalidation: false,
         }
     }
 }
+
+/// A database URL, whose password `Debug` never shows.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(pub String);
+
+impl DatabaseUrl {
+    /// The URL with any password replaced by `***`.
+    pub fn redacted(&self) -> String {
+        let url = &self.0;
+        let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+            return "(a key=value connection string)".to_owned();
+        };
+        let rest = &url[scheme_end..];
+        let authority_end = rest.find('/').unwrap_or(rest.len());
+        match rest[..authority_end].rfind('@') {
+            Some(at) => match rest[..at].find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme_end],
+                    &rest[..colon],
+                    &rest[at..]
+                ),
+                None => url.clone(),
+            },
+            None => url.clone(),
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+/// How often a shared database's change log is followed by default.
+pub const DEFAULT_CACHE_COHERENCE: Duration = Duration::from_millis(200);
 
 /// Everything `kms serve` needs, resolved.
 #[derive(Debug)]
@@ -442,6 +501,8 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     /// `--root-key-file`.
     pub root_key_file: Option<PathBuf>,
+    /// `--storage`.
+    pub storage: Option<String>,
     /// `--region`.
     pub region: Option<String>,
     /// `--account-id`.
@@ -489,6 +550,17 @@ impl EngineSettings {
             external_key_store: file.external_key_store.clone(),
             key_cache_capacity: file.key_cache_capacity,
             store_cache_mb: file.store_cache_mb,
+            storage: overrides
+                .storage
+                .clone()
+                .or_else(|| file.storage.clone())
+                .filter(|s| !s.is_empty())
+                .map(DatabaseUrl),
+            cache_coherence: file
+                .cache_coherence_ms
+                .map(Duration::from_millis)
+                .unwrap_or(d.cache_coherence),
+            strict_revalidation: file.strict_revalidation.unwrap_or(false),
         }
     }
 }
@@ -713,6 +785,25 @@ pub fn env_access_key() -> Result<Option<(String, Zeroizing<String>)>, ConfigErr
         _ => Err(ConfigError(format!(
             "set both {ENV_ACCESS_KEY_ID} and {ENV_ACCESS_KEY_SECRET}, or neither"
         ))),
+    }
+}
+
+#[cfg(test)]
+mod database_url_tests {
+    use super::DatabaseUrl;
+
+    #[test]
+    fn a_database_password_never_shows_in_debug() {
+        let url = DatabaseUrl("postgres://kms:s3cret@db:5432/kms?sslmode=disable".into());
+        assert_eq!(
+            url.redacted(),
+            "postgres://kms:***@db:5432/kms?sslmode=disable"
+        );
+        assert!(!format!("{url:?}").contains("s3cret"));
+        let plain = DatabaseUrl("postgres://kms@db/kms".into());
+        assert_eq!(plain.redacted(), "postgres://kms@db/kms");
+        let kv = DatabaseUrl("host=db password=s3cret".into());
+        assert!(!kv.redacted().contains("s3cret"));
     }
 }
 

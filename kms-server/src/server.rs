@@ -110,6 +110,37 @@ pub fn open_engine_with(
     settings: &EngineSettings,
     authorizer: Arc<PolicyAuthorizer>,
 ) -> Result<Kms, ServerError> {
+    let (storage, root_key): (Arc<dyn kms_core::Storage>, _) = match &settings.storage {
+        Some(url) => open_shared_store(settings, url)?,
+        None => open_embedded_store(settings)?,
+    };
+    let mut builder = Kms::builder()
+        .shared_storage(storage)
+        .authorizer(authorizer)
+        .root_key(root_key)
+        .region(settings.region.clone())
+        .account_id(settings.account_id.clone());
+    if let Some(capacity) = settings.key_cache_capacity {
+        builder = builder.key_cache_capacity(capacity);
+    }
+    builder = builder.strict_revalidation(settings.strict_revalidation);
+    if let Some(xks) = &settings.external_key_store {
+        builder = builder.external_key_store(crate::xks::HttpExternalKeyStore::new(
+            xks.url.clone(),
+            xks.token.clone(),
+            xks.timeout_ms
+                .map(Duration::from_millis)
+                .unwrap_or(crate::xks::DEFAULT_TIMEOUT),
+        ));
+    }
+    Ok(builder.build()?)
+}
+
+/// The embedded store in the data directory, and its root key (created beside it on first
+/// start unless a root key file is given).
+fn open_embedded_store(
+    settings: &EngineSettings,
+) -> Result<(Arc<dyn kms_core::Storage>, kms_core::RootKey), ServerError> {
     if check_data_dir(settings)? == DataDir::New {
         tracing::info!(data_dir = %settings.data_dir.display(), "creating a new data directory");
     }
@@ -135,25 +166,34 @@ pub fn open_engine_with(
     let storage = RedbStorage::open_with(&store, options)?;
     restrict_mode(&store, 0o600)?;
     mark_initialized(&settings.data_dir)?;
-    let mut builder = Kms::builder()
-        .storage(storage)
-        .authorizer(authorizer)
-        .root_key(root_key)
-        .region(settings.region.clone())
-        .account_id(settings.account_id.clone());
-    if let Some(capacity) = settings.key_cache_capacity {
-        builder = builder.key_cache_capacity(capacity);
-    }
-    if let Some(xks) = &settings.external_key_store {
-        builder = builder.external_key_store(crate::xks::HttpExternalKeyStore::new(
-            xks.url.clone(),
-            xks.token.clone(),
-            xks.timeout_ms
-                .map(Duration::from_millis)
-                .unwrap_or(crate::xks::DEFAULT_TIMEOUT),
-        ));
-    }
-    Ok(builder.build()?)
+    Ok((Arc::new(storage), root_key))
+}
+
+/// A database shared with other servers, and the root key they all seal with: it must be a
+/// given file (never one made here: an instance with a root key of its own could not open what
+/// the others wrote, and is refused before it writes anything).
+fn open_shared_store(
+    settings: &EngineSettings,
+    url: &crate::config::DatabaseUrl,
+) -> Result<(Arc<dyn kms_core::Storage>, kms_core::RootKey), ServerError> {
+    let Some(path) = &settings.root_key_file else {
+        return Err(ServerError::Io {
+            context: format!(
+                "use the shared storage {}: every instance must seal with the same root key; \
+                 give it with --root-key-file (config: root_key_file)",
+                url.redacted()
+            ),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no root key file given"),
+        });
+    };
+    let root_key = root_key_file::load(path)?;
+    warn_if_exposed(path, "the root key file");
+    // The data directory still holds this instance's own state (the replay cache).
+    create_private_dir(&settings.data_dir)?;
+    restrict_mode(&settings.data_dir, 0o700)?;
+    let storage = kms_storage::PostgresStorage::connect(&url.0)?;
+    tracing::info!(database = %storage.target(), "using a shared database");
+    Ok((Arc::new(storage), root_key))
 }
 
 /// What a data directory holds before the engine opens it.
@@ -353,10 +393,22 @@ struct AppState {
     rate_limiter: Option<crate::ratelimit::RateLimiter>,
     metrics: crate::metrics::Metrics,
     serve_metrics: bool,
-    /// Symmetric cryptography runs on the async worker (no external key store configured:
-    /// nothing it does waits on the network).
+    /// Symmetric cryptography runs on the async worker (no external key store and no shared
+    /// database configured: nothing it does waits on the network).
     inline_crypto: bool,
+    /// The store is a database other instances share: follow its change log, and run
+    /// maintenance only while holding its lease.
+    shared_store: Option<SharedStore>,
     maintenance: std::sync::Mutex<MaintenanceStatus>,
+}
+
+/// This instance's part in a database shared with other instances.
+#[derive(Debug, Clone)]
+struct SharedStore {
+    /// Names this instance as the maintenance lease's holder.
+    instance_id: String,
+    /// How often the change log is followed.
+    coherence: Duration,
 }
 
 /// How the last maintenance pass went, for `/health`.
@@ -486,7 +538,12 @@ impl Server {
                 rate_limiter,
                 metrics: crate::metrics::Metrics::new(),
                 serve_metrics: settings.metrics,
-                inline_crypto: settings.engine.external_key_store.is_none(),
+                inline_crypto: settings.engine.external_key_store.is_none()
+                    && settings.engine.storage.is_none(),
+                shared_store: settings.engine.storage.as_ref().map(|_| SharedStore {
+                    instance_id: kms_core::new_request_id(),
+                    coherence: settings.engine.cache_coherence,
+                }),
                 maintenance: std::sync::Mutex::new(MaintenanceStatus::default()),
             }),
             tls,
@@ -526,6 +583,7 @@ impl Server {
             self.maintenance_interval,
             stop_rx.clone(),
         ));
+        let coherence = tokio::spawn(coherence_loop(self.state.clone(), stop_rx.clone()));
         let reloads = tokio::spawn(reload_on_sighup(self.tls.clone(), stop_rx));
         let (closing_tx, closing_rx) = watch::channel(false);
         let max = u32::try_from(self.limits.max_connections).unwrap_or(u32::MAX);
@@ -605,6 +663,7 @@ impl Server {
         // Stop maintenance and wait for a pass in progress to finish its commit.
         let _ = stop_tx.send(true);
         let _ = maintenance.await;
+        let _ = coherence.await;
         let _ = reloads.await;
         let state = self.state.clone();
         let saved = tokio::task::spawn_blocking(move || {
@@ -954,6 +1013,29 @@ async fn maintenance_loop(state: Arc<AppState>, every: Duration, mut stop: watch
                 continue;
             }
         }
+        if let Some(shared) = &state.shared_store {
+            // One instance at a time; the lease outlives a few missed passes, then moves.
+            let ttl = every.saturating_mul(3).max(Duration::from_secs(10));
+            let (engine, holder) = (kms.clone(), shared.instance_id.clone());
+            let held =
+                tokio::task::spawn_blocking(move || engine.try_lease("maintenance", &holder, ttl))
+                    .await;
+            match held {
+                Ok(Ok(true)) => {}
+                Ok(Ok(false)) => {
+                    tracing::debug!("maintenance: another instance holds the lease");
+                    continue;
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(code = e.code(), error = %e, "maintenance: the lease cannot be read");
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "maintenance lease task failed");
+                    continue;
+                }
+            }
+        }
         let engine = kms.clone();
         let started = Instant::now();
         match tokio::task::spawn_blocking(move || engine.run_maintenance(engine.now())).await {
@@ -1001,6 +1083,47 @@ async fn maintenance_loop(state: Arc<AppState>, every: Duration, mut stop: watch
                 state.metrics.maintenance(false, 0);
                 set_maintenance(&state, Some(format!("the maintenance task failed: {e}")));
             }
+        }
+    }
+}
+
+/// Follows a shared database's change log, so that what other instances change leaves this
+/// instance's caches within `cache_coherence_ms` (plus one read of the log).
+async fn coherence_loop(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
+    let Some(shared) = state.shared_store.clone() else {
+        return;
+    };
+    let mut ticker = tokio::time::interval(shared.coherence);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Past this without reading the log, nothing cached is trusted: what another instance
+    // changed meanwhile is unknown.
+    let stale_after = shared
+        .coherence
+        .saturating_mul(5)
+        .max(Duration::from_secs(1));
+    let mut failing_since: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let engine = state.kms.clone();
+        match tokio::task::spawn_blocking(move || engine.follow_changes()).await {
+            Ok(Ok(_)) => {
+                if failing_since.take().is_some() {
+                    tracing::info!("the change log is followed again");
+                }
+            }
+            Ok(Err(e)) => {
+                let since = *failing_since.get_or_insert_with(|| {
+                    tracing::warn!(code = e.code(), error = %e, "the change log cannot be read; retrying");
+                    Instant::now()
+                });
+                if since.elapsed() >= stale_after {
+                    state.kms.clear_caches();
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "change log task failed"),
         }
     }
 }

@@ -67,7 +67,8 @@ type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
 
 /// A store in one PostgreSQL database (or anything speaking its protocol and SQL).
 pub struct PostgresStorage {
-    pool: Pool,
+    /// Always `Some` but in `drop`.
+    pool: Option<Pool>,
     options: PostgresOptions,
     /// The database named in the URL, for messages (never the password).
     target: String,
@@ -106,9 +107,14 @@ fn describe(config: &postgres::Config) -> String {
     )
 }
 
-/// Whether an error is the database being unreachable rather than a refused statement.
+/// Whether an error is the database being unreachable or going away (no answer, a lost
+/// connection, SQLSTATE class 08 connection exception, 57 operator intervention such as a
+/// shutdown, 53 insufficient resources) rather than a refused statement.
 fn is_connection_error(e: &postgres::Error) -> bool {
-    e.is_closed() || e.code().is_none()
+    match e.code() {
+        None => true,
+        Some(code) => e.is_closed() || matches!(code.code().get(..2), Some("08" | "57" | "53")),
+    }
 }
 
 fn sql_error(e: postgres::Error) -> StorageError {
@@ -184,7 +190,7 @@ impl PostgresStorage {
             .test_on_check_out(false)
             .build_unchecked(manager);
         let store = PostgresStorage {
-            pool,
+            pool: Some(pool),
             options,
             target,
             last_trim_ms: AtomicI64::new(0),
@@ -202,7 +208,11 @@ impl PostgresStorage {
     fn client(
         &self,
     ) -> Result<r2d2::PooledConnection<PostgresConnectionManager<NoTls>>, StorageError> {
-        self.pool.get().map_err(pool_error)
+        self.pool
+            .as_ref()
+            .ok_or_else(|| StorageError::Unavailable("the store is closing".into()))?
+            .get()
+            .map_err(pool_error)
     }
 
     /// Runs a read, once more on a fresh connection when the first one turns out closed (the
@@ -213,7 +223,7 @@ impl PostgresStorage {
     ) -> Result<T, StorageError> {
         let mut client = self.client()?;
         match f(&mut client) {
-            Err(e) if e.is_closed() => {
+            Err(e) if is_connection_error(&e) => {
                 drop(client);
                 let mut fresh = self.client()?;
                 f(&mut fresh).map_err(sql_error)
@@ -380,6 +390,17 @@ impl PostgresStorage {
             .map_err(sql_error)?;
         }
         tx.commit().map_err(sql_error)
+    }
+}
+
+impl Drop for PostgresStorage {
+    /// Closes the connections on a thread of their own: closing one blocks on the client's
+    /// own runtime, which must not happen on a thread that drives another (an async server
+    /// dropping its engine).
+    fn drop(&mut self) {
+        if let Some(pool) = self.pool.take() {
+            let _ = std::thread::spawn(move || drop(pool)).join();
+        }
     }
 }
 

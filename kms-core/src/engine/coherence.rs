@@ -42,7 +42,7 @@ impl Kms {
                 keys.len()
             }
             (true, ChangedKeys::All) => {
-                self.forget_everything()?;
+                self.clear_caches();
                 usize::MAX
             }
         };
@@ -65,13 +65,16 @@ impl Kms {
         }
     }
 
-    fn forget_everything(&self) -> Result<(), KmsError> {
-        let poisoned = || KmsError::internal("cache lock poisoned");
-        self.keys.write().map_err(|_| poisoned())?.clear();
-        let mut aliases = self.aliases.write().map_err(|_| poisoned())?;
-        self.alias_epoch.fetch_add(1, Ordering::AcqRel);
-        aliases.clear();
-        Ok(())
+    /// Empties the key and alias caches: everything is read from storage again. For a host
+    /// that could not follow the change log for longer than it tolerates staleness.
+    pub fn clear_caches(&self) {
+        if let Ok(mut keys) = self.keys.write() {
+            keys.clear();
+        }
+        if let Ok(mut aliases) = self.aliases.write() {
+            self.alias_epoch.fetch_add(1, Ordering::AcqRel);
+            aliases.clear();
+        }
     }
 
     /// Strict mode: the cached key if its stored record is still the one cached, else the key
