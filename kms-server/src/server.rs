@@ -1095,35 +1095,47 @@ async fn coherence_loop(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
     };
     let mut ticker = tokio::time::interval(shared.coherence);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // Past this without reading the log, nothing cached is trusted: what another instance
-    // changed meanwhile is unknown.
-    let stale_after = shared
-        .coherence
-        .saturating_mul(5)
-        .max(Duration::from_secs(1));
-    let mut failing_since: Option<Instant> = None;
+    // Past this since the start of the last read of the log that succeeded, nothing cached is
+    // trusted: what another instance changed meanwhile is unknown. A read that hangs (the
+    // database unreachable) counts as failing from its start.
+    let stale_after = shared.coherence.saturating_mul(5).max(Duration::from_secs(1));
+    let mut fresh_as_of = Instant::now();
+    let mut reading: Option<(Instant, tokio::task::JoinHandle<Result<usize, KmsError>>)> = None;
+    let mut failing = false;
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
             _ = stop.changed() => return,
         }
-        let engine = state.kms.clone();
-        match tokio::task::spawn_blocking(move || engine.follow_changes()).await {
-            Ok(Ok(_)) => {
-                if failing_since.take().is_some() {
-                    tracing::info!("the change log is followed again");
+        if let Some((started, handle)) = reading.take() {
+            if !handle.is_finished() {
+                reading = Some((started, handle));
+            } else {
+                match handle.await {
+                    Ok(Ok(_)) => {
+                        fresh_as_of = started;
+                        if std::mem::take(&mut failing) {
+                            tracing::info!("the change log is followed again");
+                        }
+                    }
+                    Ok(Err(e)) => {
+                        if !std::mem::replace(&mut failing, true) {
+                            tracing::warn!(code = e.code(), error = %e, "the change log cannot be read; retrying");
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "change log task failed"),
                 }
             }
-            Ok(Err(e)) => {
-                let since = *failing_since.get_or_insert_with(|| {
-                    tracing::warn!(code = e.code(), error = %e, "the change log cannot be read; retrying");
-                    Instant::now()
-                });
-                if since.elapsed() >= stale_after {
-                    state.kms.clear_caches();
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "change log task failed"),
+        }
+        if reading.is_none() {
+            let engine = state.kms.clone();
+            reading = Some((
+                Instant::now(),
+                tokio::task::spawn_blocking(move || engine.follow_changes()),
+            ));
+        }
+        if fresh_as_of.elapsed() >= stale_after {
+            state.kms.clear_caches();
         }
     }
 }

@@ -46,7 +46,7 @@ const MAX_ATTEMPTS: u32 = 8;
 pub struct PostgresOptions {
     /// Most open connections (default 8).
     pub pool_size: u32,
-    /// How long a call waits for a connection before answering `Unavailable` (default 5 s).
+    /// How long a call waits for a connection before answering `Unavailable` (default 2 s).
     pub connect_timeout: Duration,
     /// How long the change log keeps a change (default 10 minutes). An engine that does not
     /// follow the log for longer than this drops its whole cache when it next does.
@@ -57,7 +57,7 @@ impl Default for PostgresOptions {
     fn default() -> Self {
         PostgresOptions {
             pool_size: 8,
-            connect_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(2),
             keep_changes: Duration::from_secs(600),
         }
     }

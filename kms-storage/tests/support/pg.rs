@@ -214,6 +214,7 @@ impl Cluster {
     }
 
     fn command(bin: &Path, program: &str, as_postgres_user: bool) -> Command {
+        // (initdb; the server itself starts in `spawn`.)
         if as_postgres_user {
             let mut c = Command::new("runuser");
             c.args(["-u", "postgres", "--"]).arg(bin.join(program));
@@ -223,9 +224,22 @@ impl Cluster {
         }
     }
 
+    /// Starts `postgres` under a shell that stops it (fast shutdown) when its stdin closes:
+    /// when this value is dropped, or when the test process dies without dropping it.
     fn spawn(&mut self) {
         let data = self.dir.path().join("data");
-        self.postgres = Self::command(&self.bin, "postgres", self.as_postgres_user)
+        let script = r#""$0" "$@" </dev/null & pg=$!; read _; kill -INT $pg 2>/dev/null; wait $pg"#;
+        let mut command = if self.as_postgres_user {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--", "sh", "-c", script]);
+            c
+        } else {
+            let mut c = Command::new("sh");
+            c.args(["-c", script]);
+            c
+        };
+        self.postgres = command
+            .arg(self.bin.join("postgres"))
             .arg("-D")
             .arg(&data)
             .args(["-p", &self.port.to_string(), "-k"])
@@ -238,6 +252,7 @@ impl Cluster {
                 "-c",
                 "max_connections=200",
             ])
+            .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -249,29 +264,18 @@ impl Cluster {
         format!("postgres://kms@127.0.0.1:{}/{db}", self.port)
     }
 
-    /// Fast shutdown (SIGINT), waiting for the server to exit.
+    /// Fast shutdown (closing the shell's stdin), waiting for the server to exit.
     fn stop(&mut self) {
         if !std::mem::take(&mut self.running) {
             return;
         }
-        // The postmaster's own pid (under runuser, the child is runuser).
-        let pid = std::fs::read_to_string(self.dir.path().join("data/postmaster.pid"))
-            .ok()
-            .and_then(|s| s.lines().next().map(str::to_owned))
-            .unwrap_or_else(|| self.postgres.id().to_string());
-        let _ = Command::new("kill").args(["-INT", &pid]).status();
+        drop(self.postgres.stdin.take());
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.postgres.try_wait() {
-                // runuser may exit before postgres: wait until the port is free.
-                while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
-                    && Instant::now() < deadline
-                {
-                    std::thread::sleep(Duration::from_millis(50));
-                }
                 return;
             }
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(20));
         }
         let _ = self.postgres.kill();
         let _ = self.postgres.wait();
