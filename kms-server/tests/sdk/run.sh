@@ -93,6 +93,68 @@ if [ "$server_status" -ne 0 ]; then
   status=1
 fi
 
+# ---- two instances on one PostgreSQL database ---------------------------------------------
+echo "== sdk: two instances on one PostgreSQL database"
+pg_bin=""
+for candidate in "$(dirname "$(readlink -f "$(command -v initdb 2>/dev/null || echo /nonexistent)")")" /usr/lib/postgresql/*/bin; do
+  if [ -x "$candidate/initdb" ] && [ -x "$candidate/postgres" ]; then pg_bin="$candidate"; fi
+done
+if [ -z "$pg_bin" ]; then
+  echo "PostgreSQL's server binaries (initdb, postgres) are needed" >&2
+  exit 1
+fi
+# Outside $work (0700, root's): the server runs as the postgres user when we are root.
+pg_dir="$(mktemp -d /tmp/kms-sdk-pg.XXXXXX)"
+as_pg=()
+if [ "$(id -u)" = 0 ]; then
+  chown postgres "$pg_dir"
+  as_pg=(runuser -u postgres --)
+fi
+"${as_pg[@]}" "$pg_bin/initdb" -A trust -U kms --no-sync -D "$pg_dir/data" >/dev/null
+pg_port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+"${as_pg[@]}" "$pg_bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/log" -w \
+  -o "-p $pg_port -k $pg_dir -c listen_addresses=127.0.0.1" start >/dev/null
+shared_pids=()
+stop_shared() {
+  for pid in "${shared_pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
+  "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$pg_dir/data" -m fast stop >/dev/null 2>&1 || true
+  rm -rf "$pg_dir"
+}
+trap 'stop_shared; cleanup' EXIT
+head -c 32 /dev/urandom >"$work/shared-root.key"
+chmod 600 "$work/shared-root.key"
+url="postgres://kms@127.0.0.1:$pg_port/postgres"
+shared_addrs=()
+for name in a b; do
+  "$kms" serve --data-dir "$work/shared-$name" --root-key-file "$work/shared-root.key" \
+    --storage "$url" --listen 127.0.0.1:0 \
+    --tls-cert "$tls/cert.pem" --tls-key "$tls/key.pem" >"$work/shared-$name.log" 2>&1 &
+  shared_pids+=($!)
+  a_addr=""
+  for _ in $(seq 1 300); do
+    a_addr="$(grep -o 'addr=127\.0\.0\.1:[0-9]*' "$work/shared-$name.log" | head -n 1 | cut -d= -f2 || true)"
+    [ -n "$a_addr" ] && break
+    sleep 0.1
+  done
+  if [ -z "$a_addr" ]; then
+    echo "instance $name did not start:" >&2
+    cat "$work/shared-$name.log" >&2
+    exit 1
+  fi
+  shared_addrs+=("$a_addr")
+done
+set +e
+KMS_ENDPOINT_A="${shared_addrs[0]}" KMS_ENDPOINT_B="${shared_addrs[1]}" KMS_CA_FILE="$tls/ca.pem" \
+  "$python" "$here/test_sdk_shared.py"
+shared_status=$?
+set -e
+stop_shared
+trap cleanup EXIT
+if [ "$shared_status" -ne 0 ]; then
+  tail -n 20 "$work/shared-a.log" "$work/shared-b.log" >&2
+  status=1
+fi
+
 # The request log must name actions, never secrets or plaintext.
 if grep -q -e "$KMS_ACCESS_KEY_SECRET" -e "hello, kms" -e "v1 plaintext" -e "p@ss word" "$work/server.log"; then
   echo "the server log contains a secret or plaintext" >&2
