@@ -1098,7 +1098,10 @@ async fn coherence_loop(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
     // Past this since the start of the last read of the log that succeeded, nothing cached is
     // trusted: what another instance changed meanwhile is unknown. A read that hangs (the
     // database unreachable) counts as failing from its start.
-    let stale_after = shared.coherence.saturating_mul(5).max(Duration::from_secs(1));
+    let stale_after = shared
+        .coherence
+        .saturating_mul(5)
+        .max(Duration::from_secs(1));
     let mut fresh_as_of = Instant::now();
     let mut reading: Option<(Instant, tokio::task::JoinHandle<Result<usize, KmsError>>)> = None;
     let mut failing = false;

@@ -31,6 +31,8 @@ impl Drop for Instance {
     }
 }
 
+// The child is reaped by `Instance`'s Drop.
+#[allow(clippy::zombie_processes)]
 fn instance(db: &TestDatabase, dir: &Path, name: &str, extra: &[&str]) -> Instance {
     let root_key = dir.join("root.key");
     if !root_key.exists() {
@@ -79,7 +81,9 @@ fn call(addr: SocketAddr, action: &str, query: &[(&str, &str)]) -> HttpResponse 
 fn try_call(addr: SocketAddr, action: &str, query: &[(&str, &str)]) -> Option<HttpResponse> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .ok()?;
     let req = V3Request::new(action, query);
     let mut head = format!("{} {} HTTP/1.1\r\n", req.method, req.target());
     for (n, v) in req.signed_headers(&addr.to_string()) {
@@ -126,7 +130,11 @@ fn a_server_killed_under_a_mixed_write_load_loses_nothing_it_acknowledged() {
                 while !stop.load(Ordering::Relaxed) {
                     n += 1;
                     // Alternate between the instances; after the kill, A refuses at once.
-                    let addr = if (n + client) % 2 == 0 { a_addr } else { b_addr };
+                    let addr = if (n + client).is_multiple_of(2) {
+                        a_addr
+                    } else {
+                        b_addr
+                    };
                     let Some(created) = try_call(addr, "CreateKey", &[]) else {
                         continue;
                     };
@@ -135,8 +143,11 @@ fn a_server_killed_under_a_mixed_write_load_loses_nothing_it_acknowledged() {
                         .unwrap()
                         .to_owned();
                     let plaintext = base64_of(&format!("client {client} write {n}"));
-                    let sealed =
-                        try_call(addr, "Encrypt", &[("KeyId", &key_id), ("Plaintext", &plaintext)]);
+                    let sealed = try_call(
+                        addr,
+                        "Encrypt",
+                        &[("KeyId", &key_id), ("Plaintext", &plaintext)],
+                    );
                     if let Some(r) = sealed {
                         let blob = r.json()["CiphertextBlob"].as_str().unwrap().to_owned();
                         acked.lock().unwrap().push(Acked {
@@ -162,10 +173,18 @@ fn a_server_killed_under_a_mixed_write_load_loses_nothing_it_acknowledged() {
         let described = call(b_addr, "DescribeKey", &[("KeyId", &w.key_id)]);
         assert_eq!(described.status, 200, "key {} is gone", w.key_id);
         let opened = call(b_addr, "Decrypt", &[("CiphertextBlob", &w.blob)]);
-        assert_eq!(opened.status, 200, "{}", String::from_utf8_lossy(&opened.body));
+        assert_eq!(
+            opened.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&opened.body)
+        );
         assert_eq!(opened.json()["Plaintext"], w.plaintext.as_str());
     }
-    eprintln!("{} acknowledged writes checked through the other server", acked.len());
+    eprintln!(
+        "{} acknowledged writes checked through the other server",
+        acked.len()
+    );
 }
 
 fn base64_of(s: &str) -> String {
@@ -210,7 +229,12 @@ fn both_servers_use_the_database_again_after_it_restarts_under_load() {
     assert_eq!(down.error_code(), "ServiceUnavailable");
     std::thread::sleep(Duration::from_millis(1500));
     let stale = call(b.addr, "Encrypt", &[("KeyId", &key), ("Plaintext", "aGk=")]);
-    assert_eq!(stale.status, 503, "{}", String::from_utf8_lossy(&stale.body));
+    assert_eq!(
+        stale.status,
+        503,
+        "{}",
+        String::from_utf8_lossy(&stale.body)
+    );
     db.start_server();
     let deadline = Instant::now() + Duration::from_secs(20);
     for server in [&a, &b] {
@@ -222,7 +246,11 @@ fn both_servers_use_the_database_again_after_it_restarts_under_load() {
             assert!(Instant::now() < deadline, "not back: {}", r.error_code());
             std::thread::sleep(Duration::from_millis(100));
         }
-        let r = call(server.addr, "Encrypt", &[("KeyId", &key), ("Plaintext", "aGk=")]);
+        let r = call(
+            server.addr,
+            "Encrypt",
+            &[("KeyId", &key), ("Plaintext", "aGk=")],
+        );
         assert_eq!(r.status, 200);
     }
     stop.store(true, Ordering::Relaxed);
@@ -231,7 +259,13 @@ fn both_servers_use_the_database_again_after_it_restarts_under_load() {
 }
 
 fn maintenance_runs(addr: SocketAddr) -> u64 {
-    let r = send(addr, "GET", "/metrics", &[("Host".into(), addr.to_string())], b"");
+    let r = send(
+        addr,
+        "GET",
+        "/metrics",
+        &[("Host".into(), addr.to_string())],
+        b"",
+    );
     assert_eq!(r.status, 200);
     let text = String::from_utf8_lossy(&r.body).into_owned();
     text.lines()

@@ -119,7 +119,7 @@ impl Kms {
         caller: &Caller,
         action: Action,
         id: &str,
-        apply: impl FnOnce(&CertificateRecord, UnixTime) -> Result<CertificateRecord, KmsError>,
+        apply: impl Fn(&CertificateRecord, UnixTime) -> Result<CertificateRecord, KmsError>,
     ) -> Result<CertificateRecord, KmsError> {
         self.mutate(|_| self.load_certificate(caller, action, id), apply, Ok)
     }

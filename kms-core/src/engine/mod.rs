@@ -38,6 +38,30 @@ use crate::storage::{Entry, Storage};
 use crate::time::{Clock, SystemClock, UnixTime};
 
 pub(crate) const SCHEMA_V1: u8 = 1;
+/// Most attempts of a commit (or a mutation) that meets another writer's change.
+pub(crate) const COMMIT_ATTEMPTS: u32 = 16;
+
+/// Why a commit did not apply.
+#[derive(Debug)]
+pub(crate) enum CommitFailure {
+    /// A precondition failed on this record (lossy UTF-8): another writer changed it.
+    Conflict(String),
+    /// Anything else.
+    Error(KmsError),
+}
+
+impl CommitFailure {
+    /// The error a caller sees: a conflict is `InternalFailure` naming the record.
+    pub(crate) fn into_error(self) -> KmsError {
+        match self {
+            CommitFailure::Conflict(key) => KmsError::internal(format!(
+                "record {key} was changed by another writer; nothing was applied, try again"
+            )),
+            CommitFailure::Error(e) => e,
+        }
+    }
+}
+
 pub(crate) const SCAN_PAGE: usize = 512;
 
 pub(crate) use crate::keys::protection::CachedVersion;
@@ -970,7 +994,7 @@ impl Kms {
         action: Action,
         param: &'static str,
         input: &str,
-        apply: impl FnOnce(&KeyRecord, UnixTime) -> Result<KeyRecord, KmsError>,
+        apply: impl Fn(&KeyRecord, UnixTime) -> Result<KeyRecord, KmsError>,
     ) -> Result<Arc<CachedKey>, KmsError> {
         let key_id = self.resolve_key_id(param, input)?;
         self.mutate(
@@ -985,16 +1009,44 @@ impl Kms {
         )
     }
 
-    /// Commits a batch together with the index writes it needs; a precondition failure means
-    /// another writer changed the records.
-    pub(crate) fn commit(&self, mut batch: crate::storage::Batch) -> Result<(), KmsError> {
-        let index = self.index_ops(&batch.ops)?;
-        batch.ops.extend(index);
-        self.commit_raw(batch)
+    /// Commits a batch together with the index writes it needs; a precondition failure on a
+    /// record of the batch means another writer changed it.
+    pub(crate) fn commit(&self, batch: crate::storage::Batch) -> Result<(), KmsError> {
+        self.commit_with_indexes(batch)
+            .map_err(CommitFailure::into_error)
+    }
+
+    /// [`Kms::commit`], telling a conflict on one of the batch's own records apart. A conflict
+    /// on an index record (another engine on the same store updated the same list meanwhile)
+    /// is not the caller's: the index writes are derived again and the commit retried.
+    pub(crate) fn commit_with_indexes(
+        &self,
+        batch: crate::storage::Batch,
+    ) -> Result<(), CommitFailure> {
+        let mut backoff = std::time::Duration::from_millis(1);
+        for attempt in 1.. {
+            let mut full = batch.clone();
+            full.ops
+                .extend(self.index_ops(&batch.ops).map_err(CommitFailure::Error)?);
+            match self.commit_once(full) {
+                Err(CommitFailure::Conflict(key))
+                    if key.as_bytes().starts_with(schema::INDEX) && attempt < COMMIT_ATTEMPTS =>
+                {
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(std::time::Duration::from_millis(50));
+                }
+                other => return other,
+            }
+        }
+        unreachable!("the loop returns on its last attempt")
     }
 
     /// Commits a batch as it is (no index writes added).
     fn commit_raw(&self, batch: crate::storage::Batch) -> Result<(), KmsError> {
+        self.commit_once(batch).map_err(CommitFailure::into_error)
+    }
+
+    fn commit_once(&self, batch: crate::storage::Batch) -> Result<(), CommitFailure> {
         let touched: Vec<Vec<u8>> = batch.ops.iter().map(|op| op.key().to_vec()).collect();
         match self.storage.commit(batch) {
             Ok(()) => {
@@ -1009,15 +1061,13 @@ impl Kms {
                 Ok(())
             }
             Err(crate::storage::StorageError::Conflict { key }) => {
-                Err(KmsError::internal(format!(
-                    "record {key} was changed by another writer; nothing was applied, try again"
-                )))
+                Err(CommitFailure::Conflict(key))
             }
             Err(other) => {
                 // An I/O error can strike after the batch reached the disk: the outcome is
                 // unknown, so nothing cached about these records is trusted any longer.
                 self.forget_records(touched.iter().map(Vec::as_slice));
-                Err(other.into())
+                Err(CommitFailure::Error(other.into()))
             }
         }
     }

@@ -3,12 +3,14 @@
 //! Under the engine's write lock: read the record and its revision, authorize and check it
 //! (`load`), compute the next record with a pure rule (`apply`), commit it with a revision
 //! precondition when it changed, then update what the engine caches about it (`after`, still
-//! under the lock, so a later writer's cache update cannot be overtaken by this one's).
+//! under the lock, so a later writer's cache update cannot be overtaken by this one's). When
+//! another engine on the same store changed the record meanwhile, the whole of it runs again on
+//! the new record.
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::Kms;
+use super::{CommitFailure, Kms, COMMIT_ATTEMPTS};
 use crate::error::KmsError;
 use crate::storage::{Batch, Precondition};
 use crate::time::UnixTime;
@@ -27,24 +29,33 @@ impl Kms {
     /// changed.
     pub(crate) fn mutate<R: Record, T>(
         &self,
-        load: impl FnOnce(UnixTime) -> Result<(R, u64), KmsError>,
-        apply: impl FnOnce(&R, UnixTime) -> Result<R, KmsError>,
+        load: impl Fn(UnixTime) -> Result<(R, u64), KmsError>,
+        apply: impl Fn(&R, UnixTime) -> Result<R, KmsError>,
         after: impl FnOnce(R) -> Result<T, KmsError>,
     ) -> Result<T, KmsError> {
         let _guard = self.write_guard()?;
-        let now = self.clock.now();
-        let (record, revision) = load(now)?;
-        let next = apply(&record, now)?;
-        if next != record {
-            let mut batch = Batch::new();
-            self.stage_put(
-                &mut batch,
-                next.record_key(),
-                &next,
-                Precondition::Revision(revision),
-            )?;
-            self.commit(batch)?;
+        // Another engine on the same store may change the record between the read and the
+        // commit: read, check and apply again (this engine's own writers wait on the lock).
+        for attempt in 1.. {
+            let now = self.clock.now();
+            let (record, revision) = load(now)?;
+            let next = apply(&record, now)?;
+            if next != record {
+                let mut batch = Batch::new();
+                self.stage_put(
+                    &mut batch,
+                    next.record_key(),
+                    &next,
+                    Precondition::Revision(revision),
+                )?;
+                match self.commit_with_indexes(batch) {
+                    Ok(()) => {}
+                    Err(CommitFailure::Conflict(_)) if attempt < COMMIT_ATTEMPTS => continue,
+                    Err(e) => return Err(e.into_error()),
+                }
+            }
+            return after(next);
         }
-        after(next)
+        unreachable!("the loop returns on its last attempt")
     }
 }

@@ -546,7 +546,7 @@ impl Kms {
         action: Action,
         name: &str,
         allow_in_delete_window: bool,
-        apply: impl FnOnce(&SecretRecord, UnixTime) -> Result<SecretRecord, KmsError>,
+        apply: impl Fn(&SecretRecord, UnixTime) -> Result<SecretRecord, KmsError>,
     ) -> Result<SecretRecord, KmsError> {
         self.mutate(
             |now| {
