@@ -23,7 +23,7 @@
 //! CONFLICT ... DO UPDATE`, `= ANY($1)` over arrays, `UNNEST`, `SELECT ... FOR UPDATE`; no
 //! advisory locks, `LISTEN`, stored procedures or PostgreSQL-only types.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
@@ -63,7 +63,70 @@ impl Default for PostgresOptions {
     }
 }
 
-type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
+type Pool = r2d2::Pool<Manager>;
+
+/// A pooled connection and the statements prepared on it (each prepared once per connection,
+/// so a call costs one round trip per statement instead of two).
+struct Connection {
+    client: postgres::Client,
+    statements: HashMap<&'static str, postgres::Statement>,
+}
+
+impl Connection {
+    fn statement(&mut self, sql: &'static str) -> Result<postgres::Statement, postgres::Error> {
+        if let Some(s) = self.statements.get(sql) {
+            return Ok(s.clone());
+        }
+        let prepared = self.client.prepare(sql)?;
+        self.statements.insert(sql, prepared.clone());
+        Ok(prepared)
+    }
+}
+
+/// r2d2's manager for [`Connection`]s.
+struct Manager(PostgresConnectionManager<NoTls>);
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = Connection;
+    type Error = postgres::Error;
+
+    fn connect(&self) -> Result<Connection, postgres::Error> {
+        Ok(Connection {
+            client: self.0.connect()?,
+            statements: HashMap::new(),
+        })
+    }
+
+    fn is_valid(&self, conn: &mut Connection) -> Result<(), postgres::Error> {
+        self.0.is_valid(&mut conn.client)
+    }
+
+    fn has_broken(&self, conn: &mut Connection) -> bool {
+        conn.client.is_closed()
+    }
+}
+
+const GET: &str = "SELECT value, revision FROM kms_records WHERE key = $1";
+const SCAN: &str = "SELECT key, value, revision FROM kms_records
+     WHERE (key > $1 OR (NOT $2 AND key = $1)) AND ($3::BYTEA IS NULL OR key < $3)
+     ORDER BY key LIMIT $4";
+const BUMP_REVISION: &str =
+    "UPDATE kms_meta SET value = value + $1 WHERE name = 'revision' RETURNING value";
+const LOCK_RECORDS: &str =
+    "SELECT key, revision FROM kms_records WHERE key = ANY($1) ORDER BY key FOR UPDATE";
+const DELETE_RECORDS: &str = "DELETE FROM kms_records WHERE key = ANY($1)";
+const UPSERT_RECORDS: &str = "INSERT INTO kms_records (key, value, revision)
+     SELECT * FROM UNNEST($1::BYTEA[], $2::BYTEA[], $3::BIGINT[])
+     ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, revision = EXCLUDED.revision";
+const APPEND_CHANGES: &str =
+    "INSERT INTO kms_changes (seq, key) SELECT * FROM UNNEST($1::BIGINT[], $2::BYTEA[])";
+const META: &str = "SELECT value FROM kms_meta WHERE name = $1";
+const CHANGES: &str = "SELECT key FROM kms_changes WHERE seq > $1 AND seq <= $2 ORDER BY seq";
+const LEASE: &str = "INSERT INTO kms_leases (name, holder, expires_at)
+     VALUES ($1, $2, now() + $3::BIGINT * INTERVAL '1 millisecond')
+     ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at
+     WHERE kms_leases.holder = EXCLUDED.holder OR kms_leases.expires_at < now()
+     RETURNING holder";
 
 /// A store in one PostgreSQL database (or anything speaking its protocol and SQL).
 pub struct PostgresStorage {
@@ -182,7 +245,7 @@ impl PostgresStorage {
             .parse()
             .map_err(|e| StorageError::Backend(format!("the database URL is invalid: {e}")))?;
         let target = describe(&config);
-        let manager = PostgresConnectionManager::new(config, NoTls);
+        let manager = Manager(PostgresConnectionManager::new(config, NoTls));
         let pool = r2d2::Pool::builder()
             .max_size(options.pool_size.max(1))
             .min_idle(Some(0))
@@ -205,9 +268,7 @@ impl PostgresStorage {
         &self.target
     }
 
-    fn client(
-        &self,
-    ) -> Result<r2d2::PooledConnection<PostgresConnectionManager<NoTls>>, StorageError> {
+    fn client(&self) -> Result<r2d2::PooledConnection<Manager>, StorageError> {
         self.pool
             .as_ref()
             .ok_or_else(|| StorageError::Unavailable("the store is closing".into()))?
@@ -219,7 +280,7 @@ impl PostgresStorage {
     /// database restarted since the pool opened it).
     fn read<T>(
         &self,
-        f: impl Fn(&mut postgres::Client) -> Result<T, postgres::Error>,
+        f: impl Fn(&mut Connection) -> Result<T, postgres::Error>,
     ) -> Result<T, StorageError> {
         let mut client = self.client()?;
         match f(&mut client) {
@@ -240,7 +301,7 @@ impl PostgresStorage {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let created = client.batch_execute(
+            let created = client.client.batch_execute(
                 "CREATE TABLE IF NOT EXISTS kms_meta (name TEXT PRIMARY KEY, value BIGINT NOT NULL);
                  CREATE TABLE IF NOT EXISTS kms_records (
                      key BYTEA PRIMARY KEY, value BYTEA NOT NULL, revision BIGINT NOT NULL);
@@ -261,6 +322,7 @@ impl PostgresStorage {
             }
         }
         let version: i64 = client
+            .client
             .query_one("SELECT value FROM kms_meta WHERE name = 'schema'", &[])
             .map_err(sql_error)?
             .get(0);
@@ -274,21 +336,21 @@ impl PostgresStorage {
         Ok(())
     }
 
-    fn commit_once(client: &mut postgres::Client, batch: &Batch) -> Result<(), Failed> {
-        let mut tx = client.transaction()?;
+    fn commit_once(conn: &mut Connection, batch: &Batch) -> Result<(), Failed> {
         let n = i64::try_from(batch.ops.len()).map_err(|_| {
             Failed::Refused(StorageError::Backend(
                 "a batch of more than 2^63 writes".into(),
             ))
         })?;
+        let bump = conn.statement(BUMP_REVISION)?;
+        let lock = conn.statement(LOCK_RECORDS)?;
+        let delete = conn.statement(DELETE_RECORDS)?;
+        let upsert = conn.statement(UPSERT_RECORDS)?;
+        let append = conn.statement(APPEND_CHANGES)?;
+        let mut tx = conn.client.transaction()?;
         // Taken first by every commit: revisions and change sequence numbers follow commit
         // order, and commits never wait on each other's record locks in a cycle.
-        let last: i64 = tx
-            .query_one(
-                "UPDATE kms_meta SET value = value + $1 WHERE name = 'revision' RETURNING value",
-                &[&n],
-            )?
-            .get(0);
+        let last: i64 = tx.query_one(&bump, &[&n])?.get(0);
         let first = last - n + 1;
         let keys: Vec<&[u8]> = {
             let mut keys: Vec<&[u8]> = batch.ops.iter().map(Op::key).collect();
@@ -297,10 +359,7 @@ impl PostgresStorage {
             keys
         };
         let mut current: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
-        for row in tx.query(
-            "SELECT key, revision FROM kms_records WHERE key = ANY($1) ORDER BY key FOR UPDATE",
-            &[&keys],
-        )? {
+        for row in tx.query(&lock, &[&keys])? {
             let key: Vec<u8> = row.get(0);
             let revision = revision_of(row.get(1)).map_err(Failed::Refused)?;
             current.insert(key, revision);
@@ -315,8 +374,7 @@ impl PostgresStorage {
         let mut last_write: BTreeMap<&[u8], Option<(&[u8], i64)>> = BTreeMap::new();
         let mut change_seqs = Vec::with_capacity(batch.ops.len());
         let mut change_keys: Vec<&[u8]> = Vec::with_capacity(batch.ops.len());
-        for (i, op) in batch.ops.iter().enumerate() {
-            let revision = first + i64::try_from(i).unwrap_or(i64::MAX);
+        for (revision, op) in (first..).zip(&batch.ops) {
             match op {
                 Op::Put { key, value, .. } => {
                     last_write.insert(key, Some((value, revision)));
@@ -342,28 +400,18 @@ impl PostgresStorage {
             }
         }
         if !deleted.is_empty() {
-            tx.execute("DELETE FROM kms_records WHERE key = ANY($1)", &[&deleted])?;
+            tx.execute(&delete, &[&deleted])?;
         }
         if !put_keys.is_empty() {
-            tx.execute(
-                "INSERT INTO kms_records (key, value, revision)
-                 SELECT * FROM UNNEST($1::BYTEA[], $2::BYTEA[], $3::BIGINT[])
-                 ON CONFLICT (key) DO UPDATE
-                 SET value = EXCLUDED.value, revision = EXCLUDED.revision",
-                &[&put_keys, &put_values, &put_revisions],
-            )?;
+            tx.execute(&upsert, &[&put_keys, &put_values, &put_revisions])?;
         }
-        tx.execute(
-            "INSERT INTO kms_changes (seq, key)
-             SELECT * FROM UNNEST($1::BIGINT[], $2::BYTEA[])",
-            &[&change_seqs, &change_keys],
-        )?;
+        tx.execute(&append, &[&change_seqs, &change_keys])?;
         tx.commit()?;
         Ok(())
     }
 
     /// Deletes changes older than [`PostgresOptions::keep_changes`], at most once a minute.
-    fn trim_changes(&self, client: &mut postgres::Client) -> Result<(), StorageError> {
+    fn trim_changes(&self, conn: &mut Connection) -> Result<(), StorageError> {
         let now_ms = i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX);
         let last = self.last_trim_ms.load(Ordering::Relaxed);
         if last != 0 && now_ms - last < 60_000 {
@@ -371,7 +419,7 @@ impl PostgresStorage {
         }
         self.last_trim_ms.store(now_ms.max(1), Ordering::Relaxed);
         let keep_ms = i64::try_from(self.options.keep_changes.as_millis()).unwrap_or(i64::MAX);
-        let mut tx = client.transaction().map_err(sql_error)?;
+        let mut tx = conn.client.transaction().map_err(sql_error)?;
         let trimmed: Option<i64> = tx
             .query_one(
                 "SELECT MAX(seq) FROM kms_changes
@@ -406,11 +454,9 @@ impl Drop for PostgresStorage {
 
 impl Storage for PostgresStorage {
     fn get(&self, key: &[u8]) -> Result<Option<Entry>, StorageError> {
-        let row = self.read(|client| {
-            client.query_opt(
-                "SELECT value, revision FROM kms_records WHERE key = $1",
-                &[&key],
-            )
+        let row = self.read(|conn| {
+            let statement = conn.statement(GET)?;
+            conn.client.query_opt(&statement, &[&key])
         })?;
         row.map(|r| {
             Ok(Entry {
@@ -438,14 +484,10 @@ impl Storage for PostgresStorage {
             _ => prefix,
         };
         let exclusive = matches!(after, Some(a) if a >= prefix);
-        let rows = self.read(|client| {
-            client.query(
-                "SELECT key, value, revision FROM kms_records
-                 WHERE (key > $1 OR (NOT $2 AND key = $1))
-                   AND ($3::BYTEA IS NULL OR key < $3)
-                 ORDER BY key LIMIT $4",
-                &[&lower, &exclusive, &end, &limit],
-            )
+        let rows = self.read(|conn| {
+            let statement = conn.statement(SCAN)?;
+            conn.client
+                .query(&statement, &[&lower, &exclusive, &end, &limit])
         })?;
         rows.into_iter()
             .map(|r| {
@@ -484,61 +526,50 @@ impl Storage for PostgresStorage {
     }
 
     fn changes_since(&self, cursor: Option<u64>) -> Result<Changes, StorageError> {
-        let mut client = self.client()?;
+        let meta = |conn: &mut Connection, name: &str| -> Result<i64, postgres::Error> {
+            let statement = conn.statement(META)?;
+            Ok(conn.client.query_one(&statement, &[&name])?.get(0))
+        };
         let Some(cursor) = cursor else {
-            let head: i64 = client
-                .query_one("SELECT value FROM kms_meta WHERE name = 'revision'", &[])
-                .map_err(sql_error)?
-                .get(0);
+            let head = self.read(|conn| meta(conn, "revision"))?;
             return Ok(Changes {
                 cursor: revision_of(head)?,
                 keys: ChangedKeys::Some(Vec::new()),
             });
         };
-        self.trim_changes(&mut client)?;
+        let mut conn = self.client()?;
+        self.trim_changes(&mut conn)?;
+        drop(conn);
         let from = i64::try_from(cursor).unwrap_or(i64::MAX);
-        let trimmed: i64 = client
-            .query_one("SELECT value FROM kms_meta WHERE name = 'trimmed'", &[])
-            .map_err(sql_error)?
-            .get(0);
-        let head: i64 = client
-            .query_one("SELECT value FROM kms_meta WHERE name = 'revision'", &[])
-            .map_err(sql_error)?
-            .get(0);
-        if from < trimmed {
-            return Ok(Changes {
-                cursor: revision_of(head)?,
-                keys: ChangedKeys::All,
-            });
-        }
-        // Every commit numbered at or below `head` has committed (the counter row is locked
-        // until then), so nothing below it can appear later.
-        let rows = client
-            .query(
-                "SELECT key FROM kms_changes WHERE seq > $1 AND seq <= $2 ORDER BY seq",
-                &[&from, &head],
-            )
-            .map_err(sql_error)?;
+        let (trimmed, head, keys) = self.read(|conn| {
+            let trimmed = meta(conn, "trimmed")?;
+            // Every commit numbered at or below `head` has committed (the counter row stays
+            // locked until its commit ends), so nothing at or below it can appear later.
+            let head = meta(conn, "revision")?;
+            if from < trimmed {
+                return Ok((trimmed, head, Vec::new()));
+            }
+            let statement = conn.statement(CHANGES)?;
+            let rows = conn.client.query(&statement, &[&from, &head])?;
+            Ok((trimmed, head, rows.into_iter().map(|r| r.get(0)).collect()))
+        })?;
         Ok(Changes {
             cursor: revision_of(head.max(from))?,
-            keys: ChangedKeys::Some(rows.into_iter().map(|r| r.get(0)).collect()),
+            keys: if from < trimmed {
+                ChangedKeys::All
+            } else {
+                ChangedKeys::Some(keys)
+            },
         })
     }
 
     fn try_lease(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool, StorageError> {
         let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
-        let mut client = self.client()?;
-        let row = client
-            .query_opt(
-                "INSERT INTO kms_leases (name, holder, expires_at)
-                 VALUES ($1, $2, now() + $3::BIGINT * INTERVAL '1 millisecond')
-                 ON CONFLICT (name) DO UPDATE
-                 SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at
-                 WHERE kms_leases.holder = EXCLUDED.holder OR kms_leases.expires_at < now()
-                 RETURNING holder",
-                &[&name, &holder, &ttl_ms],
-            )
-            .map_err(sql_error)?;
+        let row = self.read(|conn| {
+            let statement = conn.statement(LEASE)?;
+            conn.client
+                .query_opt(&statement, &[&name, &holder, &ttl_ms])
+        })?;
         Ok(row.is_some())
     }
 }
