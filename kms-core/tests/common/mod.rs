@@ -1,6 +1,10 @@
 //! Shared setup for the kms-core integration tests: an engine on `MemoryStorage` with a
 //! `ManualClock`, account "1234" in "cn-hangzhou", and helpers that unwrap the happy paths so
 //! the tests read as the rules they prove.
+//!
+//! With `KMS_TEST_STORAGE=postgres` the engines run on `PostgresStorage` instead, each on a
+//! fresh database (of `KMS_TEST_POSTGRES_URL`'s server, or of a cluster started for it): the
+//! same suites, proving the engine's rules hold on the shared backend.
 #![allow(
     clippy::unwrap_used,
     clippy::indexing_slicing,
@@ -16,6 +20,26 @@ use kms_core::api::{KeySpec, KeyState};
 use kms_core::{Caller, Kms, KmsError, ManualClock, RootKey, Storage, UnixTime};
 use kms_core::{OsRandom, RandomSource};
 use kms_storage::MemoryStorage;
+
+#[path = "../../../kms-storage/tests/support/pg.rs"]
+mod pg;
+
+/// An empty store of the kind `KMS_TEST_STORAGE` names (`memory`, the default, or
+/// `postgres`).
+pub fn fresh_storage() -> Arc<dyn Storage> {
+    match std::env::var("KMS_TEST_STORAGE").as_deref() {
+        Ok("postgres") => {
+            let db = pg::TestDatabase::create();
+            let storage = kms_storage::PostgresStorage::connect(db.url()).unwrap();
+            // The database outlives the test (its server, or cluster, is thrown away after
+            // the run).
+            std::mem::forget(db);
+            Arc::new(storage)
+        }
+        Ok("memory") | Err(_) => Arc::new(MemoryStorage::new()),
+        Ok(other) => panic!("KMS_TEST_STORAGE={other:?} is not memory or postgres"),
+    }
+}
 
 /// The account that owns every key in these tests.
 pub const ACCOUNT: &str = "1234";
@@ -62,9 +86,9 @@ impl Default for Env {
 }
 
 impl Env {
-    /// A fresh engine on an empty memory store, the clock at [`START`].
+    /// A fresh engine on an empty store ([`fresh_storage`]), the clock at [`START`].
     pub fn new() -> Self {
-        let storage: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
+        let storage = fresh_storage();
         let clock = Arc::new(ManualClock::new(START));
         let root_key = RootKey::generate().unwrap();
         let kms = build(storage.clone(), clock.clone(), root_key.clone());
@@ -79,7 +103,7 @@ impl Env {
 
     /// As [`Env::new`], with the engine drawing its randomness from `rng`.
     pub fn with_rng(rng: impl RandomSource + 'static) -> Self {
-        let storage: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
+        let storage = fresh_storage();
         let clock = Arc::new(ManualClock::new(START));
         let root_key = RootKey::generate().unwrap();
         let kms = Kms::builder()
