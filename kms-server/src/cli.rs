@@ -323,7 +323,7 @@ fn execute(cli: Cli) -> Result<(), CliError> {
     let mut overrides = Overrides {
         data_dir: cli.global.data_dir.clone(),
         root_key_file: cli.global.root_key_file.clone(),
-        storage: cli.global.storage.clone(),
+        storage: cli.global.storage.clone().map(crate::config::DatabaseUrl),
         region: cli.global.region.clone(),
         account_id: cli.global.account_id.clone(),
         ..Overrides::default()

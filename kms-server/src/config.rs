@@ -373,19 +373,33 @@ impl DatabaseUrl {
         let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
             return "(a key=value connection string)".to_owned();
         };
-        let rest = &url[scheme_end..];
-        let authority_end = rest.find('/').unwrap_or(rest.len());
-        match rest[..authority_end].rfind('@') {
-            Some(at) => match rest[..at].find(':') {
-                Some(colon) => format!(
-                    "{}{}:***{}",
-                    &url[..scheme_end],
-                    &rest[..colon],
-                    &rest[at..]
-                ),
-                None => url.clone(),
+        // The authority runs to the last '@' (a password may hold '/'), the query from '?'.
+        let (body, query) = match url[scheme_end..].find('?') {
+            Some(q) => (
+                &url[scheme_end..scheme_end + q],
+                Some(&url[scheme_end + q + 1..]),
+            ),
+            None => (&url[scheme_end..], None),
+        };
+        let body = match body.rfind('@') {
+            Some(at) => match body[..at].find(':') {
+                Some(colon) => format!("{}:***{}", &body[..colon], &body[at..]),
+                None => body.to_owned(),
             },
-            None => url.clone(),
+            None => body.to_owned(),
+        };
+        let query = query.map(|q| {
+            q.split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                    _ => pair.to_owned(),
+                })
+                .collect::<Vec<_>>()
+                .join("&")
+        });
+        match query {
+            Some(q) => format!("{}{body}?{q}", &url[..scheme_end]),
+            None => format!("{}{body}", &url[..scheme_end]),
         }
     }
 }
@@ -502,7 +516,7 @@ pub struct Overrides {
     /// `--root-key-file`.
     pub root_key_file: Option<PathBuf>,
     /// `--storage`.
-    pub storage: Option<String>,
+    pub storage: Option<DatabaseUrl>,
     /// `--region`.
     pub region: Option<String>,
     /// `--account-id`.
@@ -553,9 +567,8 @@ impl EngineSettings {
             storage: overrides
                 .storage
                 .clone()
-                .or_else(|| file.storage.clone())
-                .filter(|s| !s.is_empty())
-                .map(DatabaseUrl),
+                .or_else(|| file.storage.clone().map(DatabaseUrl))
+                .filter(|s| !s.0.is_empty()),
             cache_coherence: file
                 .cache_coherence_ms
                 .map(Duration::from_millis)
@@ -804,6 +817,10 @@ mod database_url_tests {
         assert_eq!(plain.redacted(), "postgres://kms@db/kms");
         let kv = DatabaseUrl("host=db password=s3cret".into());
         assert!(!kv.redacted().contains("s3cret"));
+        let query = DatabaseUrl("postgres://db/kms?user=kms&password=s3cret".into());
+        assert_eq!(query.redacted(), "postgres://db/kms?user=kms&password=***");
+        let slash = DatabaseUrl("postgres://kms:s3/cr@t@db/kms".into());
+        assert_eq!(slash.redacted(), "postgres://kms:***@db/kms");
     }
 }
 

@@ -1024,6 +1024,13 @@ async fn maintenance_loop(state: Arc<AppState>, every: Duration, mut stop: watch
                 Ok(Ok(true)) => {}
                 Ok(Ok(false)) => {
                     tracing::debug!("maintenance: another instance holds the lease");
+                    // What this instance noted for ListKeyAssociations is written all the same.
+                    let engine = kms.clone();
+                    if let Ok(Err(e)) =
+                        tokio::task::spawn_blocking(move || engine.flush_key_associations()).await
+                    {
+                        tracing::warn!(code = e.code(), error = %e, "key associations not written");
+                    }
                     continue;
                 }
                 Ok(Err(e)) => {

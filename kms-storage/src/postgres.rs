@@ -537,25 +537,27 @@ impl Storage for PostgresStorage {
                 keys: ChangedKeys::Some(Vec::new()),
             });
         };
-        let mut conn = self.client()?;
-        self.trim_changes(&mut conn)?;
-        drop(conn);
+        // Trimming is housekeeping: a failure of it does not fail the read.
+        if let Ok(mut conn) = self.client() {
+            let _ = self.trim_changes(&mut conn);
+        }
         let from = i64::try_from(cursor).unwrap_or(i64::MAX);
         let (trimmed, head, keys) = self.read(|conn| {
-            let trimmed = meta(conn, "trimmed")?;
             // Every commit numbered at or below `head` has committed (the counter row stays
             // locked until its commit ends), so nothing at or below it can appear later.
             let head = meta(conn, "revision")?;
-            if from < trimmed {
-                return Ok((trimmed, head, Vec::new()));
-            }
             let statement = conn.statement(CHANGES)?;
             let rows = conn.client.query(&statement, &[&from, &head])?;
+            // Read after the changes: a trim that removed some of them before that read
+            // (deleting and raising `trimmed` in one transaction) shows here.
+            let trimmed = meta(conn, "trimmed")?;
             Ok((trimmed, head, rows.into_iter().map(|r| r.get(0)).collect()))
         })?;
         Ok(Changes {
-            cursor: revision_of(head.max(from))?,
-            keys: if from < trimmed {
+            cursor: revision_of(head)?,
+            // Behind the trimmed log, or ahead of the counter (a database restored from an older
+            // backup): what changed is unknown.
+            keys: if from < trimmed || from > head {
                 ChangedKeys::All
             } else {
                 ChangedKeys::Some(keys)

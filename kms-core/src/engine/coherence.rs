@@ -69,6 +69,7 @@ impl Kms {
     /// that could not follow the change log for longer than it tolerates staleness.
     pub fn clear_caches(&self) {
         if let Ok(mut keys) = self.keys.write() {
+            self.removals.fetch_add(1, Ordering::AcqRel);
             keys.clear();
         }
         if let Ok(mut aliases) = self.aliases.write() {
@@ -106,6 +107,15 @@ impl Kms {
                 Ok(fresh)
             }
         }
+    }
+
+    /// Writes the key associations (ListKeyAssociations) noted since the last call; maintenance
+    /// does it too. An engine that does not run maintenance (another holds the lease) calls
+    /// this instead, so that what it noted is kept.
+    ///
+    /// Errors: storage errors.
+    pub fn flush_key_associations(&self) -> Result<usize, KmsError> {
+        self.flush_associations()
     }
 
     /// Takes or renews the store's lease `name` for `holder` (see

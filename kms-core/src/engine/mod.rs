@@ -288,6 +288,7 @@ impl KmsBuilder {
             change_cursor: Mutex::new(None),
             alias_epoch: AtomicU64::new(0),
             strict: self.strict,
+            removals: AtomicU64::new(0),
         };
         // Changes from here on are the ones to follow; the caches are empty until now.
         kms.follow_changes()?;
@@ -327,6 +328,15 @@ pub struct Kms {
     pub(crate) alias_epoch: AtomicU64,
     /// Revalidate a key against storage on every cryptographic call.
     pub(crate) strict: bool,
+    /// Bumped by every removal from the key or alias cache (an eviction of what another
+    /// engine changed among them): a commit's own cache update, made after the commit, is
+    /// dropped instead when this moved since the commit began.
+    pub(crate) removals: AtomicU64,
+}
+
+thread_local! {
+    /// `Kms::removals` when this thread's last commit began.
+    static COMMIT_BEGAN_AT: std::cell::Cell<u64> = const { std::cell::Cell::new(u64::MAX) };
 }
 
 /// Most corrupt records remembered (each is reported once; `kms fsck` finds them all).
@@ -670,6 +680,16 @@ impl Kms {
         new_versions: Vec<VersionRecord>,
     ) -> Result<Arc<CachedKey>, KmsError> {
         let mut keys = self.keys.write().map_err(|_| poisoned())?;
+        if !self.own_commit_is_current() {
+            let arn = self.scope.key_arn(&record.key_id);
+            self.removals.fetch_add(1, Ordering::AcqRel);
+            keys.remove(&record.key_id);
+            let versions = new_versions
+                .into_iter()
+                .map(|v| (v.version_id.clone(), Arc::new(CachedVersion::new(v))))
+                .collect();
+            return Ok(Arc::new(CachedKey::new(record, arn, versions, None)));
+        }
         let mut versions = keys
             .peek(&record.key_id)
             .map(|c| c.versions_snapshot())
@@ -684,13 +704,23 @@ impl Kms {
     }
 
     pub(crate) fn cache_remove(&self, key_id: &str) -> Result<(), KmsError> {
-        self.keys.write().map_err(|_| poisoned())?.remove(key_id);
+        let mut keys = self.keys.write().map_err(|_| poisoned())?;
+        self.removals.fetch_add(1, Ordering::AcqRel);
+        keys.remove(key_id);
         Ok(())
+    }
+
+    /// Whether a cache update for this thread's last commit may go in: no removal happened
+    /// since the commit began (a removal may have been the eviction of a newer change another
+    /// engine made to the same record, which this update would overwrite).
+    fn own_commit_is_current(&self) -> bool {
+        COMMIT_BEGAN_AT.with(|c| c.get()) == self.removals.load(Ordering::Acquire)
     }
 
     pub(crate) fn alias_cache_remove(&self, alias: &str) -> Result<(), KmsError> {
         let mut aliases = self.aliases.write().map_err(|_| poisoned())?;
         self.alias_epoch.fetch_add(1, Ordering::AcqRel);
+        self.removals.fetch_add(1, Ordering::AcqRel);
         aliases.remove(alias);
         Ok(())
     }
@@ -699,7 +729,12 @@ impl Kms {
     pub(crate) fn alias_cache_put(&self, alias: &str, key_id: &str) -> Result<(), KmsError> {
         let mut aliases = self.aliases.write().map_err(|_| poisoned())?;
         self.alias_epoch.fetch_add(1, Ordering::AcqRel);
-        aliases.insert(alias.to_owned(), key_id.to_owned());
+        if self.own_commit_is_current() {
+            aliases.insert(alias.to_owned(), key_id.to_owned());
+        } else {
+            self.removals.fetch_add(1, Ordering::AcqRel);
+            aliases.remove(alias);
+        }
         Ok(())
     }
 
@@ -1047,6 +1082,8 @@ impl Kms {
     }
 
     fn commit_once(&self, batch: crate::storage::Batch) -> Result<(), CommitFailure> {
+        let began = self.removals.load(Ordering::Acquire);
+        COMMIT_BEGAN_AT.with(|c| c.set(began));
         let touched: Vec<Vec<u8>> = batch.ops.iter().map(|op| op.key().to_vec()).collect();
         match self.storage.commit(batch) {
             Ok(()) => {

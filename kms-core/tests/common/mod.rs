@@ -3,8 +3,8 @@
 //! the tests read as the rules they prove.
 //!
 //! With `KMS_TEST_STORAGE=postgres` the engines run on `PostgresStorage` instead, each on a
-//! fresh database (of `KMS_TEST_POSTGRES_URL`'s server, or of a cluster started for it): the
-//! same suites, proving the engine's rules hold on the shared backend.
+//! fresh database of `KMS_TEST_POSTGRES_URL`'s server: the same suites, proving the engine's
+//! rules hold on the shared backend.
 #![allow(
     clippy::unwrap_used,
     clippy::indexing_slicing,
@@ -29,6 +29,11 @@ mod pg;
 pub fn fresh_storage() -> Arc<dyn Storage> {
     match std::env::var("KMS_TEST_STORAGE").as_deref() {
         Ok("postgres") => {
+            // One server for every engine of the run (not a cluster per engine).
+            assert!(
+                std::env::var("KMS_TEST_POSTGRES_URL").is_ok_and(|u| !u.is_empty()),
+                "KMS_TEST_STORAGE=postgres needs KMS_TEST_POSTGRES_URL"
+            );
             let db = pg::TestDatabase::create();
             let storage = kms_storage::PostgresStorage::connect(db.url()).unwrap();
             // The database outlives the test (its server, or cluster, is thrown away after

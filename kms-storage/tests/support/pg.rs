@@ -277,6 +277,12 @@ impl Cluster {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+        // The shell did not finish: stop the postmaster itself.
+        if let Ok(pid) = std::fs::read_to_string(self.dir.path().join("data/postmaster.pid")) {
+            if let Some(pid) = pid.lines().next() {
+                let _ = Command::new("kill").args(["-KILL", pid]).status();
+            }
+        }
         let _ = self.postgres.kill();
         let _ = self.postgres.wait();
     }
