@@ -79,24 +79,22 @@ fn call(addr: SocketAddr, action: &str, query: &[(&str, &str)]) -> HttpResponse 
 /// A call that may meet a dead server: `None` when it cannot connect, the answer is cut, or
 /// it is not a success.
 fn try_call(addr: SocketAddr, action: &str, query: &[(&str, &str)]) -> Option<HttpResponse> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    let stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .ok()?;
     let req = V3Request::new(action, query);
-    let mut head = format!("{} {} HTTP/1.1\r\n", req.method, req.target());
-    for (n, v) in req.signed_headers(&addr.to_string()) {
-        head.push_str(&format!("{n}: {v}\r\n"));
-    }
-    head.push_str(&format!(
-        "content-length: {}\r\nconnection: close\r\n\r\n",
-        req.body.len()
-    ));
-    stream.write_all(head.as_bytes()).ok()?;
-    stream.write_all(&req.body).ok()?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).ok()?;
+    let headers = req.signed_headers(&addr.to_string());
+    let host = addr.to_string();
+    let raw = exchange(
+        stream,
+        &host,
+        &req.method,
+        &req.target(),
+        &headers,
+        &req.body,
+    )
+    .ok()?;
     // An answer cut short by a kill has no complete head: not acknowledged.
     let complete = raw.windows(4).any(|w| w == b"\r\n\r\n") && raw.trim_ascii_end().ends_with(b"}");
     if !complete {

@@ -160,13 +160,26 @@ pub fn send(
 
 /// Sends one request on an open stream (TCP or TLS) and reads the whole response.
 pub fn send_on<S: Read + Write>(
-    mut stream: S,
+    stream: S,
     host: &str,
     method: &str,
     target: &str,
     headers: &[(String, String)],
     body: &[u8],
 ) -> HttpResponse {
+    parse_response(&exchange(stream, host, method, target, headers, body).unwrap())
+}
+
+/// Writes one request on an open stream and returns the raw bytes read back until the peer
+/// closes (possibly cut short); errors only when the request head cannot be written.
+pub fn exchange<S: Read + Write>(
+    mut stream: S,
+    host: &str,
+    method: &str,
+    target: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> std::io::Result<Vec<u8>> {
     let mut head = format!("{method} {target} HTTP/1.1\r\n");
     let mut has_host = false;
     for (n, v) in headers {
@@ -180,12 +193,12 @@ pub fn send_on<S: Read + Write>(
         "content-length: {}\r\nconnection: close\r\n\r\n",
         body.len()
     ));
-    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(head.as_bytes())?;
     // The server may answer (413) before reading a large body; ignore a reset while writing.
     let _ = stream.write_all(body);
     let mut raw = Vec::new();
     let _ = stream.read_to_end(&mut raw);
-    parse_response(&raw)
+    Ok(raw)
 }
 
 pub fn parse_response(raw: &[u8]) -> HttpResponse {
