@@ -23,7 +23,9 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, BenchmarkId, Criterion, SamplingMode, Throughput};
 use kms_core::api::*;
 use kms_core::api::{KeySpec, KeyUsage};
-use kms_core::{Batch, Caller, Entry, Kms, Op, Precondition, RootKey, Storage, StorageError};
+use kms_core::{
+    Batch, Caller, CryptoProvider, Entry, Kms, Op, Precondition, RootKey, Storage, StorageError,
+};
 use kms_storage::{MemoryStorage, RedbStorage};
 use p256::pkcs8::DecodePrivateKey;
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
@@ -44,7 +46,12 @@ fn context() -> EncryptionContext {
 }
 
 fn engine_on(storage: impl Storage + 'static) -> Kms {
+    engine_with(storage, CryptoProvider::default())
+}
+
+fn engine_with(storage: impl Storage + 'static, provider: CryptoProvider) -> Kms {
     Kms::builder()
+        .crypto_provider(provider)
         .storage(storage)
         .root_key(RootKey::generate().unwrap())
         .account_id(ACCOUNT)
@@ -76,7 +83,7 @@ fn engine_encrypt(kms: &Kms, me: &Caller, key_id: &str, plaintext: &[u8]) -> Enc
         me,
         EncryptRequest {
             key_id: key_id.to_owned(),
-            plaintext: Zeroizing::new(plaintext.to_vec()),
+            plaintext: plaintext.to_vec().into(),
             encryption_context: context(),
             ..Default::default()
         },
@@ -128,18 +135,27 @@ fn raw_open(key: &LessSafeKey, sealed: &[u8]) -> Vec<u8> {
 
 // ---- engine beside raw -------------------------------------------------------------------
 
+/// One engine per crypto provider this build has, named by the provider.
+fn engines() -> Vec<(&'static str, Kms)> {
+    CryptoProvider::available()
+        .into_iter()
+        .map(|p| (p.name(), engine_with(MemoryStorage::new(), p)))
+        .collect()
+}
+
 fn encrypt_1k(c: &mut Criterion) {
-    let kms = engine_on(MemoryStorage::new());
     let me = caller();
-    let key_id = aes_key(&kms);
     let plaintext = vec![0x5a; PLAINTEXT_LEN];
     let rng = SystemRandom::new();
     let raw_key = raw_aes_key(&rng);
 
     let mut g = c.benchmark_group("encrypt_1k");
-    g.bench_function("engine", |b| {
-        b.iter(|| engine_encrypt(&kms, &me, &key_id, black_box(&plaintext)))
-    });
+    for (name, kms) in engines() {
+        let key_id = aes_key(&kms);
+        g.bench_function(BenchmarkId::new("engine", name), |b| {
+            b.iter(|| engine_encrypt(&kms, &me, &key_id, black_box(&plaintext)))
+        });
+    }
     g.bench_function("raw", |b| {
         b.iter(|| raw_seal(&raw_key, &rng, black_box(&plaintext)))
     });
@@ -147,32 +163,33 @@ fn encrypt_1k(c: &mut Criterion) {
 }
 
 fn decrypt_1k(c: &mut Criterion) {
-    let kms = engine_on(MemoryStorage::new());
     let me = caller();
-    let key_id = aes_key(&kms);
     let plaintext = vec![0x5a; PLAINTEXT_LEN];
-    let blob = engine_encrypt(&kms, &me, &key_id, &plaintext).ciphertext_blob;
     let rng = SystemRandom::new();
     let raw_key = raw_aes_key(&rng);
     let sealed = raw_seal(&raw_key, &rng, &plaintext);
 
     let mut g = c.benchmark_group("decrypt_1k");
-    g.bench_function("engine", |b| {
-        b.iter(|| {
-            let out = kms
-                .decrypt(
-                    &me,
-                    DecryptRequest {
-                        ciphertext_blob: black_box(&blob).clone(),
-                        encryption_context: context(),
-                        ..Default::default()
-                    },
-                )
-                .unwrap();
-            assert_eq!(out.plaintext.len(), PLAINTEXT_LEN);
-            out
-        })
-    });
+    for (name, kms) in engines() {
+        let key_id = aes_key(&kms);
+        let blob = engine_encrypt(&kms, &me, &key_id, &plaintext).ciphertext_blob;
+        g.bench_function(BenchmarkId::new("engine", name), |b| {
+            b.iter(|| {
+                let out = kms
+                    .decrypt(
+                        &me,
+                        DecryptRequest {
+                            ciphertext_blob: black_box(&blob).clone(),
+                            encryption_context: context(),
+                            ..Default::default()
+                        },
+                    )
+                    .unwrap();
+                assert_eq!(out.plaintext.len(), PLAINTEXT_LEN);
+                out
+            })
+        });
+    }
     g.bench_function("raw", |b| {
         b.iter(|| {
             let out = raw_open(&raw_key, black_box(&sealed));
@@ -214,11 +231,22 @@ fn generate_data_key(c: &mut Criterion) {
     g.finish();
 }
 
+fn engine_sign(kms: &Kms, me: &Caller, key: &KeyMetadata, algorithm: &str) -> Vec<u8> {
+    kms.asymmetric_sign(
+        me,
+        AsymmetricSignRequest {
+            key_id: key.key_id.clone(),
+            key_version_id: key.primary_key_version.clone().unwrap(),
+            algorithm: algorithm.into(),
+            digest: black_box([0x42u8; 32]).to_vec(),
+        },
+    )
+    .unwrap()
+    .value
+}
+
 fn sign_p256(c: &mut Criterion) {
-    let kms = engine_on(MemoryStorage::new());
     let me = caller();
-    let key = create_key(&kms, KeySpec::EcP256, KeyUsage::SignVerify);
-    let version = key.primary_key_version.clone().unwrap();
     let digest = [0x42u8; 32];
     let rng = SystemRandom::new();
     let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng).unwrap();
@@ -227,31 +255,142 @@ fn sign_p256(c: &mut Criterion) {
     let p256_key = p256::ecdsa::SigningKey::from_pkcs8_der(pkcs8.as_ref()).unwrap();
 
     let mut g = c.benchmark_group("sign_p256");
-    g.bench_function("engine", |b| {
-        b.iter(|| {
-            kms.asymmetric_sign(
-                &me,
-                AsymmetricSignRequest {
-                    key_id: key.key_id.clone(),
-                    key_version_id: version.clone(),
-                    algorithm: "ECDSA_SHA_256".into(),
-                    digest: black_box(digest).to_vec(),
-                },
-            )
-            .unwrap()
-        })
-    });
+    for (name, kms) in engines() {
+        let key = create_key(&kms, KeySpec::EcP256, KeyUsage::SignVerify);
+        g.bench_function(BenchmarkId::new("engine", name), |b| {
+            b.iter(|| engine_sign(&kms, &me, &key, "ECDSA_SHA_256"))
+        });
+    }
     // ring signs a message, not a prehash: the 32-byte digest is the message here, so raw
     // also hashes it once (SHA-256 of 32 bytes, well under a microsecond).
     g.bench_function("raw", |b| {
         b.iter(|| raw_key.sign(&rng, black_box(&digest)).unwrap())
     });
-    // The primitive the engine actually wraps: RustCrypto p256 signing the digest as a
-    // prehash (RFC 6979 nonces), DER-encoded as AsymmetricSign returns it.
+    // The primitive the pure-Rust provider wraps: RustCrypto p256 (precomputed tables)
+    // signing the digest as a prehash, DER-encoded as AsymmetricSign returns it.
     g.bench_function("p256_prehash", |b| {
         b.iter(|| {
             let sig: p256::ecdsa::Signature = p256_key.sign_prehash(black_box(&digest)).unwrap();
             sig.to_der()
+        })
+    });
+    g.finish();
+}
+
+/// An RSA-2048 key as ring holds it (generated by aws-lc-rs: ring cannot generate RSA keys).
+fn raw_rsa_pkcs8() -> Vec<u8> {
+    use aws_lc_rs::encoding::AsDer;
+    let key =
+        aws_lc_rs::rsa::PrivateDecryptingKey::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
+    let der: aws_lc_rs::encoding::Pkcs8V1Der<'static> = key.as_der().unwrap();
+    der.as_ref().to_vec()
+}
+
+fn sign_rsa2048(c: &mut Criterion) {
+    let me = caller();
+    let rng = SystemRandom::new();
+    let pkcs8 = raw_rsa_pkcs8();
+    let raw_key = ring::rsa::KeyPair::from_pkcs8(&pkcs8).unwrap();
+
+    let mut g = c.benchmark_group("sign_rsa2048");
+    g.sample_size(20);
+    for (name, kms) in engines() {
+        let key = create_key(&kms, KeySpec::Rsa2048, KeyUsage::SignVerify);
+        g.bench_function(BenchmarkId::new("engine", name), |b| {
+            b.iter(|| engine_sign(&kms, &me, &key, "RSA_PSS_SHA_256"))
+        });
+    }
+    // ring's RSA-PSS-SHA256 of the 32-byte digest as a message (ring signs no prehash).
+    g.bench_function("raw", |b| {
+        b.iter(|| {
+            let mut sig = vec![0u8; raw_key.public().modulus_len()];
+            raw_key
+                .sign(
+                    &ring::signature::RSA_PSS_SHA256,
+                    &rng,
+                    black_box(&[0x42; 32]),
+                    &mut sig,
+                )
+                .unwrap();
+            sig
+        })
+    });
+    g.finish();
+}
+
+fn decrypt_rsa2048(c: &mut Criterion) {
+    use aws_lc_rs::rsa::{
+        OaepPrivateDecryptingKey, OaepPublicEncryptingKey, PrivateDecryptingKey,
+        OAEP_SHA256_MGF1SHA256,
+    };
+    let me = caller();
+    let rng = SystemRandom::new();
+    let pkcs8 = raw_rsa_pkcs8();
+    let ring_key = ring::rsa::KeyPair::from_pkcs8(&pkcs8).unwrap();
+    let private = PrivateDecryptingKey::from_pkcs8(&pkcs8).unwrap();
+    let public = OaepPublicEncryptingKey::new(private.public_key()).unwrap();
+    let raw_key = OaepPrivateDecryptingKey::new(private).unwrap();
+    let mut raw_ct = vec![0u8; 256];
+    public
+        .encrypt(&OAEP_SHA256_MGF1SHA256, &[7; 32], &mut raw_ct, None)
+        .unwrap();
+
+    let mut g = c.benchmark_group("decrypt_rsa2048");
+    g.sample_size(20);
+    for (name, kms) in engines() {
+        let key = create_key(&kms, KeySpec::Rsa2048, KeyUsage::EncryptDecrypt);
+        let version = key.primary_key_version.clone().unwrap();
+        let blob = kms
+            .asymmetric_encrypt(
+                &me,
+                AsymmetricEncryptRequest {
+                    key_id: key.key_id.clone(),
+                    key_version_id: version.clone(),
+                    algorithm: "RSAES_OAEP_SHA_256".into(),
+                    plaintext: vec![7; 32].into(),
+                },
+            )
+            .unwrap()
+            .ciphertext_blob;
+        g.bench_function(BenchmarkId::new("engine", name), |b| {
+            b.iter(|| {
+                kms.asymmetric_decrypt(
+                    &me,
+                    AsymmetricDecryptRequest {
+                        key_id: key.key_id.clone(),
+                        key_version_id: version.clone(),
+                        algorithm: "RSAES_OAEP_SHA_256".into(),
+                        ciphertext_blob: black_box(&blob).clone(),
+                    },
+                )
+                .unwrap()
+            })
+        });
+    }
+    // ring has no RSA decryption: raw is the fastest primitive, aws-lc-rs's OAEP decrypt.
+    g.bench_function("raw", |b| {
+        b.iter(|| {
+            let mut out = [0u8; 256];
+            let n = raw_key
+                .decrypt(&OAEP_SHA256_MGF1SHA256, black_box(&raw_ct), &mut out, None)
+                .unwrap()
+                .len();
+            assert_eq!(n, 32);
+        })
+    });
+    // The goal's yardstick: ring's RSA-PSS signature with the same key.
+    g.bench_function("ring_pss_sign", |b| {
+        b.iter(|| {
+            let mut sig = vec![0u8; 256];
+            ring_key
+                .sign(
+                    &ring::signature::RSA_PSS_SHA256,
+                    &rng,
+                    black_box(&[0x42; 32]),
+                    &mut sig,
+                )
+                .unwrap();
+            sig
         })
     });
     g.finish();
@@ -842,8 +981,8 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = encrypt_1k, decrypt_1k, generate_data_key, sign_p256, encrypt_1k_threads,
-        lifecycle, scale
+    targets = encrypt_1k, decrypt_1k, generate_data_key, sign_p256, sign_rsa2048,
+        decrypt_rsa2048, encrypt_1k_threads, lifecycle, scale
 }
 
 fn main() {

@@ -60,7 +60,7 @@ fn pre_auth(c: &mut Criterion) {
         b.iter(|| {
             let query = request::parse_form("QueryString", b"").unwrap();
             let form = request::parse_form("Body", &body).unwrap();
-            let params = request::merge(&query, &form).unwrap();
+            let params = request::merge(&query, form).unwrap();
             let signed = SignedRequest {
                 method: "POST",
                 path: "/",

@@ -389,7 +389,7 @@ fn check_seeds() {
         let parts = kms_fuzz::server::split_request(&seed);
         let query = kms_server::request::parse_form("QueryString", parts.query).expect("query");
         let body = kms_server::request::parse_form("Body", parts.body).expect("body");
-        let params = kms_server::request::merge(&query, &body).expect("merge");
+        let params = kms_server::request::merge(&query, body).expect("merge");
         let signed = kms_server::auth::SignedRequest {
             method: &parts.method,
             path: &parts.path,

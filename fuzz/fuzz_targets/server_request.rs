@@ -28,7 +28,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(body) = request::parse_form("Body", parts.body) else {
         return;
     };
-    let Ok(params) = request::merge(&query, &body) else {
+    let Ok(params) = request::merge(&query, body) else {
         return;
     };
     let signed = SignedRequest {

@@ -10,6 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 pub use crate::certificates::api::*;
+pub use crate::crypto::SecretBytes;
 pub use crate::keys::api::*;
 pub use crate::keys::model::{
     AutomaticRotation, CreatorType, DeletionProtection, KeySpec, KeyState, KeyUsage, Origin,

@@ -25,10 +25,10 @@ pub fn new_uuid(rng: &dyn RandomSource) -> Result<String, KmsError> {
     Ok(format_uuid_v4(hi, lo))
 }
 
-/// A fresh UUID v4 from the operating system's random source, for a `RequestId` the engine
-/// did not issue (a protocol error answered before any operation ran).
+/// A fresh UUID v4 from the default crypto provider's random source, for a `RequestId` the
+/// engine did not issue (a protocol error answered before any operation ran).
 pub fn new_request_id() -> String {
-    new_uuid(&crate::crypto::OsRandom)
+    new_uuid(crate::crypto::backend::CryptoProvider::default().random())
         .unwrap_or_else(|_| "00000000-0000-4000-8000-000000000000".to_owned())
 }
 

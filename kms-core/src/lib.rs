@@ -65,8 +65,9 @@ pub use schema::ArnScope;
 
 // ---- What a host plugs in, and the values those traits carry ------------------------------
 pub use crypto::asym::{EncryptionAlgorithm, PublicKey, SigningAlgorithm};
+pub use crypto::backend::CryptoProvider;
 pub use crypto::external::{validate_external_key_id, ExternalCiphertext, ExternalKeyStore};
-pub use crypto::provider::{InMemoryHsm, KeyProvider};
+pub use crypto::hsm::{InMemoryHsm, KeyProvider};
 pub use crypto::root_key::{RootKey, ROOT_KEY_LEN};
 pub use crypto::{AeadAlgorithm, OsRandom, RandomSource, NONCE_LEN, TAG_LEN};
 pub use secrets::ops::SecretRotationHandler;

@@ -230,6 +230,27 @@ pub fn tag_value(name: &'static str, value: &str) -> Result<(), KmsError> {
 }
 
 /// Checks an EncryptionContext: at most 8192 bytes as JSON, no empty keys.
+/// The length of `context` serialized as a JSON object (what Alibaba's size limit counts),
+/// computed without serializing it: `{}`, a comma between pairs, `"key":"value"` with each
+/// string's JSON escaping.
+fn context_json_len(context: &BTreeMap<String, String>) -> usize {
+    fn json_len(s: &str) -> usize {
+        2 + s
+            .chars()
+            .map(|c| match c {
+                '"' | '\\' | '\n' | '\r' | '\t' | '\u{08}' | '\u{0c}' => 2,
+                c if (c as u32) < 0x20 => 6,
+                c => c.len_utf8(),
+            })
+            .sum::<usize>()
+    }
+    2 + context.len().saturating_sub(1)
+        + context
+            .iter()
+            .map(|(k, v)| json_len(k) + 1 + json_len(v))
+            .sum::<usize>()
+}
+
 pub fn encryption_context(
     name: &'static str,
     context: &BTreeMap<String, String>,
@@ -237,9 +258,7 @@ pub fn encryption_context(
     if context.keys().any(|k| k.is_empty()) {
         return Err(KmsError::invalid(name, "keys must not be empty"));
     }
-    let size = serde_json::to_string(context)
-        .map(|s| s.len())
-        .unwrap_or(usize::MAX);
+    let size = context_json_len(context);
     if size > MAX_CONTEXT_BYTES {
         return Err(KmsError::invalid(
             name,
@@ -252,6 +271,26 @@ pub fn encryption_context(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_context_size_is_its_length_as_json() {
+        for pairs in [
+            vec![],
+            vec![("k", "v")],
+            vec![("tenant", "acme"), ("a\"b", "c\\d\n\u{1}é😀")],
+            vec![("x", ""), ("y", "\t\r\u{8}\u{c}\u{1f}")],
+        ] {
+            let map: BTreeMap<String, String> = pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            assert_eq!(
+                context_json_len(&map),
+                serde_json::to_string(&map).unwrap().len(),
+                "{map:?}"
+            );
+        }
+    }
 
     #[test]
     fn rotation_interval_accepts_every_unit_within_7_to_365_days() {
@@ -330,7 +369,7 @@ mod tests {
     }
 
     #[test]
-    fn tag_rules_follow_the_seed() {
+    fn tag_rules_follow_alibabas_documentation() {
         assert!(tag_key("Tags", "env").is_ok());
         assert!(tag_key("Tags", "a/b\\c_d-e.f+g=h:i@j").is_ok());
         assert!(tag_key("Tags", "環境").is_ok());

@@ -34,7 +34,7 @@ pub fn decode_request<T: DeserializeOwned>(value: serde_json::Value) -> Result<T
     })
 }
 
-/// Base64 for byte fields (`Vec<u8>` or `Zeroizing<Vec<u8>>`).
+/// Base64 for byte fields (`Vec<u8>` or [`SecretBytes`](crate::crypto::SecretBytes)).
 pub mod base64_bytes {
     use super::*;
     use base64::Engine;
@@ -58,18 +58,43 @@ pub mod base64_bytes {
 /// An opaque UTF-8 string on the wire, bytes in Rust (Encrypt's Plaintext, Decrypt's answer).
 pub mod utf8_bytes {
     use super::*;
+    use crate::crypto::SecretBytes;
 
     /// Serializes bytes as a string; fails for bytes that are not UTF-8.
-    pub fn serialize<S: Serializer>(v: &Zeroizing<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: Serializer>(v: &SecretBytes, s: S) -> Result<S::Ok, S::Error> {
         let text = std::str::from_utf8(v).map_err(|_| {
             serde::ser::Error::custom("the plaintext is not UTF-8 and cannot travel as a string")
         })?;
         s.serialize_str(text)
     }
 
+    /// Room left after the text for a ciphertext blob's header and tag, so that Encrypt seals
+    /// in the request's own buffer (ids of up to 48 characters each).
+    pub const BLOB_ROOM: usize = 4 + 2 * 49 + 1 + crate::crypto::NONCE_LEN + crate::crypto::TAG_LEN;
+
+    struct Text;
+
+    impl serde::de::Visitor<'_> for Text {
+        type Value = SecretBytes;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a string")
+        }
+
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            let mut out = Vec::with_capacity(v.len() + BLOB_ROOM);
+            out.extend_from_slice(v.as_bytes());
+            Ok(SecretBytes::new(out))
+        }
+
+        fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Self::Value, E> {
+            Ok(SecretBytes::new(v.into_bytes()))
+        }
+    }
+
     /// Deserializes a string into its UTF-8 bytes.
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Zeroizing<Vec<u8>>, D::Error> {
-        Ok(Zeroizing::new(String::deserialize(d)?.into_bytes()))
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SecretBytes, D::Error> {
+        d.deserialize_string(Text)
     }
 }
 

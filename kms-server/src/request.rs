@@ -94,48 +94,52 @@ impl Params {
     /// `ResourceId.2=b` become `"ResourceId": ["a", "b"]`, and `Tag.1.Key=k`, `Tag.1.Value=v`
     /// become `"Tag": [{"Key": "k", "Value": "v"}]`.
     pub fn operation_json(&self) -> serde_json::Value {
+        self.clone().into_operation_json()
+    }
+
+    /// [`Params::operation_json`], moving the values instead of copying them.
+    pub fn into_operation_json(self) -> serde_json::Value {
         use serde_json::Value;
         let mut out = serde_json::Map::new();
-        let mut lists: std::collections::BTreeMap<&str, std::collections::BTreeMap<u32, Value>> =
+        let mut lists: std::collections::BTreeMap<String, std::collections::BTreeMap<u32, Value>> =
             std::collections::BTreeMap::new();
         for (name, value) in self
             .pairs
-            .iter()
+            .into_iter()
             .filter(|(n, _)| !PROTOCOL_PARAMETERS.contains(&n.as_str()))
         {
-            match split_flattened(name) {
+            match split_flattened(&name) {
                 Some((base, index, field)) => {
                     let slot = lists
-                        .entry(base)
+                        .entry(base.to_owned())
                         .or_default()
                         .entry(index)
                         .or_insert(Value::Null);
                     match field {
-                        None => *slot = Value::String(value.clone()),
+                        None => *slot = Value::String(value),
                         Some(field) => {
                             if !slot.is_object() {
                                 *slot = Value::Object(serde_json::Map::new());
                             }
                             if let Value::Object(m) = slot {
-                                m.insert(field.to_owned(), Value::String(value.clone()));
+                                m.insert(field.to_owned(), Value::String(value));
                             }
                         }
                     }
                 }
                 None => {
-                    out.insert(name.clone(), Value::String(value.clone()));
+                    out.insert(name, Value::String(value));
                 }
             }
         }
         for (base, items) in lists {
-            out.entry(base.to_owned())
+            out.entry(base)
                 .or_insert_with(|| Value::Array(items.into_values().collect()));
         }
         Value::Object(out)
     }
 }
 
-/// `Name.N` or `Name.N.Field` (N from 1) → (Name, N, Field).
 fn split_flattened(name: &str) -> Option<(&str, u32, Option<&str>)> {
     let mut parts = name.splitn(3, '.');
     let base = parts.next().filter(|b| !b.is_empty())?;
@@ -189,15 +193,17 @@ pub fn parse_form(what: &'static str, raw: &[u8]) -> Result<Params, ApiError> {
 /// Merges the query's and the body's parameters.
 ///
 /// Errors: `InvalidParameter` naming a parameter present in both.
-pub fn merge(query: &Params, body: &Params) -> Result<Params, ApiError> {
+pub fn merge(query: &Params, body: Params) -> Result<Params, ApiError> {
+    if query.is_empty() {
+        return Ok(body);
+    }
     let mut all = query.clone();
-    for (n, v) in body.iter() {
-        all.push(n.to_owned(), v.to_owned())?;
+    for (n, v) in body.pairs {
+        all.push(n, v)?;
     }
     Ok(all)
 }
 
-/// Decodes one form component: `+` is a space, `%XX` a byte; the bytes must be UTF-8.
 fn decode_component(raw: &[u8]) -> Result<String, &'static str> {
     fn hex(b: u8) -> Option<u8> {
         match b {
@@ -208,21 +214,27 @@ fn decode_component(raw: &[u8]) -> Result<String, &'static str> {
         }
     }
     let mut out = Vec::with_capacity(raw.len());
-    let mut bytes = raw.iter().copied();
-    while let Some(b) = bytes.next() {
-        match b {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hi = bytes.next().and_then(hex);
-                let lo = bytes.next().and_then(hex);
-                match (hi, lo) {
-                    (Some(hi), Some(lo)) => out.push(hi << 4 | lo),
-                    _ => return Err("has a malformed percent-escape"),
-                }
+    let mut rest = raw;
+    // Runs without `+` or `%` are copied whole.
+    while let Some(i) = rest.iter().position(|&b| b == b'+' || b == b'%') {
+        let (run, tail) = rest.split_at(i);
+        out.extend_from_slice(run);
+        match tail {
+            [b'+', more @ ..] => {
+                out.push(b' ');
+                rest = more;
             }
-            other => out.push(other),
+            [b'%', hi, lo, more @ ..] => match (hex(*hi), hex(*lo)) {
+                (Some(hi), Some(lo)) => {
+                    out.push(hi << 4 | lo);
+                    rest = more;
+                }
+                _ => return Err("has a malformed percent-escape"),
+            },
+            _ => return Err("has a malformed percent-escape"),
         }
     }
+    out.extend_from_slice(rest);
     String::from_utf8(out).map_err(|_| "is not UTF-8 text")
 }
 
@@ -276,7 +288,7 @@ mod tests {
         assert!(e.message.contains("KeyId"));
         let q = parse_form("QueryString", b"KeyId=a").unwrap();
         let b = parse_form("Body", b"KeyId=b").unwrap();
-        assert!(merge(&q, &b).unwrap_err().message.contains("KeyId"));
+        assert!(merge(&q, b).unwrap_err().message.contains("KeyId"));
     }
 
     #[test]

@@ -681,10 +681,16 @@ impl Server {
 }
 
 /// What a connection's watchdog knows of it.
+///
+/// The watchdog sleeps until the earliest time the connection could be due for closing and
+/// then looks again; it is woken early only when a deadline moves before that time (the
+/// first bytes of a request's head arrive on an idle connection). Requests starting and
+/// ending move the deadline later, which the next look finds, so a busy keep-alive connection
+/// costs the watchdog nothing per request.
 #[derive(Debug)]
 struct Activity {
     state: std::sync::Mutex<ActivityState>,
-    /// Wakes the watchdog when its deadline may have moved.
+    /// Wakes the watchdog when its deadline moved before the time it sleeps until.
     changed: tokio::sync::Notify,
 }
 
@@ -696,6 +702,8 @@ struct ActivityState {
     idle_since: Instant,
     /// When the first byte of the next request arrived, while idle.
     head_started: Option<Instant>,
+    /// When the watchdog looks next (`None`: it is recomputing now).
+    armed: Option<Instant>,
 }
 
 impl Activity {
@@ -705,6 +713,7 @@ impl Activity {
                 in_flight: 0,
                 idle_since: Instant::now(),
                 head_started: None,
+                armed: None,
             }),
             changed: tokio::sync::Notify::new(),
         }
@@ -718,16 +727,18 @@ impl Activity {
         f(&mut s)
     }
 
-    fn bytes_read(&self) {
-        let started = self.with(|s| {
+    fn bytes_read(&self, limits: &ConnectionLimits) {
+        let earlier = self.with(|s| {
             if s.in_flight == 0 && s.head_started.is_none() {
-                s.head_started = Some(Instant::now());
-                true
+                let now = Instant::now();
+                s.head_started = Some(now);
+                s.armed
+                    .is_some_and(|t| now + limits.header_read_timeout < t)
             } else {
                 false
             }
         });
-        if started {
+        if earlier {
             self.changed.notify_one();
         }
     }
@@ -738,21 +749,34 @@ impl Activity {
             s.in_flight += 1;
             s.head_started = None;
         });
-        self.changed.notify_one();
         InFlight(self.clone())
     }
 
     /// When the connection is to be closed if nothing changes: headers that take too long,
     /// or too long idle. `None` while a request is being handled.
     fn deadline(&self, limits: &ConnectionLimits) -> Option<Instant> {
+        self.with(|s| Self::deadline_of(s, limits))
+    }
+
+    fn deadline_of(s: &ActivityState, limits: &ConnectionLimits) -> Option<Instant> {
+        if s.in_flight > 0 {
+            return None;
+        }
+        Some(match s.head_started {
+            Some(t) => t + limits.header_read_timeout,
+            None => s.idle_since + limits.idle_timeout,
+        })
+    }
+
+    /// When the watchdog should look next, recorded so that only an earlier deadline wakes
+    /// it: the deadline, or while a request is handled, the earliest the connection could
+    /// fall idle for too long.
+    fn arm(&self, limits: &ConnectionLimits) -> Instant {
         self.with(|s| {
-            if s.in_flight > 0 {
-                return None;
-            }
-            Some(match s.head_started {
-                Some(t) => t + limits.header_read_timeout,
-                None => s.idle_since + limits.idle_timeout,
-            })
+            let at = Self::deadline_of(s, limits)
+                .unwrap_or_else(|| Instant::now() + limits.idle_timeout);
+            s.armed = Some(at);
+            at
         })
     }
 }
@@ -763,6 +787,8 @@ struct InFlight(Arc<Activity>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
+        // The idle deadline this starts is at least idle_timeout away, no earlier than the
+        // watchdog's next look (armed while the request ran): no need to wake it.
         self.0.with(|s| {
             s.in_flight = s.in_flight.saturating_sub(1);
             if s.in_flight == 0 {
@@ -770,7 +796,6 @@ impl Drop for InFlight {
                 s.head_started = None;
             }
         });
-        self.0.changed.notify_one();
     }
 }
 
@@ -778,6 +803,7 @@ impl Drop for InFlight {
 struct TrackedIo<T> {
     inner: T,
     activity: Arc<Activity>,
+    limits: ConnectionLimits,
 }
 
 impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for TrackedIo<T> {
@@ -789,7 +815,7 @@ impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for TrackedIo<T> {
         let before = buf.filled().len();
         let polled = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
         if matches!(polled, std::task::Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.activity.bytes_read();
+            self.activity.bytes_read(&self.limits);
         }
         polled
     }
@@ -848,6 +874,7 @@ async fn serve_connection<IO>(
     let io = TrackedIo {
         inner: io,
         activity: activity.clone(),
+        limits,
     };
     let requests = activity.clone();
     let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
@@ -870,9 +897,9 @@ async fn serve_connection<IO>(
     let mut conn = std::pin::pin!(conn);
     let mut close_by: Option<Instant> = None;
     loop {
-        let wake = close_by
-            .or_else(|| activity.deadline(&limits))
-            .map(tokio::time::Instant::from_std);
+        let wake = Some(tokio::time::Instant::from_std(
+            close_by.unwrap_or_else(|| activity.arm(&limits)),
+        ));
         tokio::select! {
             served = conn.as_mut() => {
                 if let Err(e) = served {
@@ -880,7 +907,7 @@ async fn serve_connection<IO>(
                 }
                 return;
             }
-            // The deadline moved (headers started, a request began or ended): recompute it.
+            // A deadline moved before the armed look (a request's head started): recompute.
             () = activity.changed.notified() => {}
             changed = closing.changed(), if close_by.is_none() => {
                 if changed.is_ok() {
@@ -1602,7 +1629,7 @@ async fn process(
         }
         request::parse_form("Body", &bytes)?
     };
-    let params = request::merge(&query, &form)?;
+    let params = request::merge(&query, form)?;
 
     let header_text = |name: &str| {
         parts
@@ -1683,7 +1710,7 @@ async fn process(
         }
     }
 
-    let json = params.operation_json();
+    let json = params.into_operation_json();
     if state.inline_crypto && runs_inline(&action) {
         // Symmetric cryptography on cached keys takes microseconds and writes nothing: run it
         // here rather than pay a thread hop per request.

@@ -12,6 +12,11 @@
 //! Nothing here does I/O or looks at the clock; [`crate::auth`] does that.
 
 use base64::Engine as _;
+// The HMACs and digests of request signing come from the engine's default crypto library:
+// aws-lc-rs (with SHA extensions: its SHA-1 is several times ring's) or ring.
+#[cfg(feature = "aws-lc")]
+use aws_lc_rs::{digest, hmac};
+#[cfg(not(feature = "aws-lc"))]
 use ring::{digest, hmac};
 
 /// The V3 signature algorithm name, as it starts the `Authorization` header.
@@ -23,18 +28,43 @@ pub const V1_METHOD: &str = "HMAC-SHA1";
 /// The V1 `SignatureVersion`.
 pub const V1_VERSION: &str = "1.0";
 
+/// Whether RFC 3986 leaves `b` as it is (the unreserved characters).
+fn unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~')
+}
+
+/// The upper-case hex digit of a nibble (`n < 16`).
+fn upper_hex(n: u8) -> char {
+    char::from(match n & 0x0f {
+        d @ 0..=9 => b'0' + d,
+        d => b'A' + d - 10,
+    })
+}
+
+/// Appends `text` percent-encoded per RFC 3986 to `out`; `escape` is what precedes the two hex
+/// digits of an escaped byte (`%`, or `%25` for an encoding encoded once more). Runs of
+/// unreserved characters are copied whole.
+fn push_encoded(out: &mut String, text: &str, escape: &str) {
+    let bytes = text.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        if unreserved(b) {
+            continue;
+        }
+        // Everything in text[start..i] is ASCII, so these are character boundaries.
+        out.push_str(text.get(start..i).unwrap_or_default());
+        out.push_str(escape);
+        out.push(upper_hex(b >> 4));
+        out.push(upper_hex(b & 0x0f));
+        start = i + 1;
+    }
+    out.push_str(text.get(start..).unwrap_or_default());
+}
+
 /// Percent-encodes `text` per RFC 3986 (the encoding both signature versions use).
 pub fn percent_encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push('%');
-            out.push(hex_digit(b >> 4).to_ascii_uppercase());
-            out.push(hex_digit(b & 0x0f).to_ascii_uppercase());
-        }
-    }
+    let mut out = String::with_capacity(text.len() + text.len() / 2);
+    push_encoded(&mut out, text, "%");
     out
 }
 
@@ -81,32 +111,57 @@ pub fn sha256_hex(data: &[u8]) -> String {
     hex(digest::digest(&digest::SHA256, data).as_ref())
 }
 
+/// The parameters sorted by their raw names (then values), as the official SDKs sort them.
+fn sorted<'a>(params: impl IntoIterator<Item = (&'a str, &'a str)>) -> Vec<(&'a str, &'a str)> {
+    let mut pairs: Vec<(&str, &str)> = params.into_iter().collect();
+    pairs.sort_unstable();
+    pairs
+}
+
+/// Appends the canonical query of sorted `pairs`: `enc(k)=enc(v)` joined by `&`, each
+/// character of it written as `escape` would (see [`push_encoded`]); `sep` and `eq` are the
+/// separators as written.
+fn push_canonical(out: &mut String, pairs: &[(&str, &str)], escape: &str, eq: &str, sep: &str) {
+    for (i, (k, v)) in pairs.iter().enumerate() {
+        if i > 0 {
+            out.push_str(sep);
+        }
+        push_encoded(out, k, escape);
+        out.push_str(eq);
+        push_encoded(out, v, escape);
+    }
+}
+
 /// `enc(k)=enc(v)` pairs sorted by name, joined by `&`: the canonical query of both versions.
 ///
 /// Pairs are sorted by their raw names (then values), as the official SDKs sort them.
 pub fn canonical_query<'a>(params: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
-    let mut pairs: Vec<(&str, &str)> = params.into_iter().collect();
-    pairs.sort_unstable();
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{}={}", percent_encode(k), percent_encode(v)))
-        .collect::<Vec<_>>()
-        .join("&")
+    let pairs = sorted(params);
+    let len: usize = pairs.iter().map(|(k, v)| k.len() + v.len() + 2).sum();
+    let mut out = String::with_capacity(len + len / 2);
+    push_canonical(&mut out, &pairs, "%", "=", "&");
+    out
 }
 
 // ---- V1 ----------------------------------------------------------------------------------
 
 /// The V1 StringToSign of a request: `params` are every parameter (query and form) except
 /// `Signature`.
+///
+/// It is `METHOD&%2F&` and the canonical query percent-encoded once more; both encodings are
+/// written in one pass (an escaped byte `%XX` becomes `%25XX`, `=` becomes `%3D` and `&`
+/// `%26`), with no intermediate string.
 pub fn v1_string_to_sign<'a>(
     method: &str,
     params: impl IntoIterator<Item = (&'a str, &'a str)>,
 ) -> String {
-    format!(
-        "{method}&{}&{}",
-        percent_encode("/"),
-        percent_encode(&canonical_query(params))
-    )
+    let pairs = sorted(params);
+    let len: usize = pairs.iter().map(|(k, v)| k.len() + v.len() + 6).sum();
+    let mut out = String::with_capacity(method.len() + 4 + len * 2);
+    out.push_str(method);
+    out.push_str("&%2F&");
+    push_canonical(&mut out, &pairs, "%25", "%3D", "%26");
+    out
 }
 
 /// The raw V1 signature: HMAC-SHA1 keyed with `secret + "&"`.
@@ -259,6 +314,27 @@ pub fn v3_verify(secret: &str, string_to_sign: &str, signature: &str) -> bool {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
+
+    /// The one-pass V1 StringToSign is the definition's two encodings, for every kind of
+    /// character (unreserved, reserved, multi-byte, the separators themselves).
+    #[test]
+    fn v1_string_to_sign_is_the_canonical_query_encoded_twice() {
+        let params = [
+            ("Plaintext", "a b+c%d&e=f/g~h_i.j-k é 😀"),
+            ("EncryptionContext", "{\"k\":\"v\"}"),
+            ("A", ""),
+            ("Z*", "*"),
+        ];
+        let twice = format!(
+            "POST&{}&{}",
+            percent_encode("/"),
+            percent_encode(&canonical_query(params.iter().copied()))
+        );
+        assert_eq!(v1_string_to_sign("POST", params.iter().copied()), twice);
+        assert_eq!(canonical_query([("b", "2"), ("a", "1 %")]), "a=1%20%25&b=2");
+        assert_eq!(percent_encode("~aZ9-_."), "~aZ9-_.");
+        assert_eq!(percent_encode("é/"), "%C3%A9%2F");
+    }
 
     #[test]
     fn rfc3986_encoding_matches_alibaba() {

@@ -1,7 +1,7 @@
 //! Certificate manager requests and responses.
 
+use crate::crypto::SecretBytes;
 use serde::{Deserialize, Serialize};
-use zeroize::Zeroizing;
 
 use crate::api::TagList;
 use crate::time::UnixTime;
@@ -195,7 +195,7 @@ request!(
         pub algorithm: String,
         /// The plaintext (Base64 on the wire).
         #[serde(with = "base64_bytes")]
-        pub plaintext: Zeroizing<Vec<u8>>,
+        pub plaintext: SecretBytes,
     }
 );
 
@@ -230,6 +230,6 @@ response!(
         pub certificate_id: String,
         /// The plaintext (Base64 on the wire).
         #[serde(with = "base64_bytes")]
-        pub plaintext: Zeroizing<Vec<u8>>,
+        pub plaintext: SecretBytes,
     }
 );

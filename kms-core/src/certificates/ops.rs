@@ -58,9 +58,8 @@ fn message_digest(message: &[u8], message_type: Option<&str>) -> Result<Vec<u8>,
                     format!("a RAW message must be under {MAX_RAW_MESSAGE} bytes; send its SHA-256 digest with MessageType DIGEST"),
                 ));
             }
-            Ok(ring::digest::digest(&ring::digest::SHA256, message)
-                .as_ref()
-                .to_vec())
+            use sha2::Digest;
+            Ok(sha2::Sha256::digest(message).to_vec())
         }
         "DIGEST" => Ok(message.to_vec()),
         other => Err(KmsError::invalid(
@@ -138,7 +137,7 @@ impl Kms {
         x509::check_sans(&req.subject_alternative_names)?;
         let key_spec = rules::key_spec(req.key_spec.as_deref())?;
         self.authorize_account(caller, Action::CreateCertificate, None)?;
-        let (key, der) = PrivateKey::generate(key_spec, &*self.rng)?;
+        let (key, der) = PrivateKey::generate(self.crypto, key_spec, &*self.rng)?;
         let csr = x509::build_csr(&key, subject, &req.subject_alternative_names)?;
         let now = self.clock.now();
         let id = new_uuid(&*self.rng)?;
@@ -197,7 +196,7 @@ impl Kms {
             &req.certificate_id,
             |r, now| {
                 let status = rules::after_upload(&r.id, r.status)?;
-                let key = PrivateKey::from_pkcs8(r.key_spec, r.private_key.expose())?;
+                let key = PrivateKey::from_pkcs8(self.crypto, r.key_spec, r.private_key.expose())?;
                 if !crate::crypto::ct_eq(&x509::key_spki_der(&key)?, &cert_spki) {
                     return Err(KmsError::invalid(
                         "Certificate",
@@ -248,7 +247,7 @@ impl Kms {
     ) -> Result<DescribeCertificateResponse, KmsError> {
         let (rec, _) =
             self.load_certificate(caller, Action::DescribeCertificate, &req.certificate_id)?;
-        let key = PrivateKey::from_pkcs8(rec.key_spec, rec.private_key.expose())?;
+        let key = PrivateKey::from_pkcs8(self.crypto, rec.key_spec, rec.private_key.expose())?;
         let info = rec.info.clone();
         Ok(DescribeCertificateResponse {
             request_id: self.request_id(),
@@ -269,7 +268,7 @@ impl Kms {
                 .map(|i| i.subject_alternative_names.clone())
                 .unwrap_or_else(|| rec.sans.clone()),
             subject_key_identifier: info.as_ref().map(|i| i.subject_key_identifier.clone()),
-            subject_public_key: key.public_key().to_pem()?,
+            subject_public_key: key.public_key()?.to_pem()?,
             signature_algorithm: info.as_ref().map(|i| i.signature_algorithm.clone()),
             exportable_private_key: rec.exportable_private_key,
             created_at: rec.created,
@@ -346,7 +345,7 @@ impl Kms {
     ) -> Result<(CertificateRecord, PrivateKey), KmsError> {
         let (rec, _) = self.load_certificate(caller, action, id)?;
         rules::check_private_key_use(&rec.id, rec.status)?;
-        let key = PrivateKey::from_pkcs8(rec.key_spec, rec.private_key.expose())?;
+        let key = PrivateKey::from_pkcs8(self.crypto, rec.key_spec, rec.private_key.expose())?;
         Ok((rec, key))
     }
 
@@ -367,7 +366,7 @@ impl Kms {
             Action::CertificatePrivateKeySign,
             &req.certificate_id,
         )?;
-        let signature = key.sign(alg, &digest, &*self.rng)?;
+        let signature = key.sign(alg, &digest)?;
         Ok(CertificatePrivateKeySignResponse {
             request_id: self.request_id(),
             certificate_id: rec.id,
@@ -392,7 +391,8 @@ impl Kms {
             &req.certificate_id,
         )?;
         let public: PublicKey =
-            PrivateKey::from_pkcs8(rec.key_spec, rec.private_key.expose())?.public_key();
+            PrivateKey::from_pkcs8(self.crypto, rec.key_spec, rec.private_key.expose())?
+                .public_key()?;
         let valid = public.verify(alg, &digest, &req.signature_value)?;
         Ok(CertificatePublicKeyVerifyResponse {
             request_id: self.request_id(),
@@ -421,8 +421,9 @@ impl Kms {
             &req.certificate_id,
         )?;
         rules::check_encrypt_to(&rec.id, rec.status)?;
-        let public = PrivateKey::from_pkcs8(rec.key_spec, rec.private_key.expose())?.public_key();
-        let ciphertext = public.encrypt("Plaintext", alg, &req.plaintext, &*self.rng)?;
+        let public = PrivateKey::from_pkcs8(self.crypto, rec.key_spec, rec.private_key.expose())?
+            .public_key()?;
+        let ciphertext = public.encrypt("Plaintext", alg, &req.plaintext)?;
         Ok(CertificatePublicKeyEncryptResponse {
             request_id: self.request_id(),
             certificate_id: rec.id,
@@ -452,7 +453,7 @@ impl Kms {
         Ok(CertificatePrivateKeyDecryptResponse {
             request_id: self.request_id(),
             certificate_id: rec.id,
-            plaintext,
+            plaintext: plaintext.into(),
         })
     }
 }

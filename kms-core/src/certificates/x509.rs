@@ -5,7 +5,7 @@
 use std::str::FromStr;
 
 use der::{Decode, Encode, EncodePem};
-use spki::{EncodePublicKey, SubjectPublicKeyInfoOwned};
+use spki::SubjectPublicKeyInfoOwned;
 use x509_cert::builder::Builder;
 use x509_cert::ext::pkix::name::{DirectoryString, GeneralName};
 use x509_cert::ext::pkix::{SubjectAltName, SubjectKeyIdentifier};
@@ -13,7 +13,7 @@ use x509_cert::name::Name;
 use x509_cert::request::RequestBuilder;
 use x509_cert::Certificate;
 
-use crate::crypto::asym::PrivateKey;
+use crate::crypto::asym::{PrivateKey, SigningAlgorithm};
 use crate::error::KmsError;
 use crate::time::UnixTime;
 
@@ -111,6 +111,64 @@ fn x509_err(e: impl std::fmt::Display) -> KmsError {
     KmsError::internal(format!("building the certificate request failed: {e}"))
 }
 
+/// The public half of a key as x509-cert's builder asks for it: the DER SubjectPublicKeyInfo.
+#[derive(Clone)]
+struct SpkiDer(Vec<u8>);
+
+impl spki::EncodePublicKey for SpkiDer {
+    fn to_public_key_der(&self) -> spki::Result<der::Document> {
+        der::Document::try_from(self.0.clone()).map_err(spki::Error::from)
+    }
+}
+
+/// What x509-cert's builder needs of a signer (the public key and the signature algorithm);
+/// the signature itself is made by the crypto provider over the digest of the finalized
+/// request, so any provider signs certificates.
+struct ProviderSigner {
+    spki: SpkiDer,
+    rsa: bool,
+}
+
+impl ProviderSigner {
+    fn new(key: &PrivateKey) -> Result<Self, KmsError> {
+        Ok(ProviderSigner {
+            spki: SpkiDer(key.public_key_der()?),
+            rsa: key.is_rsa(),
+        })
+    }
+}
+
+impl signature::Keypair for ProviderSigner {
+    type VerifyingKey = SpkiDer;
+
+    fn verifying_key(&self) -> SpkiDer {
+        self.spki.clone()
+    }
+}
+
+/// sha256WithRSAEncryption (RFC 4055; parameters NULL).
+const SHA256_WITH_RSA: der::oid::ObjectIdentifier =
+    der::oid::ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.11");
+/// ecdsa-with-SHA256 (RFC 5758; no parameters).
+const ECDSA_WITH_SHA256: der::oid::ObjectIdentifier =
+    der::oid::ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.2");
+
+impl spki::DynSignatureAlgorithmIdentifier for ProviderSigner {
+    fn signature_algorithm_identifier(&self) -> spki::Result<spki::AlgorithmIdentifierOwned> {
+        Ok(if self.rsa {
+            spki::AlgorithmIdentifierOwned {
+                oid: SHA256_WITH_RSA,
+                parameters: Some(der::asn1::Null.into()),
+            }
+        } else {
+            spki::AlgorithmIdentifierOwned {
+                oid: ECDSA_WITH_SHA256,
+                parameters: None,
+            }
+        })
+    }
+}
+
 /// A PKCS#10 request (PEM) for `subject` and `sans`, signed by `key` (SHA-256).
 pub(crate) fn build_csr(
     key: &PrivateKey,
@@ -131,20 +189,20 @@ pub(crate) fn build_csr(
             .add_extension(&SubjectAltName(names))
             .map_err(x509_err)?;
     }
-    let req = match key {
-        PrivateKey::Rsa(k) => {
-            let signer = rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new((**k).clone());
-            builder
-                .build::<_, rsa::pkcs1v15::Signature>(&signer)
-                .map_err(x509_err)?
-        }
-        PrivateKey::P256(k) => builder
-            .build::<_, p256::ecdsa::DerSignature>(k)
-            .map_err(x509_err)?,
-        PrivateKey::K256(k) => builder
-            .build::<_, k256::ecdsa::DerSignature>(k)
-            .map_err(x509_err)?,
+    let signer = ProviderSigner::new(key)?;
+    let tbs = builder.finalize(&signer).map_err(x509_err)?;
+    let digest: [u8; 32] = {
+        use sha2::Digest;
+        sha2::Sha256::digest(&tbs).into()
     };
+    let alg = if key.is_rsa() {
+        SigningAlgorithm::RsaPkcs1Sha256
+    } else {
+        SigningAlgorithm::EcdsaSha256
+    };
+    let signature = key.sign(alg, &digest)?;
+    let bits = der::asn1::BitString::from_bytes(&signature).map_err(x509_err)?;
+    let req = builder.assemble(bits, &signer).map_err(x509_err)?;
     req.to_pem(der::pem::LineEnding::LF).map_err(x509_err)
 }
 
@@ -289,8 +347,8 @@ pub fn describe(cert: &Certificate) -> Result<CertificateInfo, KmsError> {
         None => {
             let spki: &SubjectPublicKeyInfoOwned = tbs.subject_public_key_info();
             let bits = spki.subject_public_key.raw_bytes();
-            let d = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, bits);
-            hex(d.as_ref())
+            use sha1::Digest;
+            hex(&sha1::Sha1::digest(bits))
         }
     };
     let secs = |t: x509_cert::time::Time| {
@@ -316,13 +374,7 @@ pub fn to_pem(cert: &Certificate) -> Result<String, KmsError> {
 
 /// The SPKI DER of a private key's public half, for matching against a certificate.
 pub(crate) fn key_spki_der(key: &PrivateKey) -> Result<Vec<u8>, KmsError> {
-    match key.public_key() {
-        crate::crypto::asym::PublicKey::Rsa(k) => k.to_public_key_der(),
-        crate::crypto::asym::PublicKey::P256(k) => k.to_public_key_der(),
-        crate::crypto::asym::PublicKey::K256(k) => k.to_public_key_der(),
-    }
-    .map(|d| d.as_bytes().to_vec())
-    .map_err(|_| KmsError::internal("encoding a public key failed"))
+    key.public_key_der()
 }
 
 #[cfg(test)]

@@ -1,18 +1,18 @@
-//! Asymmetric primitives: RSA (rsa 0.10, constant-time) and ECDSA over P-256 (p256) and
-//! secp256k1 (k256).
+//! Asymmetric keys: RSA, and ECDSA over P-256 and secp256k1, performed by the
+//! [`CryptoProvider`].
 //!
-//! Private keys are stored as PKCS#8 DER inside sealed version records and parsed into types
-//! that zeroize on drop. Public keys travel as SubjectPublicKeyInfo (DER or PEM). Every
+//! Private keys are stored as PKCS#8 DER inside sealed version records and parsed by the
+//! provider into types that zeroize on drop. Public keys travel as SubjectPublicKeyInfo (DER or PEM). Every
 //! function here takes untrusted input (signatures, ciphertexts, DER) and answers with an
 //! error, never a panic.
 
 use std::fmt;
 
-use rsa::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
-use rsa::traits::PublicKeyParts;
-use rsa::{Oaep, Pkcs1v15Encrypt, Pkcs1v15Sign, Pss, RsaPrivateKey, RsaPublicKey};
+use std::sync::Arc;
+
 use zeroize::Zeroizing;
 
+use crate::crypto::backend::{CryptoProvider, KeyKind, PrivateKeyOps, PublicKeyOps};
 use crate::crypto::RandomSource;
 use crate::error::KmsError;
 use crate::keys::model::{KeyMaterial, KeySpec};
@@ -58,63 +58,34 @@ impl EncryptionAlgorithm {
     }
 }
 
-/// An infallible CSPRNG for the RustCrypto APIs: HMAC-SHA-256 in counter mode, keyed with 32
-/// bytes drawn from the engine's [`RandomSource`] (so a failing source fails before any key is
-/// made, and a deterministic source makes deterministic keys in tests).
-pub(crate) struct SeededRng {
-    key: ring::hmac::Key,
-    counter: u64,
-}
-
-impl SeededRng {
-    pub(crate) fn new(source: &dyn RandomSource) -> Result<Self, KmsError> {
-        let mut seed = Zeroizing::new([0u8; 32]);
-        source.fill(&mut seed[..])?;
-        Ok(SeededRng {
-            key: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &seed[..]),
-            counter: 0,
-        })
-    }
-}
-
-impl rand_core::TryRng for SeededRng {
-    type Error = std::convert::Infallible;
-
-    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
-        let mut b = [0u8; 4];
-        self.try_fill_bytes(&mut b)?;
-        Ok(u32::from_le_bytes(b))
-    }
-
-    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
-        let mut b = [0u8; 8];
-        self.try_fill_bytes(&mut b)?;
-        Ok(u64::from_le_bytes(b))
-    }
-
-    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
-        for chunk in dst.chunks_mut(32) {
-            self.counter = self.counter.wrapping_add(1);
-            let block = ring::hmac::sign(&self.key, &self.counter.to_be_bytes());
-            for (d, s) in chunk.iter_mut().zip(block.as_ref()) {
-                *d = *s;
-            }
-        }
-        Ok(())
-    }
-}
-
-impl rand_core::TryCryptoRng for SeededRng {}
-
 fn bad_key(what: &str) -> KmsError {
     KmsError::internal(format!("stored {what} private key is malformed"))
 }
 
-/// A parsed private key. Zeroized on drop (by the underlying crates); `Debug` is redacted.
-pub(crate) enum PrivateKey {
-    Rsa(Box<RsaPrivateKey>),
-    P256(p256::ecdsa::SigningKey),
-    K256(k256::ecdsa::SigningKey),
+fn kind_name(kind: KeyKind) -> &'static str {
+    match kind {
+        KeyKind::Rsa(_) => "an RSA key",
+        KeyKind::P256 | KeyKind::K256 => "an EC key",
+    }
+}
+
+fn spec_kind(spec: KeySpec) -> Option<KeyKind> {
+    match spec {
+        KeySpec::Rsa2048 => Some(KeyKind::Rsa(256)),
+        KeySpec::Rsa3072 => Some(KeyKind::Rsa(384)),
+        KeySpec::Rsa4096 => Some(KeyKind::Rsa(512)),
+        KeySpec::EcP256 => Some(KeyKind::P256),
+        KeySpec::EcP256K => Some(KeyKind::K256),
+        _ => None,
+    }
+}
+
+/// A parsed private key, held by the provider that parsed it. Zeroized on drop (by the
+/// provider's key types); `Debug` is redacted.
+pub(crate) struct PrivateKey {
+    kind: KeyKind,
+    provider: CryptoProvider,
+    ops: Box<dyn PrivateKeyOps>,
 }
 
 impl fmt::Debug for PrivateKey {
@@ -123,121 +94,67 @@ impl fmt::Debug for PrivateKey {
     }
 }
 
-fn rsa_bits(spec: KeySpec) -> Option<usize> {
-    match spec {
-        KeySpec::Rsa2048 => Some(2048),
-        KeySpec::Rsa3072 => Some(3072),
-        KeySpec::Rsa4096 => Some(4096),
-        _ => None,
-    }
-}
-
 impl PrivateKey {
     /// Generates a key of `spec` and returns it with its PKCS#8 DER encoding.
     pub(crate) fn generate(
+        provider: CryptoProvider,
         spec: KeySpec,
         source: &dyn RandomSource,
     ) -> Result<(Self, KeyMaterial), KmsError> {
-        use p256::elliptic_curve::Generate;
-        let mut rng = SeededRng::new(source)?;
-        let key = match spec {
-            KeySpec::EcP256 => {
-                PrivateKey::P256(p256::ecdsa::SigningKey::generate_from_rng(&mut rng))
-            }
-            KeySpec::EcP256K => {
-                PrivateKey::K256(k256::ecdsa::SigningKey::generate_from_rng(&mut rng))
-            }
-            other => {
-                let bits = rsa_bits(other).ok_or_else(|| {
-                    KmsError::internal(format!("{other} is not an asymmetric key spec"))
-                })?;
-                PrivateKey::Rsa(Box::new(RsaPrivateKey::new(&mut rng, bits).map_err(
-                    |e| KmsError::internal(format!("RSA key generation failed: {e}")),
-                )?))
-            }
-        };
-        let der = key.to_pkcs8()?;
-        Ok((key, der))
+        let der = provider.asymmetric.generate(spec, source)?;
+        let key = Self::from_pkcs8(provider, spec, &der)?;
+        Ok((key, KeyMaterial::new(der)))
     }
 
     /// Parses PKCS#8 DER of the given spec.
-    pub(crate) fn from_pkcs8(spec: KeySpec, der: &[u8]) -> Result<Self, KmsError> {
-        Ok(match spec {
-            KeySpec::EcP256 => PrivateKey::P256(
-                p256::ecdsa::SigningKey::from_pkcs8_der(der).map_err(|_| bad_key("EC_P256"))?,
-            ),
-            KeySpec::EcP256K => PrivateKey::K256(
-                k256::ecdsa::SigningKey::from_pkcs8_der(der).map_err(|_| bad_key("EC_P256K"))?,
-            ),
-            other => {
-                let bits = rsa_bits(other).ok_or_else(|| bad_key("asymmetric"))?;
-                let key = RsaPrivateKey::from_pkcs8_der(der).map_err(|_| bad_key("RSA"))?;
-                if key.size() * 8 != bits {
-                    return Err(bad_key("RSA"));
-                }
-                PrivateKey::Rsa(Box::new(key))
-            }
+    pub(crate) fn from_pkcs8(
+        provider: CryptoProvider,
+        spec: KeySpec,
+        der: &[u8],
+    ) -> Result<Self, KmsError> {
+        let what = match spec {
+            KeySpec::EcP256 => "EC_P256",
+            KeySpec::EcP256K => "EC_P256K",
+            KeySpec::Rsa2048 | KeySpec::Rsa3072 | KeySpec::Rsa4096 => "RSA",
+            _ => "asymmetric",
+        };
+        let kind = spec_kind(spec).ok_or_else(|| bad_key(what))?;
+        let ops = provider
+            .asymmetric
+            .private_key(spec, der)
+            .map_err(|()| bad_key(what))?;
+        Ok(PrivateKey {
+            kind,
+            provider,
+            ops,
         })
     }
 
-    fn to_pkcs8(&self) -> Result<KeyMaterial, KmsError> {
-        let doc = match self {
-            PrivateKey::Rsa(k) => k.to_pkcs8_der(),
-            PrivateKey::P256(k) => k.to_pkcs8_der(),
-            PrivateKey::K256(k) => k.to_pkcs8_der(),
-        }
-        .map_err(|_| KmsError::internal("encoding a private key failed"))?;
-        Ok(KeyMaterial::new(Zeroizing::new(doc.as_bytes().to_vec())))
+    /// True for RSA keys.
+    pub(crate) fn is_rsa(&self) -> bool {
+        matches!(self.kind, KeyKind::Rsa(_))
+    }
+
+    /// The DER SubjectPublicKeyInfo of the matching public key.
+    pub(crate) fn public_key_der(&self) -> Result<Vec<u8>, KmsError> {
+        self.ops.public_key_der()
     }
 
     /// The matching public key.
-    pub(crate) fn public_key(&self) -> PublicKey {
-        match self {
-            PrivateKey::Rsa(k) => PublicKey::Rsa(Box::new(k.to_public_key())),
-            PrivateKey::P256(k) => PublicKey::P256(*k.verifying_key()),
-            PrivateKey::K256(k) => PublicKey::K256(*k.verifying_key()),
-        }
+    pub(crate) fn public_key(&self) -> Result<PublicKey, KmsError> {
+        PublicKey::parse(self.provider, "PublicKey", &self.public_key_der()?)
     }
 
     /// Signs a SHA-256 digest.
     ///
     /// Errors: `InvalidParameter` for a digest that is not 32 bytes;
     /// `Rejected.UnsupportedOperation` for an algorithm of another key type.
-    pub(crate) fn sign(
-        &self,
-        alg: SigningAlgorithm,
-        digest: &[u8],
-        source: &dyn RandomSource,
-    ) -> Result<Vec<u8>, KmsError> {
-        check_digest(digest)?;
-        use signature::hazmat::PrehashSigner;
-        match (self, alg) {
-            (PrivateKey::Rsa(k), SigningAlgorithm::RsaPssSha256) => {
-                let mut rng = SeededRng::new(source)?;
-                k.sign_with_rng(
-                    &mut rng,
-                    Pss::<sha2::Sha256>::new_with_salt(PSS_SALT_LEN),
-                    digest,
-                )
-                .map_err(|e| KmsError::internal(format!("RSA-PSS signing failed: {e}")))
-            }
-            (PrivateKey::Rsa(k), SigningAlgorithm::RsaPkcs1Sha256) => k
-                .sign(Pkcs1v15Sign::new::<sha2::Sha256>(), digest)
-                .map_err(|e| KmsError::internal(format!("RSA signing failed: {e}"))),
-            (PrivateKey::P256(k), SigningAlgorithm::EcdsaSha256) => {
-                let sig: p256::ecdsa::Signature = k
-                    .sign_prehash(digest)
-                    .map_err(|_| KmsError::internal("ECDSA signing failed"))?;
-                Ok(sig.to_der().as_bytes().to_vec())
-            }
-            (PrivateKey::K256(k), SigningAlgorithm::EcdsaSha256) => {
-                let sig: k256::ecdsa::Signature = k
-                    .sign_prehash(digest)
-                    .map_err(|_| KmsError::internal("ECDSA signing failed"))?;
-                Ok(sig.to_der().as_bytes().to_vec())
-            }
-            _ => Err(wrong_algorithm(alg.as_str(), self.kind())),
+    pub(crate) fn sign(&self, alg: SigningAlgorithm, digest: &[u8]) -> Result<Vec<u8>, KmsError> {
+        let digest = check_digest(digest)?;
+        if !alg_fits(alg, self.kind) {
+            return Err(wrong_algorithm(alg.as_str(), kind_name(self.kind)));
         }
+        self.ops.sign_digest(alg, digest)
     }
 
     /// Decrypts an RSA ciphertext.
@@ -250,30 +167,24 @@ impl PrivateKey {
         alg: EncryptionAlgorithm,
         ciphertext: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, KmsError> {
-        let PrivateKey::Rsa(k) = self else {
-            return Err(wrong_algorithm(alg.as_str(), self.kind()));
+        let KeyKind::Rsa(size) = self.kind else {
+            return Err(wrong_algorithm(alg.as_str(), kind_name(self.kind)));
         };
         let failed = || KmsError::InvalidCiphertext {
             reason: "RSA decryption failed",
         };
-        if ciphertext.len() != k.size() {
+        if ciphertext.len() != size {
             return Err(failed());
         }
-        let plain = match alg {
-            EncryptionAlgorithm::RsaesOaepSha1 => k.decrypt(Oaep::<sha1::Sha1>::new(), ciphertext),
-            EncryptionAlgorithm::RsaesOaepSha256 => {
-                k.decrypt(Oaep::<sha2::Sha256>::new(), ciphertext)
-            }
-            EncryptionAlgorithm::RsaesPkcs1V15 => k.decrypt(Pkcs1v15Encrypt, ciphertext),
-        }
-        .map_err(|_| failed())?;
-        Ok(Zeroizing::new(plain))
+        self.ops.decrypt(alg, ciphertext).map_err(|()| failed())
     }
+}
 
-    fn kind(&self) -> &'static str {
-        match self {
-            PrivateKey::Rsa(_) => "an RSA key",
-            PrivateKey::P256(_) | PrivateKey::K256(_) => "an EC key",
+fn alg_fits(alg: SigningAlgorithm, kind: KeyKind) -> bool {
+    match alg {
+        SigningAlgorithm::EcdsaSha256 => !matches!(kind, KeyKind::Rsa(_)),
+        SigningAlgorithm::RsaPssSha256 | SigningAlgorithm::RsaPkcs1Sha256 => {
+            matches!(kind, KeyKind::Rsa(_))
         }
     }
 }
@@ -284,66 +195,73 @@ fn wrong_algorithm(alg: &str, kind: &str) -> KmsError {
     }
 }
 
-fn check_digest(digest: &[u8]) -> Result<(), KmsError> {
-    if digest.len() != DIGEST_LEN {
-        return Err(KmsError::invalid(
+fn check_digest(digest: &[u8]) -> Result<&[u8; DIGEST_LEN], KmsError> {
+    digest.try_into().map_err(|_| {
+        KmsError::invalid(
             "Digest",
             format!(
                 "must be a {DIGEST_LEN}-byte SHA-256 digest, got {} bytes",
                 digest.len()
             ),
-        ));
-    }
-    Ok(())
+        )
+    })
 }
 
-/// A public key.
-#[derive(Clone, Debug)]
-pub enum PublicKey {
-    /// RSA.
-    Rsa(Box<RsaPublicKey>),
-    /// ECDSA P-256.
-    P256(p256::ecdsa::VerifyingKey),
-    /// ECDSA secp256k1.
-    K256(k256::ecdsa::VerifyingKey),
+/// A public key (RSA, P-256 or secp256k1), parsed by a crypto provider.
+#[derive(Clone)]
+pub struct PublicKey {
+    spki: Arc<[u8]>,
+    kind: KeyKind,
+    ops: Arc<dyn PublicKeyOps>,
+}
+
+impl fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PublicKey")
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
+    }
 }
 
 impl PublicKey {
-    /// Parses a DER SubjectPublicKeyInfo of an RSA, P-256 or secp256k1 key.
+    /// Parses a DER SubjectPublicKeyInfo of an RSA, P-256 or secp256k1 key with the default
+    /// crypto provider.
     ///
     /// Errors: `InvalidParameter` naming `param`.
     pub fn from_spki_der(param: &'static str, der: &[u8]) -> Result<Self, KmsError> {
-        if let Ok(k) = RsaPublicKey::from_public_key_der(der) {
-            return Ok(PublicKey::Rsa(Box::new(k)));
-        }
-        if let Ok(k) = p256::ecdsa::VerifyingKey::from_public_key_der(der) {
-            return Ok(PublicKey::P256(k));
-        }
-        if let Ok(k) = k256::ecdsa::VerifyingKey::from_public_key_der(der) {
-            return Ok(PublicKey::K256(k));
-        }
-        Err(KmsError::invalid(
-            param,
-            "is not a DER SubjectPublicKeyInfo of an RSA, P-256 or secp256k1 key",
-        ))
+        Self::parse(CryptoProvider::default(), param, der)
+    }
+
+    /// Parses a DER SubjectPublicKeyInfo with `provider`.
+    ///
+    /// Errors: `InvalidParameter` naming `param`.
+    pub(crate) fn parse(
+        provider: CryptoProvider,
+        param: &'static str,
+        der: &[u8],
+    ) -> Result<Self, KmsError> {
+        let (kind, ops) = provider.asymmetric.public_key(der).map_err(|()| {
+            KmsError::invalid(
+                param,
+                "is not a DER SubjectPublicKeyInfo of an RSA, P-256 or secp256k1 key",
+            )
+        })?;
+        Ok(PublicKey {
+            spki: der.into(),
+            kind,
+            ops: ops.into(),
+        })
     }
 
     /// The DER SubjectPublicKeyInfo.
     pub fn to_spki_der(&self) -> Result<Vec<u8>, KmsError> {
-        let doc = match self {
-            PublicKey::Rsa(k) => k.to_public_key_der(),
-            PublicKey::P256(k) => k.to_public_key_der(),
-            PublicKey::K256(k) => k.to_public_key_der(),
-        }
-        .map_err(|_| KmsError::internal("encoding a public key failed"))?;
-        Ok(doc.as_bytes().to_vec())
+        Ok(self.spki.to_vec())
     }
 
     /// The PEM SubjectPublicKeyInfo (`-----BEGIN PUBLIC KEY-----`).
     pub fn to_pem(&self) -> Result<String, KmsError> {
         use base64::Engine;
-        let der = self.to_spki_der()?;
-        let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&self.spki);
         let mut pem = String::from("-----BEGIN PUBLIC KEY-----\n");
         for line in b64.as_bytes().chunks(64) {
             pem.push_str(std::str::from_utf8(line).unwrap_or_default());
@@ -355,10 +273,15 @@ impl PublicKey {
 
     /// Size of the RSA modulus in bytes (0 for EC keys).
     pub fn modulus_len(&self) -> usize {
-        match self {
-            PublicKey::Rsa(k) => k.size(),
+        match self.kind {
+            KeyKind::Rsa(n) => n,
             _ => 0,
         }
+    }
+
+    /// True for RSA keys.
+    pub fn is_rsa(&self) -> bool {
+        matches!(self.kind, KeyKind::Rsa(_))
     }
 
     /// Verifies a signature over a SHA-256 digest. A wrong or malformed signature is
@@ -372,34 +295,11 @@ impl PublicKey {
         digest: &[u8],
         signature: &[u8],
     ) -> Result<bool, KmsError> {
-        check_digest(digest)?;
-        use signature::hazmat::PrehashVerifier;
-        Ok(match (self, alg) {
-            (PublicKey::Rsa(k), SigningAlgorithm::RsaPssSha256) => {
-                let mut pss = Pss::<sha2::Sha256>::new();
-                pss.salt_len = None;
-                k.verify(pss, digest, signature).is_ok()
-            }
-            (PublicKey::Rsa(k), SigningAlgorithm::RsaPkcs1Sha256) => k
-                .verify(Pkcs1v15Sign::new::<sha2::Sha256>(), digest, signature)
-                .is_ok(),
-            (PublicKey::P256(k), SigningAlgorithm::EcdsaSha256) => {
-                match p256::ecdsa::Signature::from_der(signature) {
-                    Ok(sig) => k.verify_prehash(digest, &sig).is_ok(),
-                    Err(_) => false,
-                }
-            }
-            (PublicKey::K256(k), SigningAlgorithm::EcdsaSha256) => {
-                // k256 refuses high-S signatures (a Bitcoin rule); plain ECDSA, as
-                // openssl and other signers make it, is valid with either S.
-                match k256::ecdsa::Signature::from_der(signature) {
-                    Ok(sig) => k.verify_prehash(digest, &sig.normalize_s()).is_ok(),
-                    Err(_) => false,
-                }
-            }
-            (PublicKey::Rsa(_), _) => return Err(wrong_algorithm(alg.as_str(), "an RSA key")),
-            _ => return Err(wrong_algorithm(alg.as_str(), "an EC key")),
-        })
+        let digest = check_digest(digest)?;
+        if !alg_fits(alg, self.kind) {
+            return Err(wrong_algorithm(alg.as_str(), kind_name(self.kind)));
+        }
+        Ok(self.ops.verify_digest(alg, digest, signature))
     }
 
     /// Encrypts with RSA-OAEP (or PKCS#1 v1.5), enforcing the plaintext limit.
@@ -411,58 +311,48 @@ impl PublicKey {
         param: &'static str,
         alg: EncryptionAlgorithm,
         plaintext: &[u8],
-        source: &dyn RandomSource,
     ) -> Result<Vec<u8>, KmsError> {
-        let PublicKey::Rsa(k) = self else {
+        let KeyKind::Rsa(size) = self.kind else {
             return Err(wrong_algorithm(alg.as_str(), "an EC key"));
         };
-        let max = alg.max_plaintext(k.size());
+        let max = alg.max_plaintext(size);
         if plaintext.len() > max {
             return Err(KmsError::invalid(
                 param,
                 format!(
                     "is {} bytes; {alg} with a {}-bit key takes at most {max}",
                     plaintext.len(),
-                    k.size() * 8
+                    size * 8
                 ),
             ));
         }
-        let mut rng = SeededRng::new(source)?;
-        match alg {
-            EncryptionAlgorithm::RsaesOaepSha1 => {
-                k.encrypt(&mut rng, Oaep::<sha1::Sha1>::new(), plaintext)
-            }
-            EncryptionAlgorithm::RsaesOaepSha256 => {
-                k.encrypt(&mut rng, Oaep::<sha2::Sha256>::new(), plaintext)
-            }
-            EncryptionAlgorithm::RsaesPkcs1V15 => k.encrypt(&mut rng, Pkcs1v15Encrypt, plaintext),
-        }
-        .map_err(|e| KmsError::internal(format!("RSA encryption failed: {e}")))
+        self.ops.encrypt(alg, plaintext)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crypto::backend::all_providers;
     use crate::crypto::OsRandom;
+    use sha2::Digest;
 
     fn digest(msg: &[u8]) -> Vec<u8> {
-        ring::digest::digest(&ring::digest::SHA256, msg)
-            .as_ref()
-            .to_vec()
+        sha2::Sha256::digest(msg).to_vec()
     }
 
     #[test]
     fn ec_keys_sign_and_verify_der_signatures() {
-        for spec in [KeySpec::EcP256, KeySpec::EcP256K] {
-            let (key, der) = PrivateKey::generate(spec, &OsRandom).unwrap();
-            let again = PrivateKey::from_pkcs8(spec, der.expose()).unwrap();
+        for (spec, p) in [KeySpec::EcP256, KeySpec::EcP256K]
+            .into_iter()
+            .flat_map(|s| all_providers().into_iter().map(move |p| (s, p)))
+        {
+            let (key, der) = PrivateKey::generate(p, spec, &OsRandom).unwrap();
+            let again = PrivateKey::from_pkcs8(p, spec, der.expose()).unwrap();
             let d = digest(b"message");
-            let sig = again
-                .sign(SigningAlgorithm::EcdsaSha256, &d, &OsRandom)
-                .unwrap();
+            let sig = again.sign(SigningAlgorithm::EcdsaSha256, &d).unwrap();
             assert_eq!(sig[0], 0x30, "DER SEQUENCE");
-            let public = key.public_key();
+            let public = key.public_key().unwrap();
             assert!(public
                 .verify(SigningAlgorithm::EcdsaSha256, &d, &sig)
                 .unwrap());
@@ -478,7 +368,7 @@ mod tests {
                 .verify(SigningAlgorithm::EcdsaSha256, &d, &sig)
                 .unwrap());
             assert_eq!(
-                key.sign(SigningAlgorithm::RsaPssSha256, &d, &OsRandom)
+                key.sign(SigningAlgorithm::RsaPssSha256, &d)
                     .unwrap_err()
                     .code(),
                 "Rejected.UnsupportedOperation"
@@ -488,10 +378,11 @@ mod tests {
 
     #[test]
     fn digest_must_be_32_bytes() {
-        let (key, _) = PrivateKey::generate(KeySpec::EcP256, &OsRandom).unwrap();
+        let p = CryptoProvider::default();
+        let (key, _) = PrivateKey::generate(p, KeySpec::EcP256, &OsRandom).unwrap();
         for len in [0, 31, 33, 64] {
             let e = key
-                .sign(SigningAlgorithm::EcdsaSha256, &vec![0; len], &OsRandom)
+                .sign(SigningAlgorithm::EcdsaSha256, &vec![0; len])
                 .unwrap_err();
             assert_eq!(e.code(), "InvalidParameter");
             assert!(e.to_string().contains("Digest"));
@@ -507,8 +398,11 @@ mod tests {
                     .code(),
                 "InvalidParameter"
             );
-            assert!(PrivateKey::from_pkcs8(KeySpec::Rsa2048, bad).is_err());
-            assert!(PrivateKey::from_pkcs8(KeySpec::EcP256, bad).is_err());
+            for p in all_providers() {
+                assert!(PrivateKey::from_pkcs8(p, KeySpec::Rsa2048, bad).is_err());
+                assert!(PrivateKey::from_pkcs8(p, KeySpec::EcP256, bad).is_err());
+                assert!(PublicKey::parse(p, "PublicKeyBlob", bad).is_err());
+            }
         }
     }
 
@@ -525,50 +419,50 @@ mod tests {
 
     #[test]
     fn rsa_2048_signs_encrypts_and_rejects_bad_input() {
-        let (key, der) = PrivateKey::generate(KeySpec::Rsa2048, &OsRandom).unwrap();
-        assert!(PrivateKey::from_pkcs8(KeySpec::Rsa3072, der.expose()).is_err());
-        let public = key.public_key();
-        let d = digest(b"m");
-        for alg in [
-            SigningAlgorithm::RsaPssSha256,
-            SigningAlgorithm::RsaPkcs1Sha256,
-        ] {
-            let sig = key.sign(alg, &d, &OsRandom).unwrap();
-            assert_eq!(sig.len(), 256);
-            assert!(public.verify(alg, &d, &sig).unwrap());
-            let mut bad = sig.clone();
-            bad[10] ^= 1;
-            assert!(!public.verify(alg, &d, &bad).unwrap());
-            assert!(!public.verify(alg, &d, &sig[..100]).unwrap());
+        for p in all_providers() {
+            let (key, der) = PrivateKey::generate(p, KeySpec::Rsa2048, &OsRandom).unwrap();
+            assert!(PrivateKey::from_pkcs8(p, KeySpec::Rsa3072, der.expose()).is_err());
+            let public = key.public_key().unwrap();
+            let d = digest(b"m");
+            for alg in [
+                SigningAlgorithm::RsaPssSha256,
+                SigningAlgorithm::RsaPkcs1Sha256,
+            ] {
+                let sig = key.sign(alg, &d).unwrap();
+                assert_eq!(sig.len(), 256);
+                assert!(public.verify(alg, &d, &sig).unwrap());
+                let mut bad = sig.clone();
+                bad[10] ^= 1;
+                assert!(!public.verify(alg, &d, &bad).unwrap());
+                assert!(!public.verify(alg, &d, &sig[..100]).unwrap());
+            }
+            for alg in [
+                EncryptionAlgorithm::RsaesOaepSha1,
+                EncryptionAlgorithm::RsaesOaepSha256,
+            ] {
+                let max = alg.max_plaintext(256);
+                let ct = public.encrypt("Plaintext", alg, &vec![7; max]).unwrap();
+                assert_eq!(&key.decrypt(alg, &ct).unwrap()[..], &vec![7; max][..]);
+                assert_eq!(
+                    public
+                        .encrypt("Plaintext", alg, &vec![7; max + 1])
+                        .unwrap_err()
+                        .code(),
+                    "InvalidParameter"
+                );
+                assert_eq!(
+                    key.decrypt(alg, &ct[1..]).unwrap_err().code(),
+                    "InvalidCiphertext"
+                );
+                assert_eq!(
+                    key.decrypt(alg, &[0u8; 256]).unwrap_err().code(),
+                    "InvalidCiphertext"
+                );
+            }
+            assert!(public
+                .to_pem()
+                .unwrap()
+                .starts_with("-----BEGIN PUBLIC KEY-----\n"));
         }
-        for alg in [
-            EncryptionAlgorithm::RsaesOaepSha1,
-            EncryptionAlgorithm::RsaesOaepSha256,
-        ] {
-            let max = alg.max_plaintext(256);
-            let ct = public
-                .encrypt("Plaintext", alg, &vec![7; max], &OsRandom)
-                .unwrap();
-            assert_eq!(&key.decrypt(alg, &ct).unwrap()[..], &vec![7; max][..]);
-            assert_eq!(
-                public
-                    .encrypt("Plaintext", alg, &vec![7; max + 1], &OsRandom)
-                    .unwrap_err()
-                    .code(),
-                "InvalidParameter"
-            );
-            assert_eq!(
-                key.decrypt(alg, &ct[1..]).unwrap_err().code(),
-                "InvalidCiphertext"
-            );
-            assert_eq!(
-                key.decrypt(alg, &[0u8; 256]).unwrap_err().code(),
-                "InvalidCiphertext"
-            );
-        }
-        assert!(public
-            .to_pem()
-            .unwrap()
-            .starts_with("-----BEGIN PUBLIC KEY-----\n"));
     }
 }

@@ -130,11 +130,20 @@ pub fn decode(bytes: &[u8]) -> Result<Blob<'_>, KmsError> {
     })
 }
 
+/// The length of [`encode_context`]'s encoding of `context`.
+fn context_len(context: &BTreeMap<String, String>) -> usize {
+    4 + context
+        .iter()
+        .map(|(k, v)| 8 + k.len() + v.len())
+        .sum::<usize>()
+}
+
 /// Appends the canonical encoding of an EncryptionContext to `out`.
 ///
 /// Pairs in key order, each key and value prefixed by its length as u32 big-endian, the whole
 /// prefixed by the pair count, so that no two different contexts encode alike.
 pub fn encode_context(context: &BTreeMap<String, String>, out: &mut Vec<u8>) {
+    out.reserve(context_len(context));
     let count = u32::try_from(context.len()).unwrap_or(u32::MAX);
     out.extend_from_slice(&count.to_be_bytes());
     for (k, v) in context {
@@ -148,7 +157,7 @@ pub fn encode_context(context: &BTreeMap<String, String>, out: &mut Vec<u8>) {
 
 /// The associated data of a blob: its header then its encoded context.
 pub fn associated_data(header: &[u8], context: &BTreeMap<String, String>) -> Vec<u8> {
-    let mut aad = Vec::with_capacity(header.len() + 4 + context.len() * 16);
+    let mut aad = Vec::with_capacity(header.len() + context_len(context));
     aad.extend_from_slice(header);
     encode_context(context, &mut aad);
     aad

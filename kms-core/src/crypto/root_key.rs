@@ -27,12 +27,14 @@ impl RootKey {
         Ok(Self(Zeroizing::new(arr)))
     }
 
-    /// Generates a fresh root key from the operating system's random source.
+    /// Generates a fresh root key from the default crypto provider's random source.
     ///
     /// Errors: `InternalFailure` when the OS random source fails.
     pub fn generate() -> Result<Self, KmsError> {
         let mut bytes = Zeroizing::new([0u8; ROOT_KEY_LEN]);
-        crate::crypto::RandomSource::fill(&crate::crypto::OsRandom, &mut bytes[..])?;
+        crate::crypto::backend::CryptoProvider::default()
+            .random()
+            .fill(&mut bytes[..])?;
         Ok(Self(bytes))
     }
 

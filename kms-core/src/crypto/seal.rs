@@ -17,8 +17,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+use crate::crypto::backend::{self, AeadKey, CryptoProvider};
 use crate::crypto::root_key::RootKey;
-use crate::crypto::{aead_open, aead_seal, AeadAlgorithm, RandomSource, NONCE_LEN, TAG_LEN};
+use crate::crypto::{AeadAlgorithm, RandomSource, NONCE_LEN, TAG_LEN};
 use crate::error::KmsError;
 use crate::keys::model::KeyMaterial;
 use crate::storage::{Batch, Precondition, Storage, StorageError};
@@ -51,10 +52,12 @@ struct Budget {
 
 /// Seals and opens stored values. Shared by the engine; safe from many threads.
 pub(crate) struct Sealer {
+    crypto: CryptoProvider,
     root: RootKey,
     storage: Arc<dyn Storage>,
     rng: Arc<dyn RandomSource>,
-    terms: RwLock<BTreeMap<u32, KeyMaterial>>,
+    /// Each term's sealing key with its key schedule built (wiped when replaced or dropped).
+    terms: RwLock<Terms>,
     budget: Mutex<Budget>,
 }
 
@@ -64,9 +67,11 @@ impl std::fmt::Debug for Sealer {
     }
 }
 
+type Terms = BTreeMap<u32, Box<dyn AeadKey>>;
+
 fn seal_with(
     rng: &dyn RandomSource,
-    key: &[u8],
+    key: &dyn AeadKey,
     term: u32,
     record_key: &[u8],
     plaintext: &[u8],
@@ -79,7 +84,7 @@ fn seal_with(
     let start = out.len();
     out.extend_from_slice(plaintext);
     let aad = aad(term, record_key);
-    aead_seal(AeadAlgorithm::Aes256Gcm, key, &nonce, &aad, &mut out, start)
+    backend::seal_with(key, &nonce, &aad, &mut out, start)
         .map_err(|_| KmsError::internal("sealing a record failed"))?;
     Ok(out)
 }
@@ -121,11 +126,13 @@ impl Sealer {
     /// Errors: `InternalFailure` when the keyring does not open under `root` (wrong root key or
     /// tampering) or storage fails.
     pub fn load(
+        crypto: CryptoProvider,
         root: RootKey,
         storage: Arc<dyn Storage>,
         rng: Arc<dyn RandomSource>,
     ) -> Result<Self, KmsError> {
         let sealer = Sealer {
+            crypto,
             root,
             storage,
             rng,
@@ -148,16 +155,20 @@ impl Sealer {
         if term != ROOT_TERM {
             return Err(tampered(KEYRING_KEY));
         }
-        let plain = aead_open(
-            AeadAlgorithm::Aes256Gcm,
-            self.root.expose_secret(),
-            &nonce,
-            &aad(term, KEYRING_KEY),
-            body,
-        )
-        .map_err(|_| {
-            KmsError::internal("the keyring does not open under this root key (wrong root key?)")
-        })?;
+        let plain = self
+            .crypto
+            .open(
+                AeadAlgorithm::Aes256Gcm,
+                self.root.expose_secret(),
+                &nonce,
+                &aad(term, KEYRING_KEY),
+                body,
+            )
+            .map_err(|_| {
+                KmsError::internal(
+                    "the keyring does not open under this root key (wrong root key?)",
+                )
+            })?;
         let (&schema, json) = plain.split_first().ok_or_else(|| tampered(KEYRING_KEY))?;
         if schema != SCHEMA_V1 {
             return Err(KmsError::internal(
@@ -204,13 +215,8 @@ impl Sealer {
             }
             doc.reserved += SEAL_BLOCK;
             let plain = encode_doc(&doc)?;
-            let sealed = seal_with(
-                &*self.rng,
-                self.root.expose_secret(),
-                ROOT_TERM,
-                KEYRING_KEY,
-                &plain,
-            )?;
+            let root = self.prepare(self.root.expose_secret())?;
+            let sealed = seal_with(&*self.rng, &*root, ROOT_TERM, KEYRING_KEY, &plain)?;
             let mut batch = Batch::new();
             batch.put_if(KEYRING_KEY, sealed, precondition);
             match self.storage.commit(batch) {
@@ -227,10 +233,11 @@ impl Sealer {
                 remaining: SEAL_BLOCK,
             };
             drop(budget);
+            let prepared = self.prepare_terms(&doc.terms)?;
             *self
                 .terms
                 .write()
-                .map_err(|_| KmsError::internal("keyring lock poisoned"))? = doc.terms;
+                .map_err(|_| KmsError::internal("keyring lock poisoned"))? = prepared;
             return Ok(());
         }
         Err(KmsError::internal(
@@ -265,7 +272,21 @@ impl Sealer {
         let key = terms
             .get(&term)
             .ok_or_else(|| KmsError::internal("the keyring lost its current term"))?;
-        seal_with(&*self.rng, key.expose(), term, record_key, plaintext)
+        seal_with(&*self.rng, &**key, term, record_key, plaintext)
+    }
+
+    fn prepare(&self, key: &[u8]) -> Result<Box<dyn AeadKey>, KmsError> {
+        self.crypto
+            .aead
+            .key(AeadAlgorithm::Aes256Gcm, key)
+            .map_err(|_| KmsError::internal("a keyring key is malformed"))
+    }
+
+    fn prepare_terms(&self, terms: &BTreeMap<u32, KeyMaterial>) -> Result<Terms, KmsError> {
+        terms
+            .iter()
+            .map(|(&term, key)| Ok((term, self.prepare(key.expose())?)))
+            .collect()
     }
 
     /// Opens a value stored under `record_key`.
@@ -274,16 +295,10 @@ impl Sealer {
     /// from another record key, or from another store).
     pub fn open(&self, record_key: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, KmsError> {
         let (term, nonce, body) = split_sealed(sealed).ok_or_else(|| tampered(record_key))?;
-        let open_with = |terms: &BTreeMap<u32, KeyMaterial>| {
+        let open_with = |terms: &Terms| {
             terms.get(&term).map(|key| {
-                aead_open(
-                    AeadAlgorithm::Aes256Gcm,
-                    key.expose(),
-                    &nonce,
-                    &aad(term, record_key),
-                    body,
-                )
-                .map_err(|_| tampered(record_key))
+                backend::open_with(&**key, &nonce, &aad(term, record_key), body)
+                    .map_err(|_| tampered(record_key))
             })
         };
         let first = open_with(
@@ -310,10 +325,11 @@ impl Sealer {
 
     fn reload_terms(&self) -> Result<(), KmsError> {
         if let Some((doc, _)) = self.load_doc()? {
+            let prepared = self.prepare_terms(&doc.terms)?;
             *self
                 .terms
                 .write()
-                .map_err(|_| KmsError::internal("keyring lock poisoned"))? = doc.terms;
+                .map_err(|_| KmsError::internal("keyring lock poisoned"))? = prepared;
         }
         Ok(())
     }

@@ -27,7 +27,10 @@ struct Slot {
 
 /// The cache's state, behind the engine's `RwLock`.
 pub(crate) struct KeyCache {
-    map: HashMap<String, Slot>,
+    /// Hashed with foldhash (seeded per map): a lookup is on every call, and SipHash costs
+    /// several times as much for a 36-byte id. The ids are the engine's own UUIDs, so a
+    /// client cannot choose colliding keys to insert.
+    map: HashMap<String, Slot, foldhash::fast::RandomState>,
     /// Key ids in CLOCK order; may hold ids already removed (skipped when reached).
     ring: VecDeque<String>,
     capacity: usize,
@@ -37,7 +40,7 @@ pub(crate) struct KeyCache {
 impl KeyCache {
     pub(crate) fn new(capacity: usize) -> Self {
         KeyCache {
-            map: HashMap::new(),
+            map: HashMap::default(),
             ring: VecDeque::new(),
             capacity: capacity.max(1),
             epoch: 0,

@@ -21,11 +21,12 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use zeroize::Zeroizing;
 
+use crate::crypto::backend::CryptoProvider;
 use crate::crypto::external::ExternalKeyStore;
-use crate::crypto::provider::KeyProvider;
+use crate::crypto::hsm::KeyProvider;
 use crate::crypto::root_key::RootKey;
 use crate::crypto::seal::Sealer;
-use crate::crypto::{OsRandom, RandomSource};
+use crate::crypto::RandomSource;
 use crate::error::KmsError;
 use crate::ids::KeyRef;
 use crate::keys::model::{AliasRecord, KeyRecord, VersionRecord};
@@ -66,11 +67,14 @@ pub(crate) const SCAN_PAGE: usize = 512;
 
 pub(crate) use crate::keys::protection::CachedVersion;
 
+/// A key's loaded versions by id (foldhash, like the key cache: looked up on every call).
+pub(crate) type VersionMap = HashMap<String, Arc<CachedVersion>, foldhash::fast::RandomState>;
+
 /// A key as the hot path sees it: the decoded record and the versions loaded so far.
 pub(crate) struct CachedKey {
     pub(crate) record: KeyRecord,
     pub(crate) arn: String,
-    pub(crate) versions: RwLock<HashMap<String, Arc<CachedVersion>>>,
+    pub(crate) versions: RwLock<VersionMap>,
     /// The stored record's revision when it was read from storage; `None` for the record of
     /// this engine's own commit (whose revision the store did not report).
     pub(crate) revision: Option<u64>,
@@ -80,7 +84,7 @@ impl CachedKey {
     pub(crate) fn new(
         record: KeyRecord,
         arn: String,
-        versions: HashMap<String, Arc<CachedVersion>>,
+        versions: VersionMap,
         revision: Option<u64>,
     ) -> Self {
         CachedKey {
@@ -91,21 +95,32 @@ impl CachedKey {
         }
     }
 
-    pub(crate) fn versions_snapshot(&self) -> HashMap<String, Arc<CachedVersion>> {
+    pub(crate) fn versions_snapshot(&self) -> VersionMap {
         self.versions.read().map(|v| v.clone()).unwrap_or_default()
+    }
+}
+
+/// A provider's random source, as the engine holds one.
+struct ProviderRandom(&'static dyn RandomSource);
+
+impl RandomSource for ProviderRandom {
+    fn fill(&self, buf: &mut [u8]) -> Result<(), KmsError> {
+        self.0.fill(buf)
     }
 }
 
 /// Builds a [`Kms`].
 ///
 /// Only the storage and the root key are required. Defaults: [`SameAccountOnly`]
-/// authorization, [`SystemClock`], [`OsRandom`], region `cn-hangzhou`, account `1`.
+/// authorization, [`SystemClock`], the default [`CryptoProvider`] and its random source,
+/// region `cn-hangzhou`, account `1`.
 #[must_use]
 pub struct KmsBuilder {
     storage: Option<Arc<dyn Storage>>,
     authorizer: Arc<dyn Authorizer>,
     clock: Arc<dyn Clock>,
-    rng: Arc<dyn RandomSource>,
+    rng: Option<Arc<dyn RandomSource>>,
+    crypto: CryptoProvider,
     key_provider: Option<Arc<dyn KeyProvider>>,
     external_store: Option<Arc<dyn ExternalKeyStore>>,
     rotation_handlers: HashMap<String, Arc<dyn SecretRotationHandler>>,
@@ -122,7 +137,8 @@ impl Default for KmsBuilder {
             storage: None,
             authorizer: Arc::new(SameAccountOnly),
             clock: Arc::new(SystemClock),
-            rng: Arc::new(OsRandom),
+            rng: None,
+            crypto: CryptoProvider::default(),
             key_provider: None,
             external_store: None,
             rotation_handlers: HashMap::new(),
@@ -168,9 +184,16 @@ impl KmsBuilder {
         self
     }
 
-    /// The source of randomness (key material, nonces, ids).
+    /// The source of randomness (key material, nonces, ids). Default: the crypto provider's.
     pub fn random_source(mut self, rng: impl RandomSource + 'static) -> Self {
-        self.rng = Arc::new(rng);
+        self.rng = Some(Arc::new(rng));
+        self
+    }
+
+    /// The crypto provider the engine's primitives come from (default:
+    /// [`CryptoProvider::default`], the fastest one this build has).
+    pub fn crypto_provider(mut self, provider: CryptoProvider) -> Self {
+        self.crypto = provider;
         self
     }
 
@@ -259,16 +282,21 @@ impl KmsBuilder {
                 "must be non-empty and contain no ':'",
             ));
         }
-        let sealer = Sealer::load(root_key, storage.clone(), self.rng.clone())?;
+        let crypto = self.crypto;
+        let rng = self
+            .rng
+            .unwrap_or_else(|| Arc::new(ProviderRandom(crypto.random())));
+        let sealer = Sealer::load(crypto, root_key, storage.clone(), rng.clone())?;
         let mut prefix = [0u8; 8];
-        self.rng.fill(&mut prefix)?;
+        rng.fill(&mut prefix)?;
         let prefix = u64::from_be_bytes(prefix);
         let kms = Kms {
             storage,
             sealer,
             authorizer: self.authorizer,
             clock: self.clock,
-            rng: self.rng,
+            rng,
+            crypto,
             key_provider: self.key_provider,
             external_store: self.external_store,
             rotation_handlers: self.rotation_handlers,
@@ -307,6 +335,7 @@ pub struct Kms {
     pub(crate) authorizer: Arc<dyn Authorizer>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) rng: Arc<dyn RandomSource>,
+    pub(crate) crypto: CryptoProvider,
     pub(crate) key_provider: Option<Arc<dyn KeyProvider>>,
     pub(crate) external_store: Option<Arc<dyn ExternalKeyStore>>,
     pub(crate) rotation_handlers: HashMap<String, Arc<dyn SecretRotationHandler>>,
@@ -853,8 +882,13 @@ impl Kms {
         input: &str,
         now: UnixTime,
     ) -> Result<Arc<CachedKey>, KmsError> {
-        let key_id = self.resolve_key_id(param, input)?;
-        let key = self.load_key(&key_id)?;
+        // A bare lower-case UUID, the common case, names the key as it is: no parsing, no
+        // copy.
+        let key = if crate::ids::is_uuid(input) {
+            self.load_key(input)?
+        } else {
+            self.load_key(&self.resolve_key_id(param, input)?)?
+        };
         if rules::is_purged(&key.record, now) {
             return Err(KmsError::KeyNotFound {
                 key_id: input.to_owned(),

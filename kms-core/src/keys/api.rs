@@ -2,8 +2,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::crypto::SecretBytes;
 use serde::{Deserialize, Serialize};
-use zeroize::Zeroizing;
 
 use crate::api::{Filter, Tag};
 use crate::keys::model::{
@@ -335,7 +335,7 @@ request!(
         pub key_id: String,
         /// At most 6144 bytes; a string on the wire.
         #[serde(with = "utf8_bytes")]
-        pub plaintext: Zeroizing<Vec<u8>>,
+        pub plaintext: SecretBytes,
         /// Pairs bound to the ciphertext.
         #[serde(with = "json_text")]
         pub encryption_context: EncryptionContext,
@@ -378,7 +378,7 @@ response!(
     DecryptResponse {
         /// The plaintext (a string on the wire).
         #[serde(with = "utf8_bytes")]
-        pub plaintext: Zeroizing<Vec<u8>>,
+        pub plaintext: SecretBytes,
         /// The key id.
         pub key_id: String,
         /// The version that decrypted.
@@ -420,7 +420,7 @@ response!(
         pub ciphertext_blob: Vec<u8>,
         /// The data key (Base64 on the wire).
         #[serde(with = "base64_bytes")]
-        pub plaintext: Zeroizing<Vec<u8>>,
+        pub plaintext: SecretBytes,
         /// The key id.
         pub key_id: String,
         /// The version that encrypted.
@@ -719,7 +719,7 @@ request!(
         pub algorithm: String,
         /// The plaintext (Base64 on the wire).
         #[serde(with = "base64_bytes")]
-        pub plaintext: Zeroizing<Vec<u8>>,
+        pub plaintext: SecretBytes,
     }
 );
 
@@ -756,7 +756,7 @@ response!(
     AsymmetricDecryptResponse {
         /// The plaintext (Base64 on the wire).
         #[serde(with = "base64_bytes")]
-        pub plaintext: Zeroizing<Vec<u8>>,
+        pub plaintext: SecretBytes,
         /// The key id.
         pub key_id: String,
         /// The version.

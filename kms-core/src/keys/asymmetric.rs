@@ -189,7 +189,6 @@ impl Kms {
             "Plaintext",
             alg,
             &req.plaintext,
-            &*self.rng,
         )?;
         Ok(AsymmetricEncryptResponse {
             request_id: self.request_id(),
@@ -221,7 +220,7 @@ impl Kms {
         let plaintext = self.version_decrypt(&t.key, &t.version, alg, &req.ciphertext_blob)?;
         Ok(AsymmetricDecryptResponse {
             request_id: self.request_id(),
-            plaintext,
+            plaintext: plaintext.into(),
             key_id: t.key.record.key_id.clone(),
             key_version_id: t.version.version_id().to_owned(),
         })
@@ -299,7 +298,7 @@ impl Kms {
                     )
                 })?,
         );
-        let exported = public.encrypt("CiphertextBlob", alg, &data_key, &*self.rng)?;
+        let exported = public.encrypt("CiphertextBlob", alg, &data_key)?;
         Ok(ExportDataKeyResponse {
             request_id: self.request_id(),
             exported_data_key: exported,
@@ -330,7 +329,7 @@ impl Kms {
             len,
             &req.encryption_context,
         )?;
-        let exported = public.encrypt("PublicKeyBlob", alg, &data_key, &*self.rng)?;
+        let exported = public.encrypt("PublicKeyBlob", alg, &data_key)?;
         Ok(GenerateAndExportDataKeyResponse {
             request_id: self.request_id(),
             ciphertext_blob: sealed.blob,

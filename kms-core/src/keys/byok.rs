@@ -97,8 +97,8 @@ impl Kms {
         let key = self.live_key("KeyId", &req.key_id, now)?;
         self.authorize(caller, Action::GetParametersForImport, Some(&key))?;
         unsupported_origin(&key.record)?;
-        let (private, der) = PrivateKey::generate(KeySpec::Rsa2048, &*self.rng)?;
-        let public_key = private.public_key().to_spki_der()?;
+        let (private, der) = PrivateKey::generate(self.crypto, KeySpec::Rsa2048, &*self.rng)?;
+        let public_key = private.public_key_der()?;
         let mut raw = Zeroizing::new([0u8; TOKEN_BYTES]);
         self.rng.fill(&mut raw[..])?;
         let token: String = raw.iter().map(|b| format!("{b:02x}")).collect();
@@ -178,14 +178,15 @@ impl Kms {
         if token.expires <= now {
             return Err(KmsError::ExpiredImportToken);
         }
-        let material = PrivateKey::from_pkcs8(KeySpec::Rsa2048, token.wrapping_key.expose())?
-            .decrypt(token.algorithm, &req.encrypted_key_material)
-            .map_err(|_| KmsError::InvalidKeyMaterial {
-                reason: format!(
-                    "EncryptedKeyMaterial does not unwrap with the token's key and {}",
-                    token.algorithm
-                ),
-            })?;
+        let material =
+            PrivateKey::from_pkcs8(self.crypto, KeySpec::Rsa2048, token.wrapping_key.expose())?
+                .decrypt(token.algorithm, &req.encrypted_key_material)
+                .map_err(|_| KmsError::InvalidKeyMaterial {
+                    reason: format!(
+                        "EncryptedKeyMaterial does not unwrap with the token's key and {}",
+                        token.algorithm
+                    ),
+                })?;
         check_import_length(record.key_spec, material.len())?;
         let material = KeyMaterial::new(material);
         let next = rules::import_material(&record, material.fingerprint(), expire)?;

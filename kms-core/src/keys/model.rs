@@ -168,10 +168,8 @@ impl KeyMaterial {
 
     /// SHA-256 of the material, for "same material" checks without keeping a second copy.
     pub(crate) fn fingerprint(&self) -> [u8; 32] {
-        let d = ring::digest::digest(&ring::digest::SHA256, &self.0);
-        let mut out = [0u8; 32];
-        out.copy_from_slice(d.as_ref());
-        out
+        use sha2::Digest;
+        sha2::Sha256::digest(&self.0[..]).into()
     }
 }
 

@@ -8,17 +8,21 @@ use std::sync::OnceLock;
 use zeroize::Zeroizing;
 
 use crate::crypto::asym::{EncryptionAlgorithm, PrivateKey, PublicKey, SigningAlgorithm};
-use crate::crypto::provider::KeyProvider;
-use crate::crypto::{aead_open, aead_seal, AeadAlgorithm, NONCE_LEN};
+use crate::crypto::backend::{self, AeadKey};
+use crate::crypto::hsm::KeyProvider;
+use crate::crypto::{AeadAlgorithm, SecretBytes, NONCE_LEN};
 use crate::engine::{CachedKey, Kms};
 use crate::error::KmsError;
 use crate::keys::model::{KeyMaterial, KeySpec, ProtectionLevel, VersionRecord};
 use crate::keys::usable::UsableKey;
 
-/// A key version as the hot path keeps it: the record, and the parsed keys made from it on
-/// first use (so RSA and EC keys are parsed once, not per call).
+/// A key version as the hot path keeps it: the record, and the prepared keys made from it on
+/// first use (so an AES key schedule is built once and RSA and EC keys are parsed once, not
+/// per call). Evicting the version from the cache drops them, and the provider's key types
+/// wipe themselves.
 pub(crate) struct CachedVersion {
     pub(crate) record: VersionRecord,
+    aead: OnceLock<Box<dyn AeadKey>>,
     private: OnceLock<PrivateKey>,
     public: OnceLock<PublicKey>,
 }
@@ -27,6 +31,7 @@ impl CachedVersion {
     pub(crate) fn new(record: VersionRecord) -> Self {
         CachedVersion {
             record,
+            aead: OnceLock::new(),
             private: OnceLock::new(),
             public: OnceLock::new(),
         }
@@ -36,6 +41,9 @@ impl CachedVersion {
         &self.record.version_id
     }
 }
+
+const AUTHENTICATION_FAILED: &str =
+    "authentication failed: the EncryptionContext differs or the blob was altered";
 
 /// `Rejected.UnsupportedOperation`: an HSM key without a configured [`KeyProvider`].
 pub(crate) fn no_key_provider() -> KmsError {
@@ -88,7 +96,7 @@ impl Kms {
                     self.rng.fill(&mut bytes)?;
                     Ok(KeyMaterial::new(bytes))
                 }
-                None => Ok(PrivateKey::generate(spec, &*self.rng)?.1),
+                None => Ok(PrivateKey::generate(self.crypto, spec, &*self.rng)?.1),
             },
         }
     }
@@ -128,8 +136,10 @@ impl Kms {
                 self.hsm()?
                     .aead_seal(material.expose(), alg, nonce, aad, buf, start)
             }
-            ProtectionLevel::Software => aead_seal(alg, material.expose(), nonce, aad, buf, start)
-                .map_err(|_| KmsError::internal("encryption failed")),
+            ProtectionLevel::Software => {
+                backend::seal_with(self.aead_key(key, version, alg)?, nonce, aad, buf, start)
+                    .map_err(|_| KmsError::internal("encryption failed"))
+            }
         }
     }
 
@@ -151,26 +161,91 @@ impl Kms {
                 self.hsm()?
                     .aead_open(material.expose(), alg, nonce, aad, ciphertext_and_tag)
             }
-            ProtectionLevel::Software => {
-                aead_open(alg, material.expose(), nonce, aad, ciphertext_and_tag).map_err(|_| {
-                    KmsError::InvalidCiphertext {
-                reason:
-                    "authentication failed: the EncryptionContext differs or the blob was altered",
+            ProtectionLevel::Software => backend::open_with(
+                self.aead_key(key, version, alg)?,
+                nonce,
+                aad,
+                ciphertext_and_tag,
+            )
+            .map_err(|_| KmsError::InvalidCiphertext {
+                reason: AUTHENTICATION_FAILED,
+            }),
+        }
+    }
+
+    /// AES-GCM open of the blob `buf` (ciphertext and tag from `start`) in its own buffer,
+    /// which becomes the plaintext; wiped when authentication fails. Software keys only.
+    ///
+    /// Errors: `InvalidCiphertext` when authentication fails.
+    pub(crate) fn version_open_owned(
+        &self,
+        key: &UsableKey,
+        version: &CachedVersion,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        mut buf: Vec<u8>,
+        start: usize,
+    ) -> Result<SecretBytes, KmsError> {
+        let alg = Self::aead_of(key)?;
+        let prepared = self.aead_key(key, version, alg)?;
+        let opened = buf
+            .get_mut(start..)
+            .ok_or(crate::crypto::AeadError)
+            .and_then(|body| prepared.open_in_place(nonce, aad, body));
+        match opened {
+            Ok(len) => {
+                buf.copy_within(start..start + len, 0);
+                buf.truncate(len);
+                // What lies past the plaintext now is wiped with it (SecretBytes wipes the
+                // whole allocation).
+                Ok(SecretBytes::new(buf))
             }
+            Err(_) => {
+                crate::crypto::wipe_vec(buf);
+                Err(KmsError::InvalidCiphertext {
+                    reason: AUTHENTICATION_FAILED,
                 })
             }
         }
     }
 
+    /// The version's AES key schedule, built on first use.
+    fn aead_key<'v>(
+        &self,
+        key: &CachedKey,
+        version: &'v CachedVersion,
+        alg: AeadAlgorithm,
+    ) -> Result<&'v dyn AeadKey, KmsError> {
+        if let Some(k) = version.aead.get() {
+            return Ok(&**k);
+        }
+        let prepared = self
+            .crypto
+            .aead
+            .key(alg, Self::material(key, version)?.expose())
+            .map_err(|_| KmsError::internal("stored symmetric key material is malformed"))?;
+        // A racing thread may have set it first; either value is the same key.
+        let _ = version.aead.set(prepared);
+        version
+            .aead
+            .get()
+            .map(|k| &**k)
+            .ok_or_else(|| KmsError::internal("a prepared key vanished"))
+    }
+
     fn private_key<'v>(
+        &self,
         key: &CachedKey,
         version: &'v CachedVersion,
     ) -> Result<&'v PrivateKey, KmsError> {
         if let Some(k) = version.private.get() {
             return Ok(k);
         }
-        let parsed =
-            PrivateKey::from_pkcs8(key.record.key_spec, Self::material(key, version)?.expose())?;
+        let parsed = PrivateKey::from_pkcs8(
+            self.crypto,
+            key.record.key_spec,
+            Self::material(key, version)?.expose(),
+        )?;
         // A racing thread may have set it first; either value is the same key.
         let _ = version.private.set(parsed);
         version
@@ -192,7 +267,7 @@ impl Kms {
             ProtectionLevel::Hsm => self
                 .hsm()?
                 .public_key(Self::material(key, version)?.expose(), key.record.key_spec)?,
-            ProtectionLevel::Software => Self::private_key(key, version)?.public_key(),
+            ProtectionLevel::Software => self.private_key(key, version)?.public_key()?,
         };
         let _ = version.public.set(public);
         version
@@ -216,9 +291,7 @@ impl Kms {
                 alg,
                 digest,
             ),
-            ProtectionLevel::Software => {
-                Self::private_key(key, version)?.sign(alg, digest, &*self.rng)
-            }
+            ProtectionLevel::Software => self.private_key(key, version)?.sign(alg, digest),
         }
     }
 
@@ -232,7 +305,11 @@ impl Kms {
         let material = Self::material(key, version)?;
         match key.record.protection_level {
             ProtectionLevel::Hsm => self.hsm()?.mac(material.expose(), message),
-            ProtectionLevel::Software => Ok(crate::crypto::hmac_sha256(material.expose(), message)),
+            ProtectionLevel::Software => Ok(self
+                .crypto
+                .mac
+                .hmac_sha256(material.expose(), message)
+                .to_vec()),
         }
     }
 
@@ -251,7 +328,7 @@ impl Kms {
                 alg,
                 ciphertext,
             ),
-            ProtectionLevel::Software => Self::private_key(key, version)?.decrypt(alg, ciphertext),
+            ProtectionLevel::Software => self.private_key(key, version)?.decrypt(alg, ciphertext),
         }
     }
 }

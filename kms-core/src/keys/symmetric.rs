@@ -10,9 +10,10 @@ use crate::keys::usable::UsableKey;
 use crate::policy::{Action, Caller};
 use std::sync::Arc;
 
+use crate::crypto::SecretBytes;
 use crate::crypto::NONCE_LEN;
 use crate::error::KmsError;
-use crate::keys::model::KeyUsage;
+use crate::keys::model::{KeyUsage, ProtectionLevel};
 use crate::validate;
 
 /// Runs `op`; with DryRun set, reports what the real call would have done instead of its
@@ -97,8 +98,49 @@ pub(crate) struct Sealed {
 }
 
 /// A blob's plaintext and the key version that opened it.
+/// A plaintext to seal: borrowed (copied into the blob) or handed over (sealed in place).
+enum Body<'a> {
+    Borrowed(&'a [u8]),
+    Owned(Vec<u8>),
+}
+
+impl Body<'_> {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Body::Borrowed(b) => b,
+            Body::Owned(v) => v,
+        }
+    }
+
+    /// `header | plaintext` with room for the tag; the plaintext's own buffer when it has
+    /// that room, a new one (and the old wiped) when it does not.
+    fn into_blob_buffer(self, header: &[u8]) -> Vec<u8> {
+        let need = header.len() + self.bytes().len() + crate::crypto::TAG_LEN;
+        match self {
+            Body::Owned(mut v) if v.capacity() >= need => {
+                let len = v.len();
+                v.resize(header.len() + len, 0);
+                v.copy_within(..len, header.len());
+                if let Some(head) = v.get_mut(..header.len()) {
+                    head.copy_from_slice(header);
+                }
+                v
+            }
+            other => {
+                let mut out = Vec::with_capacity(need);
+                out.extend_from_slice(header);
+                out.extend_from_slice(other.bytes());
+                if let Body::Owned(v) = other {
+                    crate::crypto::wipe_vec(v);
+                }
+                out
+            }
+        }
+    }
+}
+
 pub(crate) struct Opened {
-    pub(crate) plaintext: Zeroizing<Vec<u8>>,
+    pub(crate) plaintext: SecretBytes,
     pub(crate) key_id: String,
     pub(crate) version_id: String,
 }
@@ -137,24 +179,45 @@ impl Kms {
         plaintext: &[u8],
         context: &EncryptionContext,
     ) -> Result<Sealed, KmsError> {
+        self.seal_into(key, Body::Borrowed(plaintext), context)
+    }
+
+    /// Seals a plaintext the caller hands over: in its own buffer when that has room for the
+    /// blob's header and tag (nothing is copied and no plaintext is left behind, since every
+    /// byte it held is overwritten by header or ciphertext); otherwise into a new buffer, and
+    /// the old one is wiped in bulk. Either way the plaintext is gone when this returns.
+    pub(crate) fn seal_owned(
+        &self,
+        key: &UsableKey,
+        plaintext: Vec<u8>,
+        context: &EncryptionContext,
+    ) -> Result<Sealed, KmsError> {
+        self.seal_into(key, Body::Owned(plaintext), context)
+    }
+
+    fn seal_into(
+        &self,
+        key: &UsableKey,
+        plaintext: Body<'_>,
+        context: &EncryptionContext,
+    ) -> Result<Sealed, KmsError> {
         let alg = Self::check_symmetric(key)?;
         let version = self.primary_version(key)?;
         if let Some(external_id) = &key.record.external_key_id {
-            return self.seal_external(key, &version, external_id, plaintext, context);
+            return self.seal_external(key, &version, external_id, plaintext.bytes(), context);
         }
         let mut iv = [0u8; NONCE_LEN];
         self.rng.fill(&mut iv)?;
-        let mut out = blob::encode_header(
-            &key.record.key_id,
-            version.version_id(),
-            alg,
-            &iv,
-            plaintext.len(),
-        )?;
-        let header_len = out.len();
-        let aad = blob::associated_data(&out, context);
-        out.extend_from_slice(plaintext);
-        self.version_seal(key, &version, &iv, &aad, &mut out, header_len)?;
+        let len = plaintext.bytes().len();
+        let header = blob::encode_header(&key.record.key_id, version.version_id(), alg, &iv, 0)?;
+        let header_len = header.len();
+        let aad = blob::associated_data(&header, context);
+        let mut out = plaintext.into_blob_buffer(&header);
+        if let Err(e) = self.version_seal(key, &version, &iv, &aad, &mut out, header_len) {
+            crate::crypto::wipe_vec(out);
+            return Err(e);
+        }
+        debug_assert_eq!(out.len(), header_len + len + crate::crypto::TAG_LEN);
         Ok(Sealed {
             blob: out,
             key_id: key.record.key_id.clone(),
@@ -239,6 +302,29 @@ impl Kms {
         bytes: &[u8],
         context: &EncryptionContext,
     ) -> Result<Opened, KmsError> {
+        self.open_into(caller, action, Body::Borrowed(bytes), context)
+    }
+
+    /// [`Kms::open_blob`] of a blob the caller hands over: a software key decrypts it in its
+    /// own buffer, which becomes the plaintext (no copy); it is wiped if authentication fails.
+    pub(crate) fn open_owned(
+        &self,
+        caller: &Caller,
+        action: Action,
+        blob: Vec<u8>,
+        context: &EncryptionContext,
+    ) -> Result<Opened, KmsError> {
+        self.open_into(caller, action, Body::Owned(blob), context)
+    }
+
+    fn open_into(
+        &self,
+        caller: &Caller,
+        action: Action,
+        body: Body<'_>,
+        context: &EncryptionContext,
+    ) -> Result<Opened, KmsError> {
+        let bytes = body.bytes();
         if bytes.is_empty() {
             return Err(KmsError::missing("CiphertextBlob"));
         }
@@ -266,10 +352,20 @@ impl Kms {
             Err(e) => return Err(e),
         };
         let plaintext = match &key.record.external_key_id {
-            Some(external_id) => self.open_external(external_id, &parsed, context)?,
+            Some(external_id) => self.open_external(external_id, &parsed, context)?.into(),
             None => {
                 let aad = blob::associated_data(parsed.header, context);
-                self.version_open(&key, &version, &parsed.iv, &aad, parsed.ciphertext_and_tag)?
+                let (iv, header_len) = (parsed.iv, parsed.header.len());
+                match body {
+                    Body::Owned(buf)
+                        if key.record.protection_level == ProtectionLevel::Software =>
+                    {
+                        self.version_open_owned(&key, &version, &iv, &aad, buf, header_len)?
+                    }
+                    _ => self
+                        .version_open(&key, &version, &iv, &aad, parsed.ciphertext_and_tag)?
+                        .into(),
+                }
             }
         };
         Ok(Opened {
@@ -305,7 +401,10 @@ impl Kms {
             }
             validate::encryption_context("EncryptionContext", &req.encryption_context)?;
             let key = self.usable_key(caller, Action::Encrypt, "KeyId", &req.key_id)?;
-            let sealed = self.seal_blob(&key, &req.plaintext, &req.encryption_context)?;
+            let mut req = req;
+            // Handed over, so it is sealed in place or wiped in bulk, not byte by byte.
+            let plaintext = std::mem::take(&mut *req.plaintext);
+            let sealed = self.seal_owned(&key, plaintext, &req.encryption_context)?;
             Ok(EncryptResponse {
                 request_id: self.request_id(),
                 ciphertext_blob: sealed.blob,
@@ -326,12 +425,10 @@ impl Kms {
         req: DecryptRequest,
     ) -> Result<DecryptResponse, KmsError> {
         dry_run(req.dry_run, || {
-            let opened = self.open_blob(
-                caller,
-                Action::Decrypt,
-                &req.ciphertext_blob,
-                &req.encryption_context,
-            )?;
+            let mut req = req;
+            // Handed over, so a software key decrypts in the blob's own buffer.
+            let blob = std::mem::take(&mut req.ciphertext_blob);
+            let opened = self.open_owned(caller, Action::Decrypt, blob, &req.encryption_context)?;
             Ok(DecryptResponse {
                 request_id: self.request_id(),
                 plaintext: opened.plaintext,
@@ -383,7 +480,7 @@ impl Kms {
             Ok(GenerateDataKeyResponse {
                 request_id: self.request_id(),
                 ciphertext_blob: sealed.blob,
-                plaintext,
+                plaintext: plaintext.into(),
                 key_id: sealed.key_id,
                 key_version_id: sealed.version_id,
             })
@@ -435,7 +532,7 @@ impl Kms {
                 || req.source_key_version_id.is_some()
                 || req.source_encryption_algorithm.is_some()
             {
-                self.asymmetric_source_plaintext(caller, &req)?
+                self.asymmetric_source_plaintext(caller, &req)?.into()
             } else {
                 self.open_blob(
                     caller,

@@ -14,7 +14,7 @@ use zeroize::Zeroizing;
 
 use super::rules::{self, SecretRecord, ACS_CURRENT, GENERIC};
 use crate::api::*;
-use crate::crypto::{aead_open, aead_seal, ct_eq, AeadAlgorithm, NONCE_LEN};
+use crate::crypto::{ct_eq, AeadAlgorithm, NONCE_LEN};
 use crate::engine::mutate::Record;
 use crate::engine::Kms;
 use crate::error::KmsError;
@@ -76,10 +76,8 @@ fn secret_context(name: &str, version_id: &str) -> EncryptionContext {
 }
 
 fn digest(data: &str) -> [u8; 32] {
-    let d = ring::digest::digest(&ring::digest::SHA256, data.as_bytes());
-    let mut out = [0u8; 32];
-    out.copy_from_slice(d.as_ref());
-    out
+    use sha2::Digest;
+    sha2::Sha256::digest(data.as_bytes()).into()
 }
 
 fn not_found(name: &str) -> KmsError {
@@ -181,15 +179,16 @@ impl Kms {
         let mut nonce = [0u8; NONCE_LEN];
         self.rng.fill(&mut nonce)?;
         let mut ciphertext = data.expose().as_bytes().to_vec();
-        aead_seal(
-            AeadAlgorithm::Aes256Gcm,
-            &data_key,
-            &nonce,
-            &value_aad(&rec.name, version_id),
-            &mut ciphertext,
-            0,
-        )
-        .map_err(|_| KmsError::internal("encrypting a secret value failed"))?;
+        self.crypto
+            .seal(
+                AeadAlgorithm::Aes256Gcm,
+                &data_key,
+                &nonce,
+                &value_aad(&rec.name, version_id),
+                &mut ciphertext,
+                0,
+            )
+            .map_err(|_| KmsError::internal("encrypting a secret value failed"))?;
         Ok(SecretValueRecord {
             data_type: data_type.to_owned(),
             data_key_blob: sealed.blob,
@@ -220,14 +219,16 @@ impl Kms {
                 .decode(&*opened.plaintext)
                 .map_err(|_| KmsError::internal("a secret's data key is malformed"))?,
         );
-        let plain = aead_open(
-            AeadAlgorithm::Aes256Gcm,
-            &data_key,
-            &value.nonce,
-            &value_aad(&rec.name, version_id),
-            &value.ciphertext,
-        )
-        .map_err(|_| KmsError::internal("a secret value failed authentication"))?;
+        let plain = self
+            .crypto
+            .open(
+                AeadAlgorithm::Aes256Gcm,
+                &data_key,
+                &value.nonce,
+                &value_aad(&rec.name, version_id),
+                &value.ciphertext,
+            )
+            .map_err(|_| KmsError::internal("a secret value failed authentication"))?;
         let text = String::from_utf8(plain.to_vec())
             .map_err(|_| KmsError::internal("a secret value is not UTF-8"))?;
         Ok((SecretData::new(text), value.data_type))

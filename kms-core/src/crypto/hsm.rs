@@ -16,7 +16,8 @@ use std::sync::{Mutex, PoisonError};
 use zeroize::Zeroizing;
 
 use crate::crypto::asym::{EncryptionAlgorithm, PrivateKey, PublicKey, SigningAlgorithm};
-use crate::crypto::{aead_open, aead_seal, AeadAlgorithm, OsRandom, RandomSource, NONCE_LEN};
+use crate::crypto::backend::CryptoProvider;
+use crate::crypto::{AeadAlgorithm, NONCE_LEN};
 use crate::error::KmsError;
 use crate::keys::model::{KeyMaterial, KeySpec};
 
@@ -93,10 +94,12 @@ pub trait KeyProvider: Send + Sync {
 }
 
 /// A [`KeyProvider`] that keeps material in process memory, never in storage. For tests and
-/// demonstrations: its keys are lost when the process ends.
+/// demonstrations: its keys are lost when the process ends. Its primitives are the default
+/// [`CryptoProvider`]'s.
 #[derive(Default)]
 pub struct InMemoryHsm {
     slots: Mutex<HashMap<Vec<u8>, (KeySpec, KeyMaterial)>>,
+    crypto: CryptoProvider,
 }
 
 impl std::fmt::Debug for InMemoryHsm {
@@ -126,7 +129,8 @@ impl InMemoryHsm {
     }
 
     fn store(&self, spec: KeySpec, material: KeyMaterial) -> Result<Vec<u8>, KmsError> {
-        let handle = format!("hsm-slot-{}", crate::ids::new_uuid(&OsRandom)?).into_bytes();
+        let handle =
+            format!("hsm-slot-{}", crate::ids::new_uuid(self.crypto.random())?).into_bytes();
         self.slots
             .lock()
             .map_err(lost)?
@@ -152,10 +156,10 @@ impl KeyProvider for InMemoryHsm {
         let material = match spec.symmetric_key_len() {
             Some(len) => {
                 let mut bytes = Zeroizing::new(vec![0u8; len]);
-                OsRandom.fill(&mut bytes)?;
+                self.crypto.random().fill(&mut bytes)?;
                 KeyMaterial::new(bytes)
             }
-            None => PrivateKey::generate(spec, &OsRandom)?.1,
+            None => PrivateKey::generate(self.crypto, spec, self.crypto.random())?.1,
         };
         self.store(spec, material)
     }
@@ -174,7 +178,8 @@ impl KeyProvider for InMemoryHsm {
         start: usize,
     ) -> Result<(), KmsError> {
         self.with(handle, |_, m| {
-            aead_seal(alg, m.expose(), nonce, aad, buf, start)
+            self.crypto
+                .seal(alg, m.expose(), nonce, aad, buf, start)
                 .map_err(|_| KmsError::internal("HSM encryption failed"))
         })
     }
@@ -188,7 +193,7 @@ impl KeyProvider for InMemoryHsm {
         ciphertext_and_tag: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, KmsError> {
         self.with(handle, |_, m| {
-            aead_open(alg, m.expose(), nonce, aad, ciphertext_and_tag).map_err(|_| {
+            self.crypto.open(alg, m.expose(), nonce, aad, ciphertext_and_tag).map_err(|_| {
                 KmsError::InvalidCiphertext {
                     reason: "authentication failed: the EncryptionContext differs or the blob was altered",
                 }
@@ -204,7 +209,7 @@ impl KeyProvider for InMemoryHsm {
         digest: &[u8],
     ) -> Result<Vec<u8>, KmsError> {
         self.with(handle, |_, m| {
-            PrivateKey::from_pkcs8(spec, m.expose())?.sign(alg, digest, &OsRandom)
+            PrivateKey::from_pkcs8(self.crypto, spec, m.expose())?.sign(alg, digest)
         })
     }
 
@@ -216,19 +221,19 @@ impl KeyProvider for InMemoryHsm {
         ciphertext: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, KmsError> {
         self.with(handle, |_, m| {
-            PrivateKey::from_pkcs8(spec, m.expose())?.decrypt(alg, ciphertext)
+            PrivateKey::from_pkcs8(self.crypto, spec, m.expose())?.decrypt(alg, ciphertext)
         })
     }
 
     fn mac(&self, handle: &[u8], message: &[u8]) -> Result<Vec<u8>, KmsError> {
         self.with(handle, |_, m| {
-            Ok(crate::crypto::hmac_sha256(m.expose(), message))
+            Ok(self.crypto.mac.hmac_sha256(m.expose(), message).to_vec())
         })
     }
 
     fn public_key(&self, handle: &[u8], spec: KeySpec) -> Result<PublicKey, KmsError> {
         self.with(handle, |_, m| {
-            Ok(PrivateKey::from_pkcs8(spec, m.expose())?.public_key())
+            PrivateKey::from_pkcs8(self.crypto, spec, m.expose())?.public_key()
         })
     }
 
