@@ -17,7 +17,8 @@
 //! JSON reply of the same size: what serving a request costs before any KMS work.
 //!
 //! Run with `cargo bench -p kms-benches --bench http_load`. It prints requests/s and server
-//! CPU microseconds per request for both, and their ratios.
+//! CPU microseconds per request for both, and their ratios. `KMS_LOAD_LOG_LEVEL=warn` runs
+//! `kms serve --log-level warn` (no request log line).
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -112,16 +113,19 @@ fn serve_kms() {
     .unwrap();
     let listen = std::env::var("KMS_LOAD_LISTEN").unwrap();
     let data = dir.join("data");
-    let cli = kms_server::cli::Cli::parse_from([
-        "kms",
-        "--config",
-        config.to_str().unwrap(),
-        "--data-dir",
-        data.to_str().unwrap(),
-        "serve",
-        "--listen",
-        &listen,
-    ]);
+    let mut args = vec![
+        "kms".to_owned(),
+        "--config".into(),
+        config.to_str().unwrap().into(),
+        "--data-dir".into(),
+        data.to_str().unwrap().into(),
+    ];
+    // KMS_LOAD_LOG_LEVEL=warn measures the server without its per-request log line.
+    if let Ok(level) = std::env::var("KMS_LOAD_LOG_LEVEL") {
+        args.extend(["--log-level".into(), level]);
+    }
+    args.extend(["serve".into(), "--listen".into(), listen]);
+    let cli = kms_server::cli::Cli::parse_from(args);
     std::process::exit(
         if kms_server::cli::run(cli) == std::process::ExitCode::SUCCESS {
             0

@@ -5,6 +5,10 @@
 //! [`Storage`], [`Authorizer`] and [`Clock`]. The operations and their rules follow Alibaba
 //! Cloud KMS (API 2016-01-20); request and response structs serialize to its wire shapes.
 //!
+//! The primitives come from a [`CryptoProvider`]: aws-lc-rs with the default `aws-lc` feature,
+//! the pure-Rust RustCrypto crates without it (`default-features = false`: no C compiler
+//! needed).
+//!
 //! ```
 //! use kms_core::{api::*, Caller, Kms, RootKey};
 //! # fn main() -> Result<(), kms_core::KmsError> {

@@ -20,8 +20,10 @@ fn c() -> EncryptionContext {
     ctx(&[("tenant", "acme"), ("table", "orders")])
 }
 
-/// Opens a blob with the `aes-gcm` crate directly, given the key material: an implementation
-/// independent of the engine's (which uses ring for AES-128/256).
+/// Opens a blob with two implementations outside the engine, given the key material: the
+/// `aes-gcm` crate and, for AES-128/256, ring. Each provider is thus checked against at least
+/// one implementation it does not use (AWS-LC against both; RustCrypto, whose AES-GCM is
+/// `aes-gcm`, against ring). `None` unless every implementation that has the key size agrees.
 fn independent_open(material: &[u8], blob: &[u8], context: &EncryptionContext) -> Option<Vec<u8>> {
     type Aes192Gcm = aes_gcm::AesGcm<aes_gcm::aes::Aes192, aes_gcm::aead::consts::U12>;
     let parsed = kms_core::internal::blob::decode(blob).ok()?;
@@ -31,7 +33,7 @@ fn independent_open(material: &[u8], blob: &[u8], context: &EncryptionContext) -
         aad: &aad,
     };
     let nonce = aes_gcm::Nonce::from_slice(&parsed.iv);
-    match material.len() {
+    let by_aes_gcm = match material.len() {
         16 => aes_gcm::Aes128Gcm::new_from_slice(material)
             .ok()?
             .decrypt(nonce, payload)
@@ -45,7 +47,23 @@ fn independent_open(material: &[u8], blob: &[u8], context: &EncryptionContext) -
             .decrypt(nonce, payload)
             .ok(),
         _ => None,
-    }
+    }?;
+    let ring_alg = match material.len() {
+        16 => &ring::aead::AES_128_GCM,
+        32 => &ring::aead::AES_256_GCM,
+        _ => return Some(by_aes_gcm),
+    };
+    let key = ring::aead::LessSafeKey::new(ring::aead::UnboundKey::new(ring_alg, material).ok()?);
+    let mut buf = parsed.ciphertext_and_tag.to_vec();
+    let by_ring = key
+        .open_in_place(
+            ring::aead::Nonce::assume_unique_for_key(parsed.iv),
+            ring::aead::Aad::from(&aad[..]),
+            &mut buf,
+        )
+        .ok()?
+        .to_vec();
+    (by_ring == by_aes_gcm).then_some(by_aes_gcm)
 }
 
 #[test]
@@ -903,4 +921,89 @@ fn decrypt_errors_never_echo_the_plaintext_or_context_values() {
     let msg = e.to_string();
     assert!(!msg.contains("TOPSECRET"), "{msg}");
     assert!(!msg.contains("SECRET-CONTEXT"), "{msg}");
+}
+
+// ---- buffers: sealed and opened in place ---------------------------------------------------
+
+/// Encrypt seals in the request's own buffer when it has room for the blob's header and tag
+/// (no copy of the plaintext is made), and the result still opens, through the engine and
+/// through an independent AES-GCM.
+#[test]
+fn encrypt_seals_in_the_plaintext_buffer_when_it_has_room() {
+    let rng = RecordingRandom::default();
+    let env = Env::with_rng(rng.clone());
+    let before = rng.drawn().len();
+    let key = env.create_key().key_id;
+    let drawn: Vec<Vec<u8>> = rng.drawn()[before..].to_vec();
+    let mut roomy = Vec::with_capacity(1024 + 256);
+    roomy.extend_from_slice(&[0x61; 1024]);
+    let buffer = roomy.as_ptr();
+    let sealed = env
+        .kms
+        .encrypt(
+            &env.me,
+            EncryptRequest {
+                key_id: key.clone(),
+                plaintext: roomy.into(),
+                encryption_context: c(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(sealed.ciphertext_blob.as_ptr(), buffer, "sealed in place");
+    assert!(
+        drawn
+            .iter()
+            .any(|m| independent_open(m, &sealed.ciphertext_blob, &c()) == Some(vec![0x61; 1024])),
+        "the in-place blob opens with the key's material"
+    );
+    // A buffer without that room is copied into a new one (and wiped), with the same result.
+    let tight = vec![0x62; 1024];
+    let buffer = tight.as_ptr();
+    let copied = env
+        .kms
+        .encrypt(
+            &env.me,
+            EncryptRequest {
+                key_id: key,
+                plaintext: tight.into(),
+                encryption_context: c(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_ne!(copied.ciphertext_blob.as_ptr(), buffer);
+    assert_eq!(
+        &env.decrypt(&copied.ciphertext_blob, &c()).plaintext[..],
+        &[0x62; 1024][..]
+    );
+}
+
+/// Decrypt opens a software key's blob in the blob's own buffer, which becomes the plaintext;
+/// a blob that fails authentication is refused as before.
+#[test]
+fn decrypt_opens_in_the_blob_buffer() {
+    let env = Env::new();
+    let key = env.create_key().key_id;
+    let blob = env.encrypt(&key, b"in place", &c()).ciphertext_blob;
+    let own = blob.clone();
+    let own_buffer = own.as_ptr();
+    let opened = env
+        .kms
+        .decrypt(
+            &env.me,
+            DecryptRequest {
+                ciphertext_blob: own,
+                encryption_context: c(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(opened.plaintext.as_ptr(), own_buffer, "opened in place");
+    assert_eq!(&opened.plaintext[..], b"in place");
+    let mut altered = blob;
+    let last = altered.len() - 1;
+    altered[last] ^= 1;
+    let e = env.try_decrypt(&altered, &c()).unwrap_err();
+    assert_eq!(e.code(), "InvalidCiphertext");
 }

@@ -35,18 +35,29 @@ pub const MAX_PARAMETERS: usize = 1024;
 
 /// Decoded `name=value` pairs, in the order given, each name at most once.
 ///
-/// Names are indexed, so adding and looking up a parameter costs O(1) and decoding a request
-/// O(its size).
+/// Adding and looking up a parameter costs O(1), so decoding a request costs O(its size): a
+/// request of up to [`INDEX_FROM`] parameters (every real one) is searched in order, without
+/// copying its names into an index; past that, the names are indexed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Params {
     pairs: Vec<(String, String)>,
-    index: std::collections::HashMap<String, usize>,
+    index: Option<std::collections::HashMap<String, usize, foldhash::fast::RandomState>>,
 }
 
+/// Parameters searched in order before they are indexed.
+pub const INDEX_FROM: usize = 16;
+
 impl Params {
+    fn position(&self, name: &str) -> Option<usize> {
+        match &self.index {
+            Some(index) => index.get(name).copied(),
+            None => self.pairs.iter().position(|(n, _)| n == name),
+        }
+    }
+
     /// The value of `name`, if given.
     pub fn get(&self, name: &str) -> Option<&str> {
-        let i = *self.index.get(name)?;
+        let i = self.position(name)?;
         self.pairs.get(i).map(|(_, v)| v.as_str())
     }
 
@@ -70,7 +81,7 @@ impl Params {
     /// Errors: `InvalidParameter` naming it when it is already present, or when the request
     /// already holds [`MAX_PARAMETERS`].
     pub fn push(&mut self, name: String, value: String) -> Result<(), ApiError> {
-        if self.index.contains_key(&name) {
+        if self.position(&name).is_some() {
             return Err(ApiError::invalid(
                 name,
                 "the parameter is given more than once",
@@ -82,7 +93,23 @@ impl Params {
                 format!("a request may carry at most {MAX_PARAMETERS} parameters"),
             ));
         }
-        self.index.insert(name.clone(), self.pairs.len());
+        let at = self.pairs.len();
+        match &mut self.index {
+            Some(index) => {
+                index.insert(name.clone(), at);
+            }
+            None if at >= INDEX_FROM => {
+                let mut index: std::collections::HashMap<_, _, _> = self
+                    .pairs
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (n, _))| (n.clone(), i))
+                    .collect();
+                index.insert(name.clone(), at);
+                self.index = Some(index);
+            }
+            None => {}
+        }
         self.pairs.push((name, value));
         Ok(())
     }
@@ -279,6 +306,26 @@ mod tests {
             .join("&");
         let p = parse_form("QueryString", just.as_bytes()).unwrap();
         assert_eq!(p.get("P1023"), Some("v"));
+    }
+
+    #[test]
+    fn lookups_and_duplicates_work_below_and_past_the_index_threshold() {
+        for n in [1, INDEX_FROM - 1, INDEX_FROM, INDEX_FROM + 1, 100] {
+            let raw: String = (0..n)
+                .map(|i| format!("P{i}=v{i}"))
+                .collect::<Vec<_>>()
+                .join("&");
+            let mut p = parse_form("QueryString", raw.as_bytes()).unwrap();
+            for i in 0..n {
+                assert_eq!(p.get(&format!("P{i}")), Some(format!("v{i}").as_str()));
+            }
+            assert_eq!(p.get("P-absent"), None);
+            let e = p.push("P0".into(), "again".into()).unwrap_err();
+            assert!(e.message.contains("more than once"), "{n}: {}", e.message);
+            p.push("Extra".into(), "x".into()).unwrap();
+            assert_eq!(p.get("Extra"), Some("x"));
+            assert_eq!(p.len(), n + 1);
+        }
     }
 
     #[test]

@@ -1336,7 +1336,7 @@ async fn handle(state: Arc<AppState>, peer: SocketAddr, request: Request) -> Res
         }
     }
     let mut log = LogFields {
-        error_request_id: new_request_id(),
+        error_request_id: state.kms.request_id(),
         ..LogFields::default()
     };
     let outcome = process(&state, &parts, body, &mut log, peer).await;

@@ -444,8 +444,10 @@ impl Kms {
         Ok(())
     }
 
-    /// A unique id for a response (not secret, so a counter under a random prefix).
-    pub(crate) fn request_id(&self) -> String {
+    /// A fresh RequestId: unique, not secret (a counter under the engine's random prefix), so
+    /// it costs no random draw. The engine gives one to every response; a server uses it for
+    /// the answers it makes itself (protocol errors).
+    pub fn request_id(&self) -> String {
         let n = self.request_counter.fetch_add(1, Ordering::Relaxed);
         crate::ids::format_uuid_v4(self.request_prefix, n)
     }
