@@ -41,11 +41,11 @@ pub const TAG_LEN: usize = 16;
 /// A symmetric AEAD algorithm; the byte is its code in the ciphertext blob.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum AeadAlgorithm {
-    /// AES-128-GCM (ring).
+    /// AES-128-GCM.
     Aes128Gcm = 1,
-    /// AES-192-GCM (aes-gcm; ring has no AES-192).
+    /// AES-192-GCM.
     Aes192Gcm = 2,
-    /// AES-256-GCM (ring).
+    /// AES-256-GCM.
     Aes256Gcm = 3,
     /// AES-256-GCM performed by an external key store; never by the engine.
     ExternalAes256Gcm = 4,

@@ -249,48 +249,38 @@ fn spki_of(doc: Result<spki::Document, spki::Error>) -> Result<Vec<u8>, KmsError
         .to_vec())
 }
 
-fn not_an_rsa_key<T>() -> Result<T, ()> {
-    Err(())
+/// The ECDSA private key of a RustCrypto curve crate (`p256`, `k256`): DER signatures of a
+/// prehash (RFC 6979 nonces), no decryption.
+macro_rules! ec_private_key {
+    ($name:ident, $curve:ident) => {
+        struct $name($curve::ecdsa::SigningKey);
+
+        impl PrivateKeyOps for $name {
+            fn sign_digest(
+                &self,
+                _: SigningAlgorithm,
+                digest: &[u8; 32],
+            ) -> Result<Vec<u8>, KmsError> {
+                let sig: $curve::ecdsa::Signature = self
+                    .0
+                    .sign_prehash(digest)
+                    .map_err(|_| KmsError::internal("ECDSA signing failed"))?;
+                Ok(sig.to_der().as_bytes().to_vec())
+            }
+
+            fn decrypt(&self, _: EncryptionAlgorithm, _: &[u8]) -> Result<Zeroizing<Vec<u8>>, ()> {
+                Err(())
+            }
+
+            fn public_key_der(&self) -> Result<Vec<u8>, KmsError> {
+                spki_of(self.0.verifying_key().to_public_key_der())
+            }
+        }
+    };
 }
 
-struct P256Key(p256::ecdsa::SigningKey);
-struct K256Key(k256::ecdsa::SigningKey);
-
-impl PrivateKeyOps for P256Key {
-    fn sign_digest(&self, _: SigningAlgorithm, digest: &[u8; 32]) -> Result<Vec<u8>, KmsError> {
-        let sig: p256::ecdsa::Signature = self
-            .0
-            .sign_prehash(digest)
-            .map_err(|_| KmsError::internal("ECDSA signing failed"))?;
-        Ok(sig.to_der().as_bytes().to_vec())
-    }
-
-    fn decrypt(&self, _: EncryptionAlgorithm, _: &[u8]) -> Result<Zeroizing<Vec<u8>>, ()> {
-        not_an_rsa_key()
-    }
-
-    fn public_key_der(&self) -> Result<Vec<u8>, KmsError> {
-        spki_of(self.0.verifying_key().to_public_key_der())
-    }
-}
-
-impl PrivateKeyOps for K256Key {
-    fn sign_digest(&self, _: SigningAlgorithm, digest: &[u8; 32]) -> Result<Vec<u8>, KmsError> {
-        let sig: k256::ecdsa::Signature = self
-            .0
-            .sign_prehash(digest)
-            .map_err(|_| KmsError::internal("ECDSA signing failed"))?;
-        Ok(sig.to_der().as_bytes().to_vec())
-    }
-
-    fn decrypt(&self, _: EncryptionAlgorithm, _: &[u8]) -> Result<Zeroizing<Vec<u8>>, ()> {
-        not_an_rsa_key()
-    }
-
-    fn public_key_der(&self) -> Result<Vec<u8>, KmsError> {
-        spki_of(self.0.verifying_key().to_public_key_der())
-    }
-}
+ec_private_key!(P256Key, p256);
+ec_private_key!(K256Key, k256);
 
 struct RsaKey(Box<RsaPrivateKey>);
 
