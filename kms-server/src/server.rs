@@ -702,7 +702,7 @@ struct ActivityState {
     idle_since: Instant,
     /// When the first byte of the next request arrived, while idle.
     head_started: Option<Instant>,
-    /// When the watchdog looks next (`None`: it is recomputing now).
+    /// When the watchdog looks next (`None` before its first look).
     armed: Option<Instant>,
 }
 

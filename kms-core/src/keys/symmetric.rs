@@ -97,8 +97,8 @@ pub(crate) struct Sealed {
     pub(crate) version_id: String,
 }
 
-/// A blob's plaintext and the key version that opened it.
-/// A plaintext to seal: borrowed (copied into the blob) or handed over (sealed in place).
+/// A plaintext to seal or a blob to open: borrowed (copied) or handed over (worked on in its
+/// own buffer).
 enum Body<'a> {
     Borrowed(&'a [u8]),
     Owned(Vec<u8>),
@@ -139,6 +139,7 @@ impl Body<'_> {
     }
 }
 
+/// A blob's plaintext and the key version that opened it.
 pub(crate) struct Opened {
     pub(crate) plaintext: SecretBytes,
     pub(crate) key_id: String,
