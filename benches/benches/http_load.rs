@@ -135,7 +135,8 @@ fn serve_kms() {
     );
 }
 
-/// The ceiling role: hyper reading each body and answering a fixed reply.
+/// The ceiling role: hyper reading each body and answering a fixed reply; killed by the
+/// parent.
 fn serve_ceiling() {
     use hyper::service::service_fn;
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -168,10 +169,7 @@ fn serve_ceiling() {
                 });
             }
         };
-        tokio::select! {
-            _ = accept => {}
-            _ = stdin_closed() => {}
-        }
+        accept.await;
     });
 }
 
@@ -184,19 +182,6 @@ fn ceiling_reply() -> Vec<u8> {
         id = "00000000-0000-4000-8000-000000000000"
     )
     .into_bytes()
-}
-
-async fn stdin_closed() {
-    tokio::task::spawn_blocking(|| {
-        let mut sink = String::new();
-        while std::io::stdin()
-            .read_line(&mut sink)
-            .map(|n| n > 0)
-            .unwrap_or(false)
-        {}
-    })
-    .await
-    .unwrap();
 }
 
 struct ChildServer {
@@ -216,7 +201,7 @@ impl ChildServer {
             .env(ROLE, role)
             .env(DATA, dir)
             .env("KMS_LOAD_LISTEN", &listen)
-            .stdin(Stdio::piped())
+            .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

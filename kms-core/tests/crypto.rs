@@ -925,6 +925,21 @@ fn decrypt_errors_never_echo_the_plaintext_or_context_values() {
 
 // ---- buffers: sealed and opened in place ---------------------------------------------------
 
+/// Encrypt of `plaintext` handed over as it is (its capacity included).
+fn encrypt_buffer(env: &Env, key: &str, plaintext: Vec<u8>) -> EncryptResponse {
+    env.kms
+        .encrypt(
+            &env.me,
+            EncryptRequest {
+                key_id: key.to_owned(),
+                plaintext: plaintext.into(),
+                encryption_context: c(),
+                ..Default::default()
+            },
+        )
+        .unwrap()
+}
+
 /// Encrypt seals in the request's own buffer when it has room for the blob's header and tag
 /// (no copy of the plaintext is made), and the result still opens, through the engine and
 /// through an independent AES-GCM.
@@ -938,18 +953,7 @@ fn encrypt_seals_in_the_plaintext_buffer_when_it_has_room() {
     let mut roomy = Vec::with_capacity(1024 + 256);
     roomy.extend_from_slice(&[0x61; 1024]);
     let buffer = roomy.as_ptr();
-    let sealed = env
-        .kms
-        .encrypt(
-            &env.me,
-            EncryptRequest {
-                key_id: key.clone(),
-                plaintext: roomy.into(),
-                encryption_context: c(),
-                ..Default::default()
-            },
-        )
-        .unwrap();
+    let sealed = encrypt_buffer(&env, &key, roomy);
     assert_eq!(sealed.ciphertext_blob.as_ptr(), buffer, "sealed in place");
     assert!(
         drawn
@@ -960,18 +964,7 @@ fn encrypt_seals_in_the_plaintext_buffer_when_it_has_room() {
     // A buffer without that room is copied into a new one (and wiped), with the same result.
     let tight = vec![0x62; 1024];
     let buffer = tight.as_ptr();
-    let copied = env
-        .kms
-        .encrypt(
-            &env.me,
-            EncryptRequest {
-                key_id: key,
-                plaintext: tight.into(),
-                encryption_context: c(),
-                ..Default::default()
-            },
-        )
-        .unwrap();
+    let copied = encrypt_buffer(&env, &key, tight);
     assert_ne!(copied.ciphertext_blob.as_ptr(), buffer);
     assert_eq!(
         &env.decrypt(&copied.ciphertext_blob, &c()).plaintext[..],
