@@ -9,6 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::applications::api::*;
 pub use crate::certificates::api::*;
 pub use crate::crypto::SecretBytes;
 pub use crate::keys::api::*;

@@ -157,6 +157,21 @@ pub enum KmsError {
         /// Why (never reveals which byte or key material).
         reason: &'static str,
     },
+    /// No such KMS instance.
+    #[error("the KMS instance {instance_id} is not found")]
+    InstanceNotFound {
+        /// The instance id as given.
+        instance_id: String,
+    },
+    /// An application's client key is outside its validity window (`Unauthorized`, 401, as
+    /// the instance gateway answers a credential it does not accept).
+    #[error("the client key {client_key_id} is not valid now: {reason}")]
+    ClientKeyNotValid {
+        /// The client key.
+        client_key_id: String,
+        /// Its window and the time.
+        reason: String,
+    },
     /// The authorizer denied the call.
     #[error("{principal} is not allowed to perform {action} on {resource}")]
     NoPermission {
@@ -299,6 +314,8 @@ impl KmsError {
             KmsError::InvalidKeyMaterial { .. } => "InvalidKeyMaterial",
             KmsError::InvalidCiphertext { .. } => "InvalidCiphertext",
             KmsError::NoPermission { .. } => "Forbidden.NoPermission",
+            KmsError::InstanceNotFound { .. } => "Forbidden.DKMSInstanceNotFound",
+            KmsError::ClientKeyNotValid { .. } => "Unauthorized",
             KmsError::DuplicateTagKey { .. } => "Duplicate.TagKey",
             KmsError::InvalidTagKey { .. } => "InvalidParameter.TagKey",
             KmsError::InvalidTagValue { .. } => "InvalidParameter.TagValue",
@@ -321,6 +338,7 @@ impl KmsError {
             | KmsError::AliasNotFound { .. }
             | KmsError::ResourceNotFound { .. }
             | KmsError::CertificateNotFound { .. }
+            | KmsError::InstanceNotFound { .. }
             | KmsError::InvalidResourceIdNotFound { .. } => 404,
             KmsError::Disabled { .. }
             | KmsError::PendingDeletion { .. }
@@ -331,6 +349,7 @@ impl KmsError {
             | KmsError::ResourceInDeleteWindow { .. }
             | KmsError::ResourceInUse { .. } => 409,
             KmsError::NoPermission { .. } | KmsError::AccessDenied { .. } => 403,
+            KmsError::ClientKeyNotValid { .. } => 401,
             KmsError::DryRunOperation => 412,
             KmsError::InternalFailure { .. } | KmsError::RecordCorrupt { .. } => 500,
             KmsError::ExternalKeyStoreUnavailable { .. } => 503,

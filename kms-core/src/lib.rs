@@ -39,6 +39,7 @@
 // ---- The rooms (private; ARCHITECTURE.md describes each) ---------------------------------
 #[macro_use]
 mod macros;
+mod applications; // KMS 3.0: instances, network rules, policies, AAPs, client keys, instance API
 mod certificates; // the certificate manager: status rules, X.509, operations, wire types
 mod crypto; // primitives, the ciphertext blob, sealing, root key, key providers
 mod engine; // Kms, its builder, storage I/O, mutate, cache, indexes, maintenance
@@ -59,6 +60,17 @@ pub use engine::{CacheStats, CorruptRecord, Kms, KmsBuilder};
 pub use error::KmsError;
 
 pub mod api;
+
+/// The instance API of KMS 3.0 applications: the operations an application calls with a
+/// client key of an application access point (Alibaba's `dkms-gcs-0.2` gateway), and the
+/// identity such a call runs as.
+pub mod instance {
+    pub use crate::applications::access::{AccessPointCaller, ClientKeyCredential};
+    pub use crate::applications::gateway::*;
+    pub use crate::applications::model::{
+        CLIENT_KEY_PREFIX, KEY_USER, NETWORK_PRIVATE, SECRET_USER, SHARED_SCOPE,
+    };
+}
 
 // ---- Who calls, and what they may do ------------------------------------------------------
 pub use policy::{

@@ -18,6 +18,10 @@
 //! | `s/<secret name>` | a secret record |
 //! | `w/<secret name>/<version id>` | a secret version's sealed value |
 //! | `x/<certificate id>` | a certificate record, with its private key |
+//! | `r/<name>` | a network rule of applications |
+//! | `p/<name>` | a permission policy of applications |
+//! | `g/<name>` | an application access point |
+//! | `c/<client key id>` | an application's client key (its certificate; never the private key) |
 //! | `i/...` | the list and due-date indexes (`engine::index`), derived from the records |
 
 use crate::error::KmsError;
@@ -40,6 +44,14 @@ pub(crate) const SECRET: &[u8] = b"s/";
 pub(crate) const SECRET_VALUE: &[u8] = b"w/";
 /// Certificate records.
 pub(crate) const CERTIFICATE: &[u8] = b"x/";
+/// Network rules.
+pub(crate) const NETWORK_RULE: &[u8] = b"r/";
+/// Application permission policies.
+pub(crate) const AAP_POLICY: &[u8] = b"p/";
+/// Application access points.
+pub(crate) const ACCESS_POINT: &[u8] = b"g/";
+/// Client keys.
+pub(crate) const CLIENT_KEY: &[u8] = b"c/";
 /// Every index record.
 pub(crate) const INDEX: &[u8] = b"i/";
 /// Index sequence counts.
@@ -123,6 +135,26 @@ pub(crate) fn secret_value(name: &str, version_id: &str) -> Vec<u8> {
 /// `x/<certificate id>`.
 pub(crate) fn certificate(id: &str) -> Vec<u8> {
     join(CERTIFICATE, &[id])
+}
+
+/// `r/<name>`.
+pub(crate) fn network_rule(name: &str) -> Vec<u8> {
+    join(NETWORK_RULE, &[name])
+}
+
+/// `p/<name>`.
+pub(crate) fn aap_policy(name: &str) -> Vec<u8> {
+    join(AAP_POLICY, &[name])
+}
+
+/// `g/<name>`.
+pub(crate) fn access_point(name: &str) -> Vec<u8> {
+    join(ACCESS_POINT, &[name])
+}
+
+/// `c/<client key id>`.
+pub(crate) fn client_key(id: &str) -> Vec<u8> {
+    join(CLIENT_KEY, &[id])
 }
 
 /// `i/c/<seq>`: a sequence's count.
@@ -216,6 +248,26 @@ impl ArnScope {
         self.arn("certificate/", id)
     }
 
+    /// `acs:kms:{region}:{account}:network/{name}`.
+    pub fn network_rule_arn(&self, name: &str) -> String {
+        self.arn("network/", name)
+    }
+
+    /// `acs:kms:{region}:{account}:policy/{name}`.
+    pub fn aap_policy_arn(&self, name: &str) -> String {
+        self.arn("policy/", name)
+    }
+
+    /// `acs:kms:{region}:{account}:applicationaccesspoint/{name}`.
+    pub fn aap_arn(&self, name: &str) -> String {
+        self.arn("applicationaccesspoint/", name)
+    }
+
+    /// `acs:kms:{region}:{account}:keystore/{instance id}`.
+    pub fn instance_arn(&self, id: &str) -> String {
+        self.arn("keystore/", id)
+    }
+
     /// The resource an account-level action is authorized on, as RAM policies name it: the
     /// collection ARN `acs:kms:{region}:{account}:key` for CreateKey and ListKeys, `...:alias`
     /// for ListAliases, `...:secret` for CreateSecret and ListSecrets, `...:certificate` for
@@ -299,6 +351,10 @@ mod tests {
             SECRET,
             SECRET_VALUE,
             CERTIFICATE,
+            NETWORK_RULE,
+            AAP_POLICY,
+            ACCESS_POINT,
+            CLIENT_KEY,
             INDEX,
             &KEYRING[..2],
             &HEALTH_PROBE[..2],
@@ -331,6 +387,10 @@ mod tests {
         assert_eq!(secret("s"), b"s/s");
         assert_eq!(secret_value("s", "v"), b"w/s/v");
         assert_eq!(certificate("c"), b"x/c");
+        assert_eq!(network_rule("n"), b"r/n");
+        assert_eq!(aap_policy("p"), b"p/p");
+        assert_eq!(access_point("a"), b"g/a");
+        assert_eq!(client_key("KAAP.x"), b"c/KAAP.x");
     }
 
     #[test]

@@ -37,6 +37,17 @@ pub fn required<'a>(name: &'static str, value: &'a str) -> Result<&'a str, KmsEr
     }
 }
 
+/// A required bytes parameter.
+///
+/// Errors: `MissingParameter` when empty.
+pub fn required_bytes(name: &'static str, value: &[u8]) -> Result<(), KmsError> {
+    if value.is_empty() {
+        Err(KmsError::missing(name))
+    } else {
+        Ok(())
+    }
+}
+
 /// A description of at most 8192 characters.
 pub fn description(name: &'static str, value: &str) -> Result<(), KmsError> {
     if value.chars().count() > MAX_DESCRIPTION_CHARS {

@@ -49,12 +49,16 @@ pub const EVENT_SOURCE: &str = "kms.aliyuncs.com";
 /// signature or a MAC. Flattened lists of these names (`ResourceId.1`, `Tag.1.TagKey`) are
 /// recorded too, see [`safe_parameters`].
 pub const SAFE_PARAMETER_NAMES: &[&str] = &[
+    "AapName",
+    "AccessControlRules",
     "Algorithm",
     "AliasName",
     "All",
+    "AuthenticationMethod",
     "AutomaticRotation",
     "BypassPolicyLockoutSafetyCheck",
     "CertificateId",
+    "ClientKeyId",
     "DKMSInstanceId",
     "DeletionProtectionDescription",
     "Description",
@@ -79,22 +83,33 @@ pub const SAFE_PARAMETER_NAMES: &[&str] = &[
     "ForceDeleteWithoutRecovery",
     "IncludeDeprecated",
     "IsVerbose",
+    "KeyFormat",
     "KeyId",
     "KeyMaterialExpireTime",
     "KeyMaterialExpireUnix",
+    "KeyPairSpec",
     "KeySpec",
     "KeyUsage",
     "KeyVersionId",
+    "KmsInstance",
+    "KmsInstanceId",
+    "Length",
     "MaxResults",
     "MessageType",
     "MoveToVersion",
+    "Name",
     "NextToken",
+    "NotAfter",
+    "NotBefore",
     "NumberOfBytes",
     "Origin",
+    "PaddingMode",
     "PageNumber",
     "PageSize",
     "PasswordLength",
     "PendingWindowInDays",
+    "Permissions",
+    "Policies",
     "Policy",
     "PolicyName",
     "ProtectedResourceArn",
@@ -105,6 +120,7 @@ pub const SAFE_PARAMETER_NAMES: &[&str] = &[
     "ResourceArns",
     "ResourceId",
     "ResourceType",
+    "Resources",
     "RotationInterval",
     "SecretName",
     "SecretType",
@@ -112,6 +128,7 @@ pub const SAFE_PARAMETER_NAMES: &[&str] = &[
     "SourceEncryptionContext",
     "SourceKeyId",
     "SourceKeyVersionId",
+    "SourcePrivateIp",
     "Status",
     "Subject",
     "SubjectAlternativeNames",
@@ -120,6 +137,7 @@ pub const SAFE_PARAMETER_NAMES: &[&str] = &[
     "TagKeys",
     "Tags",
     "TargetKeyId",
+    "Type",
     "VersionId",
     "VersionStage",
     "VersionStages",
@@ -184,6 +202,9 @@ pub enum IdentityType {
     System,
     /// `host`: someone with access to the host, through the CLI.
     Host,
+    /// `aap`: an application, through a client key of an application access point (the
+    /// instance API).
+    AccessPoint,
 }
 
 impl IdentityType {
@@ -195,6 +216,7 @@ impl IdentityType {
             IdentityType::AssumedRole => "assumed-role",
             IdentityType::System => "system",
             IdentityType::Host => "host",
+            IdentityType::AccessPoint => "aap",
         }
     }
 }

@@ -75,6 +75,10 @@ pub enum Command {
         /// Address to listen on [default: 127.0.0.1:8080].
         #[arg(long, value_name = "ADDR")]
         listen: Option<String>,
+        /// Also serve the KMS 3.0 instance gateway (the instance API applications call with a
+        /// client key) on this address, with the same TLS certificate.
+        #[arg(long, value_name = "ADDR")]
+        instance_listen: Option<String>,
         /// Seconds between maintenance passes (rotations, purges, material expiry)
         /// [default: 60].
         #[arg(long, value_name = "SECS")]
@@ -331,6 +335,7 @@ fn execute(cli: Cli) -> Result<(), CliError> {
     let (action, params) = match cli.command {
         Command::Serve {
             listen,
+            instance_listen,
             maintenance_interval,
             tls_cert,
             tls_key,
@@ -340,6 +345,7 @@ fn execute(cli: Cli) -> Result<(), CliError> {
         } => {
             overrides.metrics = metrics;
             overrides.listen = listen;
+            overrides.instance_listen = instance_listen;
             overrides.maintenance_interval_secs = maintenance_interval;
             overrides.tls_cert = tls_cert;
             overrides.tls_key = tls_key;
@@ -768,6 +774,9 @@ fn serve(settings: Settings) -> Result<(), CliError> {
         let addr = server.local_addr()?;
         let scheme = if server.is_tls() { "https" } else { "http" };
         tracing::info!(%addr, scheme, data_dir, access_keys = keys, "listening");
+        if let Some(addr) = server.instance_addr()? {
+            tracing::info!(%addr, scheme, "instance gateway listening");
+        }
         server.run(server::shutdown_signal()).await?;
         Ok(())
     })

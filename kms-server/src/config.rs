@@ -2,6 +2,7 @@
 //!
 //! ```toml
 //! listen = "127.0.0.1:8080"
+//! # instance_listen = "127.0.0.1:8443"   # the KMS 3.0 instance gateway (client keys; TLS as above)
 //! data_dir = "./kms-data"
 //! # root_key_file = "/etc/kms/root.key"   # default: <data_dir>/root.key, created on first start
 //! region = "cn-hangzhou"
@@ -106,6 +107,8 @@ pub struct ConfigError(pub String);
 pub struct FileConfig {
     /// Address to listen on.
     pub listen: Option<String>,
+    /// Address of the instance gateway (the KMS 3.0 instance API), if served.
+    pub instance_listen: Option<String>,
     /// Data directory (the store and, by default, the root key).
     pub data_dir: Option<PathBuf>,
     /// Root key file (32 raw bytes) instead of `<data_dir>/root.key`.
@@ -191,6 +194,7 @@ impl fmt::Debug for FileConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FileConfig")
             .field("listen", &self.listen)
+            .field("instance_listen", &self.instance_listen)
             .field("data_dir", &self.data_dir)
             .field("region", &self.region)
             .field("account_id", &self.account_id)
@@ -443,6 +447,8 @@ pub struct Settings {
     pub rate_limits: crate::ratelimit::RateLimits,
     /// Serve Prometheus metrics at `GET /metrics` (unauthenticated, like `/health`).
     pub metrics: bool,
+    /// The instance gateway's address, if it is served.
+    pub instance_listen: Option<SocketAddr>,
 }
 
 /// What one client may hold of the server's connections and time.
@@ -502,6 +508,7 @@ impl Default for Settings {
             connections: ConnectionLimits::default(),
             rate_limits: crate::ratelimit::RateLimits::default(),
             metrics: false,
+            instance_listen: None,
         }
     }
 }
@@ -535,6 +542,8 @@ pub struct Overrides {
     pub audit_log: Option<PathBuf>,
     /// `--metrics`.
     pub metrics: bool,
+    /// `--instance-listen`.
+    pub instance_listen: Option<String>,
 }
 
 impl EngineSettings {
@@ -601,6 +610,18 @@ impl Settings {
                 "the listen address {listen_text:?} is not an IP:port address"
             ))
         })?;
+        let instance_listen = overrides
+            .instance_listen
+            .clone()
+            .or_else(|| file.instance_listen.clone())
+            .map(|text| {
+                text.parse::<SocketAddr>().map_err(|_| {
+                    ConfigError(format!(
+                        "the instance gateway address {text:?} is not an IP:port address"
+                    ))
+                })
+            })
+            .transpose()?;
         let secs = overrides
             .maintenance_interval_secs
             .or(file.maintenance_interval_secs)
@@ -637,6 +658,14 @@ impl Settings {
             }
         };
         let insecure_http = overrides.insecure_http || file.insecure_http == Some(true);
+        if let Some(addr) = instance_listen.filter(|a| tls.is_none() && !a.ip().is_loopback()) {
+            if !insecure_http {
+                return Err(ConfigError(format!(
+                    "refusing to serve the instance gateway in plain HTTP on {addr}, a \
+                     non-loopback address; give --tls-cert and --tls-key, or --insecure-http"
+                )));
+            }
+        }
         if tls.is_none() && !listen.ip().is_loopback() && !insecure_http {
             return Err(ConfigError(format!(
                 "refusing to serve plain HTTP on {listen}, a non-loopback address: plaintexts, \
@@ -780,6 +809,7 @@ impl Settings {
             connections,
             rate_limits,
             metrics: overrides.metrics || file.metrics == Some(true),
+            instance_listen,
         })
     }
 }

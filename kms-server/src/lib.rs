@@ -26,6 +26,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod dispatch;
+pub mod instance;
 pub mod metrics;
 pub mod ratelimit;
 pub mod replay;

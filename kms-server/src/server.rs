@@ -356,7 +356,7 @@ fn create_private_dir(dir: &std::path::Path) -> Result<(), ServerError> {
 pub const MAX_QUERY_BYTES: usize = 60 * 1024;
 
 /// The audit trail as the server uses it.
-struct Audit {
+pub(crate) struct Audit {
     log: AuditLog,
     fail_closed: bool,
     /// The last line could not be written: in fail-closed mode, refuse before acting.
@@ -365,7 +365,7 @@ struct Audit {
 
 impl Audit {
     /// Writes one line; its eventId, or `Err` (logged) when it could not be written.
-    fn record(&self, event: &AuditEvent, now: kms_core::UnixTime) -> Result<String, ()> {
+    pub(crate) fn record(&self, event: &AuditEvent, now: kms_core::UnixTime) -> Result<String, ()> {
         match self.log.record(event, now) {
             Ok(id) => {
                 if self.failing.swap(false, Ordering::AcqRel) {
@@ -383,15 +383,15 @@ impl Audit {
 }
 
 /// What every request handler shares.
-struct AppState {
-    kms: Arc<Kms>,
+pub(crate) struct AppState {
+    pub(crate) kms: Arc<Kms>,
     auth: Authenticator,
     max_bytes: usize,
-    body_read_timeout: Duration,
+    pub(crate) body_read_timeout: Duration,
     max_header_bytes: usize,
-    audit: Option<Arc<Audit>>,
+    pub(crate) audit: Option<Arc<Audit>>,
     rate_limiter: Option<crate::ratelimit::RateLimiter>,
-    metrics: crate::metrics::Metrics,
+    pub(crate) metrics: crate::metrics::Metrics,
     serve_metrics: bool,
     /// Symmetric cryptography runs on the async worker (no external key store and no shared
     /// database configured: nothing it does waits on the network).
@@ -421,6 +421,7 @@ struct MaintenanceStatus {
 /// A bound, not yet running server.
 pub struct Server {
     listener: tokio::net::TcpListener,
+    instance_listener: Option<tokio::net::TcpListener>,
     state: Arc<AppState>,
     tls: Option<Arc<ReloadableTls>>,
     maintenance_interval: Duration,
@@ -431,6 +432,7 @@ impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Server")
             .field("listener", &self.listener)
+            .field("instance_listener", &self.instance_listener)
             .field("tls", &self.tls)
             .finish_non_exhaustive()
     }
@@ -526,8 +528,18 @@ impl Server {
                 context: format!("bind {}", settings.listen),
                 source,
             })?;
+        let instance_listener = match settings.instance_listen {
+            Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|source| {
+                ServerError::Io {
+                    context: format!("bind {addr} (the instance gateway)"),
+                    source,
+                }
+            })?),
+            None => None,
+        };
         Ok(Server {
             listener,
+            instance_listener,
             state: Arc::new(AppState {
                 kms: Arc::new(kms),
                 auth: Authenticator::with_replay_guard(keys, replay),
@@ -564,6 +576,21 @@ impl Server {
             })
     }
 
+    /// The instance gateway's bound address, when it is served.
+    ///
+    /// Errors: the socket's address cannot be read.
+    pub fn instance_addr(&self) -> Result<Option<SocketAddr>, ServerError> {
+        self.instance_listener
+            .as_ref()
+            .map(|l| {
+                l.local_addr().map_err(|source| ServerError::Io {
+                    context: "read the instance gateway's address".into(),
+                    source,
+                })
+            })
+            .transpose()
+    }
+
     /// Whether the server speaks HTTPS.
     pub fn is_tls(&self) -> bool {
         self.tls.is_some()
@@ -588,71 +615,42 @@ impl Server {
         let (closing_tx, closing_rx) = watch::channel(false);
         let max = u32::try_from(self.limits.max_connections).unwrap_or(u32::MAX);
         let slots = Arc::new(tokio::sync::Semaphore::new(max as usize));
-        let mut refused: u64 = 0;
-        let mut last_refusal_log: Option<Instant> = None;
-        let mut shutdown = std::pin::pin!(shutdown);
-        loop {
-            let accepted = tokio::select! {
-                accepted = self.listener.accept() => accepted,
-                () = &mut shutdown => break,
-            };
-            let (stream, peer) = match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
+        let instance = self.instance_listener.map(|listener| {
+            let mut closing = closing_rx.clone();
+            let stop = async move {
+                while !*closing.borrow() {
+                    if closing.changed().await.is_err() {
+                        break;
+                    }
                 }
             };
-            let Ok(slot) = slots.clone().try_acquire_owned() else {
-                // Full: close it at once rather than leave it waiting in the backlog.
-                drop(stream);
-                self.state.metrics.refused_connection();
-                refused += 1;
-                if last_refusal_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
-                    tracing::warn!(
-                        max_connections = self.limits.max_connections,
-                        refused,
-                        "connection refused: the server holds its maximum of connections"
-                    );
-                    last_refusal_log = Some(Instant::now());
-                }
-                continue;
-            };
-            let _ = stream.set_nodelay(true);
-            let state = self.state.clone();
-            let limits = self.limits;
-            let closing = closing_rx.clone();
-            match &self.tls {
-                Some(tls) => {
-                    let acceptor = tls.acceptor();
-                    tokio::spawn(async move {
-                        let _slot = slot;
-                        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream))
-                            .await
-                        {
-                            Ok(Ok(tls_stream)) => {
-                                serve_connection(tls_stream, peer, state, limits, closing).await
-                            }
-                            Ok(Err(e)) => {
-                                tracing::debug!(peer = %peer, error = %e, "TLS handshake failed")
-                            }
-                            Err(_) => tracing::debug!(peer = %peer, "TLS handshake timed out"),
-                        }
-                    });
-                }
-                None => {
-                    tokio::spawn(async move {
-                        let _slot = slot;
-                        serve_connection(stream, peer, state, limits, closing).await;
-                    });
-                }
-            }
-        }
-        drop(self.listener);
+            tokio::spawn(accept_connections(
+                listener,
+                Listener::Instance,
+                self.state.clone(),
+                self.tls.clone(),
+                self.limits,
+                slots.clone(),
+                closing_rx.clone(),
+                stop,
+            ))
+        });
+        accept_connections(
+            self.listener,
+            Listener::Api,
+            self.state.clone(),
+            self.tls.clone(),
+            self.limits,
+            slots.clone(),
+            closing_rx,
+            shutdown,
+        )
+        .await;
         tracing::info!("shutdown requested; finishing requests in flight");
         let _ = closing_tx.send(true);
+        if let Some(task) = instance {
+            let _ = task.await;
+        }
         // Every connection holds a slot until it ends: all slots back means all closed.
         if tokio::time::timeout(SHUTDOWN_GRACE, slots.acquire_many(max))
             .await
@@ -677,6 +675,90 @@ impl Server {
         }
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// Which API a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Listener {
+    /// The OpenAPI (RPC, JSON).
+    Api,
+    /// The instance gateway (protobuf, client keys).
+    Instance,
+}
+
+/// Accepts connections until `stop` completes; the connections share `slots` (one
+/// `max_connections` over every listener).
+#[allow(clippy::too_many_arguments)]
+async fn accept_connections(
+    listener: tokio::net::TcpListener,
+    kind: Listener,
+    state: Arc<AppState>,
+    tls: Option<Arc<ReloadableTls>>,
+    limits: ConnectionLimits,
+    slots: Arc<tokio::sync::Semaphore>,
+    closing_rx: watch::Receiver<bool>,
+    stop: impl Future<Output = ()>,
+) {
+    let mut refused: u64 = 0;
+    let mut last_refusal_log: Option<Instant> = None;
+    let mut stop = std::pin::pin!(stop);
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut stop => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            // Full: close it at once rather than leave it waiting in the backlog.
+            drop(stream);
+            state.metrics.refused_connection();
+            refused += 1;
+            if last_refusal_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+                tracing::warn!(
+                    max_connections = limits.max_connections,
+                    refused,
+                    "connection refused: the server holds its maximum of connections"
+                );
+                last_refusal_log = Some(Instant::now());
+            }
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let state = state.clone();
+        let closing = closing_rx.clone();
+        match &tls {
+            Some(tls) => {
+                let acceptor = tls.acceptor();
+                tokio::spawn(async move {
+                    let _slot = slot;
+                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
+                    {
+                        Ok(Ok(tls_stream)) => {
+                            serve_connection(tls_stream, peer, kind, state, limits, closing).await
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!(peer = %peer, error = %e, "TLS handshake failed")
+                        }
+                        Err(_) => tracing::debug!(peer = %peer, "TLS handshake timed out"),
+                    }
+                });
+            }
+            None => {
+                tokio::spawn(async move {
+                    let _slot = slot;
+                    serve_connection(stream, peer, kind, state, limits, closing).await;
+                });
+            }
+        }
     }
 }
 
@@ -862,6 +944,7 @@ impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for TrackedIo<T> {
 async fn serve_connection<IO>(
     io: IO,
     peer: SocketAddr,
+    kind: Listener,
     state: Arc<AppState>,
     limits: ConnectionLimits,
     mut closing: watch::Receiver<bool>,
@@ -881,7 +964,10 @@ async fn serve_connection<IO>(
         let state = state.clone();
         let in_flight = requests.begin();
         async move {
-            let response = handle(state, peer, req.map(Body::new)).await;
+            let response = match kind {
+                Listener::Api => handle(state, peer, req.map(Body::new)).await,
+                Listener::Instance => crate::instance::handle(state, peer, req.map(Body::new)).await,
+            };
             drop(in_flight);
             Ok::<_, std::convert::Infallible>(response)
         }
@@ -1459,17 +1545,23 @@ fn audit_event(
 
 /// ActionTrail's userIdentity of an authenticated caller.
 pub fn user_identity(identity: &Identity) -> UserIdentity {
-    let caller: &Caller = &identity.caller;
+    caller_identity(&identity.caller, &identity.access_key_id)
+}
+
+/// ActionTrail's userIdentity of a caller authenticated with `access_key_id` (an access key,
+/// or an application's client key).
+pub fn caller_identity(caller: &Caller, access_key_id: &str) -> UserIdentity {
     let (kind, principal, user_name) = match &caller.principal {
         Principal::Root => (IdentityType::RootAccount, caller.account_id.clone(), None),
         Principal::User(n) => (IdentityType::RamUser, n.clone(), Some(n.clone())),
         Principal::Role(n) => (IdentityType::AssumedRole, n.clone(), Some(n.clone())),
+        Principal::AccessPoint(a) => (IdentityType::AccessPoint, a.name.clone(), Some(a.name.clone())),
     };
     UserIdentity {
         kind,
         account_id: caller.account_id.clone(),
         principal_id: principal,
-        access_key_id: Some(identity.access_key_id.clone()),
+        access_key_id: Some(access_key_id.to_owned()),
         user_name,
     }
 }

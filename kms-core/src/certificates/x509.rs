@@ -191,9 +191,17 @@ pub(crate) fn build_csr(
     }
     let signer = ProviderSigner::new(key)?;
     let tbs = builder.finalize(&signer).map_err(x509_err)?;
+    let bits = provider_signature(key, &tbs)?;
+    let req = builder.assemble(bits, &signer).map_err(x509_err)?;
+    req.to_pem(der::pem::LineEnding::LF).map_err(x509_err)
+}
+
+/// The signature (SHA-256 with RSA PKCS#1 v1.5, or ECDSA) of a finalized to-be-signed
+/// structure, made by the key's crypto provider.
+fn provider_signature(key: &PrivateKey, tbs: &[u8]) -> Result<der::asn1::BitString, KmsError> {
     let digest: [u8; 32] = {
         use sha2::Digest;
-        sha2::Sha256::digest(&tbs).into()
+        sha2::Sha256::digest(tbs).into()
     };
     let alg = if key.is_rsa() {
         SigningAlgorithm::RsaPkcs1Sha256
@@ -201,9 +209,59 @@ pub(crate) fn build_csr(
         SigningAlgorithm::EcdsaSha256
     };
     let signature = key.sign(alg, &digest)?;
-    let bits = der::asn1::BitString::from_bytes(&signature).map_err(x509_err)?;
-    let req = builder.assemble(bits, &signer).map_err(x509_err)?;
-    req.to_pem(der::pem::LineEnding::LF).map_err(x509_err)
+    der::asn1::BitString::from_bytes(&signature).map_err(x509_err)
+}
+
+/// A self-signed profile: issuer = subject, no extensions.
+struct SelfSigned(Name);
+
+impl x509_cert::builder::profile::BuilderProfile for SelfSigned {
+    fn get_issuer(&self, subject: &Name) -> Name {
+        subject.clone()
+    }
+
+    fn get_subject(&self) -> Name {
+        self.0.clone()
+    }
+
+    fn build_extensions(
+        &self,
+        _spk: spki::SubjectPublicKeyInfoRef<'_>,
+        _issuer_spk: spki::SubjectPublicKeyInfoRef<'_>,
+        _tbs: &x509_cert::TbsCertificate,
+    ) -> x509_cert::builder::Result<Vec<x509_cert::ext::Extension>> {
+        Ok(Vec::new())
+    }
+}
+
+fn x509_time(t: UnixTime) -> Result<x509_cert::time::Time, KmsError> {
+    let secs = u64::try_from(t.secs()).map_err(|_| KmsError::internal("a time before 1970"))?;
+    der::DateTime::from_unix_duration(std::time::Duration::from_secs(secs))
+        .map(x509_cert::time::Time::from)
+        .map_err(x509_err)
+}
+
+/// A self-signed X.509 certificate (DER) of `key` for `common_name`, valid from `not_before`
+/// to `not_after`, with the serial number `serial` (big-endian, positive).
+pub(crate) fn self_signed_certificate(
+    key: &PrivateKey,
+    common_name: &str,
+    not_before: UnixTime,
+    not_after: UnixTime,
+    serial: &[u8],
+) -> Result<Vec<u8>, KmsError> {
+    let subject = Name::from_str(&format!("CN={common_name}")).map_err(x509_err)?;
+    let spki = SubjectPublicKeyInfoOwned::from_der(&key.public_key_der()?).map_err(x509_err)?;
+    let validity = x509_cert::time::Validity::new(x509_time(not_before)?, x509_time(not_after)?);
+    let serial = x509_cert::serial_number::SerialNumber::new(serial).map_err(x509_err)?;
+    let mut builder =
+        x509_cert::builder::CertificateBuilder::new(SelfSigned(subject), serial, validity, spki)
+            .map_err(x509_err)?;
+    let signer = ProviderSigner::new(key)?;
+    let tbs = builder.finalize(&signer).map_err(x509_err)?;
+    let bits = provider_signature(key, &tbs)?;
+    let cert = builder.assemble(bits, &signer).map_err(x509_err)?;
+    cert.to_der().map_err(x509_err)
 }
 
 /// What DescribeCertificate tells about an uploaded certificate.

@@ -155,6 +155,18 @@ pub fn encode_context(context: &BTreeMap<String, String>, out: &mut Vec<u8>) {
     }
 }
 
+/// The associated data of an instance API blob: the header, a count no context can have
+/// (`u32::MAX`, so it never equals a context's encoding), then the caller's AAD with its
+/// length.
+pub fn associated_data_bytes(header: &[u8], aad: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(header.len() + 8 + aad.len());
+    out.extend_from_slice(header);
+    out.extend_from_slice(&u32::MAX.to_be_bytes());
+    out.extend_from_slice(&u32::try_from(aad.len()).unwrap_or(u32::MAX).to_be_bytes());
+    out.extend_from_slice(aad);
+    out
+}
+
 /// The associated data of a blob: its header then its encoded context.
 pub fn associated_data(header: &[u8], context: &BTreeMap<String, String>) -> Vec<u8> {
     let mut aad = Vec::with_capacity(header.len() + context_len(context));

@@ -21,6 +21,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use zeroize::Zeroizing;
 
+use crate::applications::ops::Instances;
 use crate::crypto::backend::CryptoProvider;
 use crate::crypto::external::ExternalKeyStore;
 use crate::crypto::hsm::KeyProvider;
@@ -129,6 +130,9 @@ pub struct KmsBuilder {
     account_id: String,
     key_cache_capacity: usize,
     strict: bool,
+    default_instance: Option<String>,
+    instances: Vec<String>,
+    instance_ca_pem: String,
 }
 
 impl Default for KmsBuilder {
@@ -147,11 +151,35 @@ impl Default for KmsBuilder {
             account_id: "1".into(),
             key_cache_capacity: cache::DEFAULT_KEY_CACHE_CAPACITY,
             strict: false,
+            default_instance: None,
+            instances: Vec::new(),
+            instance_ca_pem: String::new(),
         }
     }
 }
 
 impl KmsBuilder {
+    /// The default KMS instance's id (`kst-...`): keys and secrets created without
+    /// `DKMSInstanceId` belong to it. Without one, an id derived from the account and region
+    /// (the same at every start).
+    pub fn default_kms_instance(mut self, id: impl Into<String>) -> Self {
+        self.default_instance = Some(id.into());
+        self
+    }
+
+    /// One more KMS instance (keys name it in `DKMSInstanceId`).
+    pub fn kms_instance(mut self, id: impl Into<String>) -> Self {
+        self.instances.push(id.into());
+        self
+    }
+
+    /// The CA certificate chain (PEM) the instance gateway's TLS certificate chains to, as
+    /// GetKmsInstance reports it (`CaCertificateChainPem`) for applications to trust.
+    pub fn kms_instance_ca(mut self, pem: impl Into<String>) -> Self {
+        self.instance_ca_pem = pem.into();
+        self
+    }
+
     /// Most decoded keys kept in memory (default 100,000); the least recently used are
     /// evicted (and their material zeroized once no call uses them) and loaded again from the
     /// store when next needed.
@@ -282,6 +310,24 @@ impl KmsBuilder {
                 "must be non-empty and contain no ':'",
             ));
         }
+        let default_instance = self
+            .default_instance
+            .unwrap_or_else(|| Instances::default_id(&self.account_id, &self.region));
+        let mut all = vec![default_instance.clone()];
+        for id in self.instances {
+            if !all.contains(&id) {
+                all.push(id);
+            }
+        }
+        for id in &all {
+            if id.is_empty() || id.len() > 128 || id.contains(['/', ':']) {
+                return Err(KmsError::invalid(
+                    "kms_instance",
+                    format!("{id:?} must have 1 to 128 characters and no '/' or ':'"),
+                ));
+            }
+        }
+        let kms_started = self.clock.now();
         let crypto = self.crypto;
         let rng = self
             .rng
@@ -317,6 +363,12 @@ impl KmsBuilder {
             alias_epoch: AtomicU64::new(0),
             strict: self.strict,
             removals: AtomicU64::new(0),
+            instances: Instances {
+                default: default_instance,
+                all,
+                ca_pem: self.instance_ca_pem,
+                started: kms_started,
+            },
         };
         // Changes from here on are the ones to follow; the caches are empty until now.
         kms.follow_changes()?;
@@ -361,6 +413,8 @@ pub struct Kms {
     /// engine changed among them): a commit's own cache update, made after the commit, is
     /// dropped instead when this moved since the commit began.
     pub(crate) removals: AtomicU64,
+    /// The KMS instances this engine serves.
+    pub(crate) instances: Instances,
 }
 
 thread_local! {
@@ -616,6 +670,18 @@ impl Kms {
             Some(schema::ASSOCIATION) => self.decode::<crate::api::KeyAssociation>(k, v).map(drop),
             Some(schema::CERTIFICATE) => self
                 .decode::<crate::certificates::ops::CertificateRecord>(k, v)
+                .map(drop),
+            Some(schema::NETWORK_RULE) => self
+                .decode::<crate::applications::model::NetworkRuleRecord>(k, v)
+                .map(drop),
+            Some(schema::AAP_POLICY) => self
+                .decode::<crate::applications::model::PolicyRecord>(k, v)
+                .map(drop),
+            Some(schema::ACCESS_POINT) => self
+                .decode::<crate::applications::model::AccessPointRecord>(k, v)
+                .map(drop),
+            Some(schema::CLIENT_KEY) => self
+                .decode::<crate::applications::model::ClientKeyRecord>(k, v)
                 .map(drop),
             Some(schema::INDEX) => self.check_index_record(k, v),
             _ if k == schema::DEFAULT_KEY_MARKER => self
@@ -1020,6 +1086,9 @@ impl Kms {
     }
 
     pub(crate) fn decide(&self, request: &AccessRequest<'_>) -> Result<(), KmsError> {
+        if let crate::policy::Principal::AccessPoint(who) = &request.caller.principal {
+            return self.authorize_access_point(request, who);
+        }
         match self.authorizer.authorize(request) {
             Decision::Allow => Ok(()),
             Decision::Deny => Err(KmsError::NoPermission {

@@ -44,6 +44,11 @@ impl KeySpec {
         }
     }
 
+    /// True for the RSA specs.
+    pub fn is_rsa(self) -> bool {
+        matches!(self, KeySpec::Rsa2048 | KeySpec::Rsa3072 | KeySpec::Rsa4096)
+    }
+
     /// True for the symmetric specs: AES and HMAC.
     pub fn is_symmetric(self) -> bool {
         self.aead().is_some() || self == KeySpec::HmacSha256

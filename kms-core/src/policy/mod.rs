@@ -21,6 +21,9 @@ pub enum Principal {
     User(String),
     /// A RAM role of the account, by name.
     Role(String),
+    /// An application, through a client key of one of the account's application access
+    /// points (the instance API). Authorized by the AAP's policies, not by the authorizer.
+    AccessPoint(crate::applications::access::AccessPointCaller),
 }
 
 /// The identity of a call: the account and the principal within it, and optionally the
@@ -63,12 +66,19 @@ impl Caller {
         }
     }
 
-    /// The principal's ARN: `acs:ram::<uid>:root`, `...:user/<name>` or `...:role/<name>`.
+    /// The principal's ARN: `acs:ram::<uid>:root`, `...:user/<name>` or `...:role/<name>`;
+    /// an application's is `acs:kms::<uid>:applicationaccesspoint/<name>`.
     pub fn arn(&self) -> String {
         match &self.principal {
             Principal::Root => schema::ram_arn(&self.account_id, "root"),
             Principal::User(n) => schema::ram_arn(&self.account_id, &format!("user/{n}")),
             Principal::Role(n) => schema::ram_arn(&self.account_id, &format!("role/{n}")),
+            Principal::AccessPoint(a) => {
+                format!(
+                    "acs:kms::{}:applicationaccesspoint/{}",
+                    self.account_id, a.name
+                )
+            }
         }
     }
 }

@@ -385,6 +385,18 @@ impl Kms {
         caller: &Caller,
         req: GetSecretValueRequest,
     ) -> Result<GetSecretValueResponse, KmsError> {
+        self.get_secret_value_as(caller, caller, req)
+    }
+
+    /// GetSecretValue authorized for `caller`, the secret's encryption key used as
+    /// `key_caller` (the instance API's applications read secrets whose keys the service
+    /// uses for them).
+    pub(crate) fn get_secret_value_as(
+        &self,
+        caller: &Caller,
+        key_caller: &Caller,
+        req: GetSecretValueRequest,
+    ) -> Result<GetSecretValueResponse, KmsError> {
         let (rec, _) = self.load_secret(&req.secret_name, self.clock.now())?;
         self.authorize_secret(caller, Action::GetSecretValue, &rec)?;
         in_delete_window(&rec)?;
@@ -422,7 +434,7 @@ impl Kms {
                 })?
             }
         };
-        let (data, data_type) = self.open_secret_value(caller, &rec, &version_id)?;
+        let (data, data_type) = self.open_secret_value(key_caller, &rec, &version_id)?;
         let created = rec
             .versions
             .iter()

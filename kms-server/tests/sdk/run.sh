@@ -50,7 +50,8 @@ echo "== sdk: writing a development certificate set"
 tls="$work/tls"
 
 echo "== sdk: starting kms serve (HTTPS)"
-"$kms" serve --data-dir "$work/data" --listen 127.0.0.1:0 \
+"$kms" serve --data-dir "$work/data" --listen 127.0.0.1:0 --instance-listen 127.0.0.1:0 \
+  --audit-log "$work/audit.jsonl" \
   --tls-cert "$tls/cert.pem" --tls-key "$tls/key.pem" >"$work/server.log" 2>&1 &
 server_pid=$!
 addr=""
@@ -80,6 +81,42 @@ set +e
 KMS_ENDPOINT="$addr" KMS_CA_FILE="$tls/ca.pem" "$python" "$here/test_sdk.py"
 status=$?
 set -e
+
+# ---- the KMS 3.0 instance gateway with the instance SDKs -------------------------------------
+# Their own environment: alibabacloud-dkms-gcs pins protobuf<4 and pyOpenSSL<23.3, and
+# alibabacloud-kms-python-sdk brings its own alibabacloud-kms20160120.
+echo "== sdk: installing alibabacloud-dkms-gcs and alibabacloud-kms-python-sdk"
+instance_packages=(alibabacloud-dkms-gcs alibabacloud-kms-python-sdk 'protobuf<4' 'pyopenssl<23.3')
+if python3 -m venv "$work/venv-instance" >/dev/null 2>&1; then
+  ipython="$work/venv-instance/bin/python"
+  "$ipython" -m pip install "${pip_flags[@]}" "${instance_packages[@]}"
+  ipath=""
+else
+  ipython="python3"
+  python3 -m pip install "${pip_flags[@]}" --target "$work/site-instance" "${instance_packages[@]}"
+  ipath="$work/site-instance"
+fi
+instance_addr="$(grep 'instance gateway listening' "$work/server.log" | grep -o 'addr=127\.0\.0\.1:[0-9]*' | head -n 1 | cut -d= -f2 || true)"
+if [ -z "$instance_addr" ]; then
+  echo "kms serve did not report the instance gateway's address" >&2
+  status=1
+else
+  echo "== sdk: instance gateway on https://$instance_addr"
+  set +e
+  PYTHONPATH="$ipath" KMS_ENDPOINT="$addr" KMS_INSTANCE_ENDPOINT="$instance_addr" \
+    KMS_CA_FILE="$tls/ca.pem" "$ipython" "$here/test_instance_sdk.py"
+  [ $? -eq 0 ] || status=1
+  set -e
+  # Applications appear in the audit trail as themselves; passwords and plaintexts never.
+  if ! grep -q '"type":"aap"' "$work/audit.jsonl"; then
+    echo "the audit trail has no application (aap) identity" >&2
+    status=1
+  fi
+  if grep -q -e 'client-[0-9a-f]\{8\}9' -e 'PrivateKeyData' -e 'hello instance' "$work/audit.jsonl" "$work/server.log"; then
+    echo "the audit trail or the log holds a client key password, private key or plaintext" >&2
+    status=1
+  fi
+fi
 
 echo "== sdk: stopping the server (SIGTERM)"
 kill -TERM "$server_pid"
