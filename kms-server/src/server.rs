@@ -528,15 +528,16 @@ impl Server {
                 context: format!("bind {}", settings.listen),
                 source,
             })?;
-        let instance_listener = match settings.instance_listen {
-            Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|source| {
-                ServerError::Io {
-                    context: format!("bind {addr} (the instance gateway)"),
-                    source,
-                }
-            })?),
-            None => None,
-        };
+        let instance_listener =
+            match settings.instance_listen {
+                Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(
+                    |source| ServerError::Io {
+                        context: format!("bind {addr} (the instance gateway)"),
+                        source,
+                    },
+                )?),
+                None => None,
+            };
         Ok(Server {
             listener,
             instance_listener,
@@ -966,7 +967,9 @@ async fn serve_connection<IO>(
         async move {
             let response = match kind {
                 Listener::Api => handle(state, peer, req.map(Body::new)).await,
-                Listener::Instance => crate::instance::handle(state, peer, req.map(Body::new)).await,
+                Listener::Instance => {
+                    crate::instance::handle(state, peer, req.map(Body::new)).await
+                }
             };
             drop(in_flight);
             Ok::<_, std::convert::Infallible>(response)
@@ -1555,7 +1558,11 @@ pub fn caller_identity(caller: &Caller, access_key_id: &str) -> UserIdentity {
         Principal::Root => (IdentityType::RootAccount, caller.account_id.clone(), None),
         Principal::User(n) => (IdentityType::RamUser, n.clone(), Some(n.clone())),
         Principal::Role(n) => (IdentityType::AssumedRole, n.clone(), Some(n.clone())),
-        Principal::AccessPoint(a) => (IdentityType::AccessPoint, a.name.clone(), Some(a.name.clone())),
+        Principal::AccessPoint(a) => (
+            IdentityType::AccessPoint,
+            a.name.clone(),
+            Some(a.name.clone()),
+        ),
     };
     UserIdentity {
         kind,

@@ -411,6 +411,60 @@ fn every_dispatched_action_is_authorized_as_the_actions_its_table_entry_declares
     );
     b.call("DeleteCertificate", cid);
 
+    // ---- KMS 3.0: instances, network rules, policies, AAPs, client keys ---------------------
+    let instance = b.call("GetDefaultKmsInstance", json!({}))["DefaultKmsInstanceId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    b.call("ListKmsInstances", json!({}));
+    b.call("GetKmsInstance", json!({"KmsInstanceId": instance}));
+    b.call(
+        "CreateNetworkRule",
+        json!({"Name": "rule", "Type": "Private", "SourcePrivateIp": "[\"10.0.0.0/8\"]"}),
+    );
+    b.call("DescribeNetworkRule", json!({"Name": "rule"}));
+    b.call(
+        "UpdateNetworkRule",
+        json!({"Name": "rule", "SourcePrivateIp": "10.0.0.1"}),
+    );
+    b.call("ListNetworkRules", json!({}));
+    b.call(
+        "CreatePolicy",
+        json!({"Name": "policy", "KmsInstance": instance,
+               "Permissions": "[\"RbacPermission/Template/CryptoServiceKeyUser\"]",
+               "Resources": "[\"key/*\"]",
+               "AccessControlRules": "{\"NetworkRules\":[\"rule\"]}"}),
+    );
+    b.call("DescribePolicy", json!({"Name": "policy"}));
+    b.call(
+        "UpdatePolicy",
+        json!({"Name": "policy", "Description": "d"}),
+    );
+    b.call("ListPolicies", json!({}));
+    b.call(
+        "CreateApplicationAccessPoint",
+        json!({"Name": "aap", "AuthenticationMethod": "ClientKey", "Policies": "[\"policy\"]"}),
+    );
+    b.call("DescribeApplicationAccessPoint", json!({"Name": "aap"}));
+    b.call(
+        "UpdateApplicationAccessPoint",
+        json!({"Name": "aap", "Description": "d"}),
+    );
+    b.call("ListApplicationAccessPoints", json!({}));
+    let client_key = b.call(
+        "CreateClientKey",
+        json!({"AapName": "aap", "Password": "passw0rd-1"}),
+    )["ClientKeyId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    b.call("GetClientKey", json!({"ClientKeyId": client_key}));
+    b.call("ListClientKeys", json!({"AapName": "aap"}));
+    b.call("DeleteClientKey", json!({"ClientKeyId": client_key}));
+    b.call("DeleteApplicationAccessPoint", json!({"Name": "aap"}));
+    b.call("DeletePolicy", json!({"Name": "policy"}));
+    b.call("DeleteNetworkRule", json!({"Name": "rule"}));
+
     // ---- deletion last ---------------------------------------------------------------------
     b.call(
         "ScheduleKeyDeletion",

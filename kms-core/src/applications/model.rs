@@ -327,12 +327,16 @@ pub(crate) fn parse_access_control_rules(text: &str) -> Result<Vec<String>, KmsE
         #[serde(rename = "NetworkRules", default)]
         network_rules: Vec<String>,
     }
-    let rules: Rules = serde_json::from_str(text).map_err(|_| {
-        KmsError::invalid(
-            "AccessControlRules",
-            r#"must be a JSON object {"NetworkRules":["<rule name>", ...]}"#,
-        )
-    })?;
+    let not_object = !text.trim_start().starts_with('{');
+    let rules: Rules = serde_json::from_str(text)
+        .ok()
+        .filter(|_| !not_object)
+        .ok_or_else(|| {
+            KmsError::invalid(
+                "AccessControlRules",
+                r#"must be a JSON object {"NetworkRules":["<rule name>", ...]}"#,
+            )
+        })?;
     let joined = serde_json::to_string(&rules.network_rules)
         .map_err(|_| KmsError::internal("a list cannot be encoded"))?;
     let names = string_list("AccessControlRules", &joined)?;

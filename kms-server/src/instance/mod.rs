@@ -153,7 +153,14 @@ pub(crate) async fn handle(state: Arc<AppState>, peer: SocketAddr, request: Requ
         }
     };
     if let Some(audit) = &state.audit {
-        let event = audit_event(&state.kms, &parts, peer, &request_id, &outcome, code.as_ref());
+        let event = audit_event(
+            &state.kms,
+            &parts,
+            peer,
+            &request_id,
+            &outcome,
+            code.as_ref(),
+        );
         let _ = audit.record(&event, state.kms.now());
     }
     let label = match outcome.api.as_deref() {
@@ -250,9 +257,8 @@ async fn process(
             format!("the instance API takes POST, not {}", parts.method),
         ));
     }
-    let text = |name: &str| -> Option<&str> {
-        parts.headers.get(name).and_then(|v| v.to_str().ok())
-    };
+    let text =
+        |name: &str| -> Option<&str> { parts.headers.get(name).and_then(|v| v.to_str().ok()) };
     let api = text("x-kms-apiname").unwrap_or_default().to_owned();
     outcome.api = Some(api.clone());
     match text("x-kms-apiversion") {
@@ -306,10 +312,15 @@ async fn process(
         ));
     }
     let signature = text("authorization")
-        .and_then(|a| a.strip_prefix("Bearer ").or_else(|| a.strip_prefix("TOKEN ")))
+        .and_then(|a| {
+            a.strip_prefix("Bearer ")
+                .or_else(|| a.strip_prefix("TOKEN "))
+        })
         .and_then(|s| {
             use base64::Engine;
-            base64::engine::general_purpose::STANDARD.decode(s.trim()).ok()
+            base64::engine::general_purpose::STANDARD
+                .decode(s.trim())
+                .ok()
         })
         .filter(|s| !s.is_empty() && s.len() <= 1024)
         .ok_or_else(|| invalid_param("Authorization"))?;
@@ -342,7 +353,10 @@ async fn process(
         sha2::Sha256::digest(&bytes)
     };
     let hex: String = digest.iter().map(|b| format!("{b:02X}")).collect();
-    if !kms_core::ct_eq(hex.as_bytes(), content_sha256.to_ascii_uppercase().as_bytes()) {
+    if !kms_core::ct_eq(
+        hex.as_bytes(),
+        content_sha256.to_ascii_uppercase().as_bytes(),
+    ) {
         return Err(invalid_param("content-sha256"));
     }
     let to_sign = string_to_sign(
@@ -466,7 +480,11 @@ fn call(kms: &Kms, caller: &Caller, api: &str, bytes: &[u8]) -> Result<Done, Api
     Ok(match api {
         "Encrypt" | "AdvanceEncrypt" => {
             let r: proto::EncryptRequest = decode(api, bytes)?;
-            let p = params(&[("KeyId", &r.key_id), ("Algorithm", &r.algorithm), ("PaddingMode", &r.padding_mode)]);
+            let p = params(&[
+                ("KeyId", &r.key_id),
+                ("Algorithm", &r.algorithm),
+                ("PaddingMode", &r.padding_mode),
+            ]);
             let req = api::EncryptRequest {
                 key_id: r.key_id,
                 plaintext: SecretBytes::new(r.plaintext),
@@ -487,14 +505,22 @@ fn call(kms: &Kms, caller: &Caller, api: &str, bytes: &[u8]) -> Result<Done, Api
                 request_id: out.request_id,
                 algorithm: out.algorithm,
                 padding_mode: out.padding_mode,
-                key_version_id: if advance { out.key_version_id.clone() } else { String::new() },
+                key_version_id: if advance {
+                    out.key_version_id.clone()
+                } else {
+                    String::new()
+                },
             }
             .encode_to_vec();
             done(body, &out.key_id, &out.key_version_id, p)
         }
         "Decrypt" | "AdvanceDecrypt" => {
             let r: proto::DecryptRequest = decode(api, bytes)?;
-            let p = params(&[("KeyId", &r.key_id), ("Algorithm", &r.algorithm), ("PaddingMode", &r.padding_mode)]);
+            let p = params(&[
+                ("KeyId", &r.key_id),
+                ("Algorithm", &r.algorithm),
+                ("PaddingMode", &r.padding_mode),
+            ]);
             let req = api::DecryptRequest {
                 ciphertext_blob: r.ciphertext_blob,
                 key_id: r.key_id,
@@ -514,7 +540,11 @@ fn call(kms: &Kms, caller: &Caller, api: &str, bytes: &[u8]) -> Result<Done, Api
                 request_id: out.request_id,
                 algorithm: out.algorithm,
                 padding_mode: out.padding_mode,
-                key_version_id: if advance { out.key_version_id.clone() } else { String::new() },
+                key_version_id: if advance {
+                    out.key_version_id.clone()
+                } else {
+                    String::new()
+                },
             }
             .encode_to_vec();
             done(body, &out.key_id, &out.key_version_id, p)
@@ -538,7 +568,11 @@ fn call(kms: &Kms, caller: &Caller, api: &str, bytes: &[u8]) -> Result<Done, Api
                 }
             };
             let n = req.number_of_bytes.to_string();
-            let p = params(&[("KeyId", &req.key_id), ("Algorithm", &req.algorithm), ("NumberOfBytes", &n)]);
+            let p = params(&[
+                ("KeyId", &req.key_id),
+                ("Algorithm", &req.algorithm),
+                ("NumberOfBytes", &n),
+            ]);
             let out = if advance {
                 kms.instance_advance_generate_data_key(caller, req)
             } else {
@@ -551,7 +585,11 @@ fn call(kms: &Kms, caller: &Caller, api: &str, bytes: &[u8]) -> Result<Done, Api
                 ciphertext_blob: out.ciphertext_blob,
                 request_id: out.request_id,
                 algorithm: out.algorithm,
-                key_version_id: if advance { out.key_version_id.clone() } else { String::new() },
+                key_version_id: if advance {
+                    out.key_version_id.clone()
+                } else {
+                    String::new()
+                },
             }
             .encode_to_vec();
             done(body, &out.key_id, &out.key_version_id, p)
@@ -591,13 +629,20 @@ fn call(kms: &Kms, caller: &Caller, api: &str, bytes: &[u8]) -> Result<Done, Api
             } else {
                 kms.instance_generate_data_key_pair(caller, req, with_plaintext)
             }?;
-            let version = if advance { out.key_version_id.clone() } else { String::new() };
+            let version = if advance {
+                out.key_version_id.clone()
+            } else {
+                String::new()
+            };
             let body = if with_plaintext {
                 proto::GenerateDataKeyPairResponse {
                     key_id: out.key_id.clone(),
                     iv: out.iv,
                     key_pair_spec: out.key_pair_spec,
-                    private_key_plaintext: out.private_key_plaintext.map(expose).unwrap_or_default(),
+                    private_key_plaintext: out
+                        .private_key_plaintext
+                        .map(expose)
+                        .unwrap_or_default(),
                     private_key_ciphertext_blob: out.private_key_ciphertext_blob,
                     public_key: out.public_key,
                     request_id: out.request_id,
@@ -622,7 +667,11 @@ fn call(kms: &Kms, caller: &Caller, api: &str, bytes: &[u8]) -> Result<Done, Api
         }
         "Sign" => {
             let r: proto::SignRequest = decode(api, bytes)?;
-            let p = params(&[("KeyId", &r.key_id), ("Algorithm", &r.algorithm), ("MessageType", &r.message_type)]);
+            let p = params(&[
+                ("KeyId", &r.key_id),
+                ("Algorithm", &r.algorithm),
+                ("MessageType", &r.message_type),
+            ]);
             // The older Digest field is a DIGEST message.
             let (message, message_type) = if r.message.is_empty() && !r.digest.is_empty() {
                 (r.digest, "DIGEST".to_owned())
@@ -650,7 +699,11 @@ fn call(kms: &Kms, caller: &Caller, api: &str, bytes: &[u8]) -> Result<Done, Api
         }
         "Verify" => {
             let r: proto::VerifyRequest = decode(api, bytes)?;
-            let p = params(&[("KeyId", &r.key_id), ("Algorithm", &r.algorithm), ("MessageType", &r.message_type)]);
+            let p = params(&[
+                ("KeyId", &r.key_id),
+                ("Algorithm", &r.algorithm),
+                ("MessageType", &r.message_type),
+            ]);
             let (message, message_type) = if r.message.is_empty() && !r.digest.is_empty() {
                 (r.digest, "DIGEST".to_owned())
             } else {
@@ -770,7 +823,12 @@ mod tests {
         // Alibaba's documents show UTC and a one-digit day.
         let t = parse_http_date("Mon, 3 Jan 2010 08:33:47 UTC").unwrap();
         assert_eq!(t, UnixTime::parse_iso8601("2010-01-03T08:33:47Z").unwrap());
-        for bad in ["", "yesterday", "Wed, 02 Dec 2026 18:04:21 PST", "Wed, 32 Dec 2026 18:04:21 GMT"] {
+        for bad in [
+            "",
+            "yesterday",
+            "Wed, 02 Dec 2026 18:04:21 PST",
+            "Wed, 32 Dec 2026 18:04:21 GMT",
+        ] {
             assert!(parse_http_date(bad).is_none(), "{bad}");
         }
     }
