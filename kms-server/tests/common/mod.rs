@@ -25,6 +25,8 @@ pub const MAX_BODY: usize = 64 * 1024;
 
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// The instance gateway's address, when the settings asked for one.
+    pub instance_addr: Option<SocketAddr>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
     pub dir: tempfile::TempDir,
@@ -70,7 +72,12 @@ impl TestServer {
                 .unwrap();
             rt.block_on(async move {
                 let server = Server::bind(settings).await.unwrap();
-                addr_tx.send(server.local_addr().unwrap()).unwrap();
+                addr_tx
+                    .send((
+                        server.local_addr().unwrap(),
+                        server.instance_addr().unwrap(),
+                    ))
+                    .unwrap();
                 server
                     .run(async move {
                         let _ = stop_rx.await;
@@ -79,9 +86,10 @@ impl TestServer {
                     .unwrap();
             });
         });
-        let addr = addr_rx.recv_timeout(Duration::from_secs(30)).unwrap();
+        let (addr, instance_addr) = addr_rx.recv_timeout(Duration::from_secs(30)).unwrap();
         TestServer {
             addr,
+            instance_addr,
             stop: Some(stop_tx),
             thread: Some(thread),
             dir,
