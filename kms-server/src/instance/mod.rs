@@ -469,6 +469,15 @@ fn expose(secret: SecretBytes) -> Vec<u8> {
     secret.to_vec()
 }
 
+/// Runs one instance API call on its protobuf body as `caller` (already authenticated):
+/// decodes the `api`'s request message, calls the engine, and encodes the answer.
+///
+/// Errors: `InvalidParameter` for a body that is not the API's message, `InvalidApiName`, and
+/// the engine's errors.
+pub fn call_api(kms: &Kms, caller: &Caller, api: &str, body: &[u8]) -> Result<Vec<u8>, ApiError> {
+    call(kms, caller, api, body).map(|done| done.body)
+}
+
 fn call(kms: &Kms, caller: &Caller, api: &str, bytes: &[u8]) -> Result<Done, ApiError> {
     let advance = api.starts_with("Advance");
     let done = |body: Vec<u8>, key_id: &str, version: &str, parameters| Done {
