@@ -427,18 +427,7 @@ impl Kms {
         key_id: &str,
     ) -> Result<UsableKey, KmsError> {
         let key = self.usable_key(caller, action, "KeyId", key_id)?;
-        if key.record.key_spec.aead().is_none()
-            || key.record.key_usage != KeyUsage::EncryptDecrypt
-            || key.record.external_key_id.is_some()
-        {
-            return Err(KmsError::UnsupportedOperation {
-                reason: format!(
-                    "key {} is {} / {}; this operation needs a symmetric ENCRYPT/DECRYPT key of \
-                     the instance",
-                    key.record.key_id, key.record.key_spec, key.record.key_usage
-                ),
-            });
-        }
+        check_symmetric(&key)?;
         Ok(key)
     }
 
@@ -556,7 +545,6 @@ impl Kms {
                 key_version_id: version.version_id().to_owned(),
             });
         }
-        drop(key);
         let algorithm = symmetric_algorithm(&req.algorithm)?;
         let iv = match (mode, req.iv.is_empty()) {
             (_, true) => None,
@@ -565,7 +553,7 @@ impl Kms {
                 return Err(KmsError::invalid("Iv", "AdvanceEncrypt chooses its own IV"))
             }
         };
-        let key = self.symmetric_key(caller, Action::Encrypt, &req.key_id)?;
+        check_symmetric(&key)?;
         let (ciphertext, iv, version_id) =
             self.instance_seal(&key, mode, &req.plaintext, &req.aad, iv)?;
         Ok(EncryptResponse {
@@ -697,11 +685,10 @@ impl Kms {
                 key_version_id: version.version_id().to_owned(),
             });
         }
-        drop(key);
         let algorithm = symmetric_algorithm(&req.algorithm)?;
         validate::required_bytes("Iv", &req.iv)?;
         let iv = iv_of("Iv", &req.iv)?;
-        let key = self.symmetric_key(caller, Action::Decrypt, &req.key_id)?;
+        check_symmetric(&key)?;
         let version = self.initial_version(&key)?;
         let plaintext = self.version_open(&key, &version, &iv, &req.aad, &req.ciphertext_blob)?;
         Ok(DecryptResponse {
@@ -1115,6 +1102,24 @@ fn parse_advance(bytes: &[u8]) -> Option<AdvanceBlob<'_>> {
         iv,
         ciphertext_and_tag,
     })
+}
+
+/// Checks that a key can do the instance API's AES-GCM: a symmetric ENCRYPT/DECRYPT key whose
+/// material the engine or its key provider holds (not an external key store's).
+fn check_symmetric(key: &CachedKey) -> Result<(), KmsError> {
+    if key.record.key_spec.aead().is_none()
+        || key.record.key_usage != KeyUsage::EncryptDecrypt
+        || key.record.external_key_id.is_some()
+    {
+        return Err(KmsError::UnsupportedOperation {
+            reason: format!(
+                "key {} is {} / {}; this operation needs a symmetric ENCRYPT/DECRYPT key of \
+                 the instance",
+                key.record.key_id, key.record.key_spec, key.record.key_usage
+            ),
+        });
+    }
+    Ok(())
 }
 
 fn not_for_encryption(key: &CachedKey) -> KmsError {

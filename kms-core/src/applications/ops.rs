@@ -113,10 +113,23 @@ impl Kms {
         self.commit(batch)
     }
 
-    fn delete_named(&self, record_key: Vec<u8>, revision: u64) -> Result<(), KmsError> {
+    /// Deletes the record `name` of kind `R` under the write lock, if it is still the revision
+    /// read.
+    ///
+    /// Errors: `Forbidden.ResourceNotFound`; storage errors.
+    fn delete_named<R: DeserializeOwned>(
+        &self,
+        record_key: Vec<u8>,
+        name: &str,
+    ) -> Result<EmptyResponse, KmsError> {
+        let _guard = self.write_guard()?;
+        let (_, revision) = self.load_named::<R>(&record_key, name)?;
         let mut batch = Batch::new();
         batch.delete_if(record_key, Precondition::Revision(revision));
-        self.commit(batch)
+        self.commit(batch)?;
+        Ok(EmptyResponse {
+            request_id: self.request_id(),
+        })
     }
 
     fn list_named<R: DeserializeOwned>(
@@ -369,13 +382,7 @@ impl Kms {
         validate_name("Name", &req.name)?;
         let arn = self.scope.network_rule_arn(&req.name);
         self.authorize_named(caller, Action::DeleteNetworkRule, &arn)?;
-        let _guard = self.write_guard()?;
-        let rk = schema::network_rule(&req.name);
-        let (_, revision) = self.load_named::<NetworkRuleRecord>(&rk, &req.name)?;
-        self.delete_named(rk, revision)?;
-        Ok(EmptyResponse {
-            request_id: self.request_id(),
-        })
+        self.delete_named::<NetworkRuleRecord>(schema::network_rule(&req.name), &req.name)
     }
 
     /// ListNetworkRules.
@@ -558,13 +565,7 @@ impl Kms {
         validate_name("Name", &req.name)?;
         let arn = self.scope.aap_policy_arn(&req.name);
         self.authorize_named(caller, Action::DeletePolicy, &arn)?;
-        let _guard = self.write_guard()?;
-        let rk = schema::aap_policy(&req.name);
-        let (_, revision) = self.load_named::<PolicyRecord>(&rk, &req.name)?;
-        self.delete_named(rk, revision)?;
-        Ok(EmptyResponse {
-            request_id: self.request_id(),
-        })
+        self.delete_named::<PolicyRecord>(schema::aap_policy(&req.name), &req.name)
     }
 
     /// ListPolicies.
@@ -881,7 +882,12 @@ impl Kms {
         let (rec, revision) = self.load_client_key(&req.client_key_id)?;
         let arn = self.scope.aap_arn(&rec.aap_name);
         self.authorize_named(caller, Action::DeleteClientKey, &arn)?;
-        self.delete_named(schema::client_key(&rec.id), revision)?;
+        let mut batch = Batch::new();
+        batch.delete_if(
+            schema::client_key(&rec.id),
+            Precondition::Revision(revision),
+        );
+        self.commit(batch)?;
         Ok(EmptyResponse {
             request_id: self.request_id(),
         })
