@@ -1177,3 +1177,162 @@ fn secrets_are_read_with_the_secret_user_template_and_random_bytes_need_only_a_v
         "Length",
     );
 }
+
+#[test]
+fn a_secret_belongs_to_the_instance_it_was_created_in_and_only_that_instances_policies_reach_it() {
+    let a = setup(&["secret/*"]);
+    let env = &a.env;
+    let kms2 = Kms::builder()
+        .shared_storage(env.storage.clone())
+        .clock(env.clock.clone())
+        .root_key(env.root_key.clone())
+        .account_id(ACCOUNT)
+        .region(REGION)
+        .kms_instance("kst-other")
+        .build()
+        .unwrap();
+    let create = |kms: &Kms, name: &str, instance: Option<&str>| {
+        kms.create_secret(
+            &env.me,
+            CreateSecretRequest {
+                secret_name: name.into(),
+                secret_data: SecretData(format!("value of {name}").into()),
+                version_id: "v1".into(),
+                dkms_instance_id: instance.map(Into::into),
+                extended_config: Some(r#"{"CustomData":{"team":"db"}}"#.into()),
+                ..Default::default()
+            },
+        )
+    };
+    let made = create(&kms2, "in-other", Some("kst-other")).unwrap();
+    assert_eq!(made.dkms_instance_id.as_deref(), Some("kst-other"));
+    create(&kms2, "in-default", None).unwrap();
+    expect_param_err(
+        create(&kms2, "bad", Some(&"k".repeat(129))),
+        "InvalidParameter",
+        "DKMSInstanceId",
+    );
+    let described = kms2
+        .describe_secret(
+            &env.me,
+            DescribeSecretRequest {
+                secret_name: "in-other".into(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(described.dkms_instance_id.as_deref(), Some("kst-other"));
+    assert_eq!(
+        described.extended_config.as_deref(),
+        Some(r#"{"CustomData":{"team":"db"}}"#)
+    );
+
+    // The application's policy is of the default instance: the other instance's secret is
+    // outside it, the default one's inside.
+    let read = |kms: &Kms, caller: &Caller, name: &str| {
+        kms.instance_get_secret_value(
+            caller,
+            inst::GetSecretValueRequest {
+                secret_name: name.into(),
+                fetch_extended_config: true,
+                ..Default::default()
+            },
+        )
+    };
+    let inside = app(&kms2, &a.key, localhost());
+    read(&kms2, &inside, "in-default").unwrap();
+    expect_err(read(&kms2, &inside, "in-other"), "Forbidden.NoPermission");
+    // A policy of the other instance reaches only its secret.
+    kms2.create_policy(
+        &env.me,
+        CreatePolicyRequest {
+            name: "other".into(),
+            permissions: serde_json::to_string(&[SECRET_USER]).unwrap(),
+            resources: r#"["secret/*"]"#.into(),
+            kms_instance: "kst-other".into(),
+            access_control_rules: r#"{"NetworkRules":["local"]}"#.into(),
+            description: None,
+        },
+    )
+    .unwrap();
+    aap(env, "other-app", &["other"]);
+    let other_key = client_key(env, "other-app");
+    let other = app(&kms2, &other_key, localhost());
+    let got = read(&kms2, &other, "in-other").unwrap();
+    assert_eq!(got.secret_data.expose(), "value of in-other");
+    assert_eq!(got.automatic_rotation.as_deref(), Some("Disabled"));
+    assert_eq!(
+        got.extended_config.as_deref(),
+        Some(r#"{"CustomData":{"team":"db"}}"#)
+    );
+    expect_err(read(&kms2, &other, "in-default"), "Forbidden.NoPermission");
+
+    // GetKmsInstance counts each instance's own secrets.
+    let count = |id: &str| {
+        kms2.get_kms_instance(
+            &env.me,
+            GetKmsInstanceRequest {
+                kms_instance_id: id.into(),
+            },
+        )
+        .unwrap()
+        .kms_instance
+        .secret_num
+    };
+    assert_eq!(count("kst-other"), "1");
+    assert_eq!(count(kms2.default_kms_instance()), "1");
+}
+
+#[test]
+fn get_secret_value_answers_rotation_settings_and_extended_config_only_when_asked() {
+    let env = Env::new();
+    env.kms
+        .create_secret(
+            &env.me,
+            CreateSecretRequest {
+                secret_name: "s".into(),
+                secret_data: SecretData("v".to_owned().into()),
+                version_id: "v1".into(),
+                extended_config: Some(r#"{"CustomData":{}}"#.into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let get = |fetch: Option<bool>| {
+        env.kms
+            .get_secret_value(
+                &env.me,
+                GetSecretValueRequest {
+                    secret_name: "s".into(),
+                    fetch_extended_config: fetch,
+                    ..Default::default()
+                },
+            )
+            .unwrap()
+    };
+    for plain in [get(None), get(Some(false))] {
+        assert_eq!(plain.automatic_rotation, None);
+        assert_eq!(plain.extended_config, None);
+    }
+    let full = get(Some(true));
+    assert_eq!(full.automatic_rotation.as_deref(), Some("Disabled"));
+    assert_eq!(
+        full.extended_config.as_deref(),
+        Some(r#"{"CustomData":{}}"#)
+    );
+    assert_eq!(full.rotation_interval, None);
+    expect_param_err(
+        env.kms.create_secret(
+            &env.me,
+            CreateSecretRequest {
+                secret_name: "t".into(),
+                secret_data: SecretData("v".to_owned().into()),
+                version_id: "v1".into(),
+                extended_config: Some("[]".into()),
+                ..Default::default()
+            },
+        ),
+        "InvalidParameter",
+        "ExtendedConfig",
+    );
+}

@@ -200,6 +200,7 @@ impl SecretOps for Env {
                 secret_name: name.into(),
                 version_id: version.map(str::to_owned),
                 version_stage: stage.map(str::to_owned),
+                ..Default::default()
             },
         )
     }

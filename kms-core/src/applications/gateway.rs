@@ -289,6 +289,8 @@ pub struct GetSecretValueRequest {
     pub version_stage: String,
     /// Or a version id.
     pub version_id: String,
+    /// Also answer the rotation settings and ExtendedConfig.
+    pub fetch_extended_config: bool,
 }
 
 /// GetSecretValue's answer.
@@ -310,6 +312,16 @@ pub struct GetSecretValueResponse {
     pub version_id: String,
     /// When the version was created.
     pub create_time: crate::time::UnixTime,
+    /// `Enabled` or `Disabled` (with `fetch_extended_config`).
+    pub automatic_rotation: Option<String>,
+    /// `<n>s`, when rotation is on (with `fetch_extended_config`).
+    pub rotation_interval: Option<String>,
+    /// Last rotation (with `fetch_extended_config`).
+    pub last_rotation_date: Option<crate::time::UnixTime>,
+    /// Next rotation (with `fetch_extended_config`).
+    pub next_rotation_date: Option<crate::time::UnixTime>,
+    /// ExtendedConfig (with `fetch_extended_config`, when the secret has one).
+    pub extended_config: Option<String>,
 }
 
 /// Which version an operation uses.
@@ -1054,6 +1066,7 @@ impl Kms {
                 secret_name: req.secret_name,
                 version_id: Some(req.version_id).filter(|s| !s.is_empty()),
                 version_stage: Some(req.version_stage).filter(|s| !s.is_empty()),
+                fetch_extended_config: Some(req.fetch_extended_config),
             },
         )?;
         Ok(GetSecretValueResponse {
@@ -1065,6 +1078,11 @@ impl Kms {
             version_stages: r.version_stages.version_stage,
             version_id: r.version_id,
             create_time: r.create_time,
+            automatic_rotation: r.automatic_rotation,
+            rotation_interval: r.rotation_interval,
+            last_rotation_date: r.last_rotation_date,
+            next_rotation_date: r.next_rotation_date,
+            extended_config: r.extended_config,
         })
     }
 }

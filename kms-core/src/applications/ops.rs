@@ -235,11 +235,11 @@ impl Kms {
             .into_iter()
             .filter(|(_, k, _)| self.instances.of(k.dkms_instance_id.as_deref()) == id)
             .count();
-        let secrets = if *id == self.instances.default {
-            self.scan_all::<serde_json::Value>(schema::SECRET)?.len()
-        } else {
-            0
-        };
+        let secrets = self
+            .scan_all::<crate::secrets::rules::SecretRecord>(schema::SECRET)?
+            .into_iter()
+            .filter(|(_, s, _)| self.instances.of(s.dkms_instance_id.as_deref()) == id)
+            .count();
         Ok(GetKmsInstanceResponse {
             request_id: self.request_id(),
             kms_instance: KmsInstanceInfo {

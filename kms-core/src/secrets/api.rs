@@ -82,6 +82,12 @@ request!(
         /// (skips the lockout safety check; named after AWS's parameter of the same name).
         #[serde(with = "lenient_bool", skip_serializing_if = "Option::is_none")]
         pub bypass_policy_lockout_safety_check: Option<bool>,
+        /// The KMS instance the secret belongs to (default: the engine's default instance).
+        #[serde(rename = "DKMSInstanceId", skip_serializing_if = "Option::is_none")]
+        pub dkms_instance_id: Option<String>,
+        /// A JSON object of settings for the secret's type (at most 4096 characters).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub extended_config: Option<String>,
     }
 );
 
@@ -104,6 +110,12 @@ response!(
         /// Next rotation.
         #[serde(skip_serializing_if = "Option::is_none", default)]
         pub next_rotation_date: Option<UnixTime>,
+        /// The KMS instance the secret was created in (none: the default instance).
+        #[serde(rename = "DKMSInstanceId", skip_serializing_if = "Option::is_none", default)]
+        pub dkms_instance_id: Option<String>,
+        /// ExtendedConfig, as stored.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        pub extended_config: Option<String>,
     }
 );
 
@@ -134,6 +146,9 @@ request!(
         /// A stage (default `ACSCurrent`).
         #[serde(skip_serializing_if = "Option::is_none")]
         pub version_stage: Option<String>,
+        /// Also answer the secret's rotation settings and ExtendedConfig.
+        #[serde(with = "lenient_bool", skip_serializing_if = "Option::is_none")]
+        pub fetch_extended_config: Option<bool>,
     }
 );
 
@@ -154,6 +169,21 @@ response!(
         pub create_time: UnixTime,
         /// Type.
         pub secret_type: String,
+        /// `Enabled` or `Disabled` (with FetchExtendedConfig).
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        pub automatic_rotation: Option<String>,
+        /// `<n>s`, when rotation is on (with FetchExtendedConfig).
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        pub rotation_interval: Option<String>,
+        /// Last rotation (with FetchExtendedConfig).
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        pub last_rotation_date: Option<UnixTime>,
+        /// Next rotation (with FetchExtendedConfig).
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        pub next_rotation_date: Option<UnixTime>,
+        /// ExtendedConfig (with FetchExtendedConfig, when the secret has one).
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        pub extended_config: Option<String>,
     }
 );
 
@@ -298,6 +328,12 @@ response!(
         pub next_rotation_date: Option<UnixTime>,
         /// Type.
         pub secret_type: String,
+        /// The KMS instance the secret was created in (none: the default instance).
+        #[serde(rename = "DKMSInstanceId", skip_serializing_if = "Option::is_none", default)]
+        pub dkms_instance_id: Option<String>,
+        /// ExtendedConfig, when the secret has one.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        pub extended_config: Option<String>,
         /// Tags (with FetchTags).
         #[serde(skip_serializing_if = "Option::is_none", default)]
         pub tags: Option<TagList>,

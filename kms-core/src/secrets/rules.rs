@@ -71,6 +71,12 @@ pub struct SecretRecord {
     pub stages: BTreeMap<String, String>,
     /// Versions ever made (the next version's seq).
     pub version_seq: u64,
+    /// The KMS instance the secret belongs to (none: the engine's default instance).
+    #[serde(default)]
+    pub dkms_instance_id: Option<String>,
+    /// ExtendedConfig: a JSON object the secret's type reads (kept as sent).
+    #[serde(default)]
+    pub extended_config: Option<String>,
 }
 
 impl SecretRecord {
@@ -91,6 +97,39 @@ impl SecretRecord {
     /// True once the recovery window has passed: the secret is gone.
     pub fn is_purged(&self, now: UnixTime) -> bool {
         self.planned_delete_time.is_some_and(|t| t <= now)
+    }
+}
+
+/// Longest ExtendedConfig, in characters.
+pub const MAX_EXTENDED_CONFIG: usize = 4096;
+
+/// Checks an ExtendedConfig: a JSON object of at most [`MAX_EXTENDED_CONFIG`] characters
+/// (empty: none).
+pub fn validate_extended_config(value: Option<&str>) -> Result<Option<String>, KmsError> {
+    let Some(value) = value.filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    if value.chars().count() > MAX_EXTENDED_CONFIG {
+        return Err(KmsError::invalid(
+            "ExtendedConfig",
+            format!("must have at most {MAX_EXTENDED_CONFIG} characters"),
+        ));
+    }
+    match serde_json::from_str::<serde_json::Value>(value) {
+        Ok(serde_json::Value::Object(_)) => Ok(Some(value.to_owned())),
+        _ => Err(KmsError::invalid("ExtendedConfig", "must be a JSON object")),
+    }
+}
+
+/// Checks a DKMSInstanceId's form (empty: none); whether the instance exists is the
+/// engine's to say.
+pub fn validate_instance_id(value: Option<&str>) -> Result<Option<String>, KmsError> {
+    match value.filter(|v| !v.is_empty()) {
+        Some(id) if id.len() > 128 => Err(KmsError::invalid(
+            "DKMSInstanceId",
+            "must have 1 to 128 characters",
+        )),
+        id => Ok(id.map(str::to_owned)),
     }
 }
 
@@ -425,7 +464,39 @@ mod tests {
             versions: vec![],
             stages: Default::default(),
             version_seq: 0,
+            dkms_instance_id: None,
+            extended_config: None,
         }
+    }
+
+    #[test]
+    fn extended_config_is_a_bounded_json_object() {
+        assert_eq!(validate_extended_config(None).unwrap(), None);
+        assert_eq!(validate_extended_config(Some("")).unwrap(), None);
+        let ok = r#"{"CustomData":{"team":"db"}}"#;
+        assert_eq!(
+            validate_extended_config(Some(ok)).unwrap().as_deref(),
+            Some(ok)
+        );
+        for bad in ["[1]", "\"x\"", "{", "null"] {
+            assert_eq!(
+                validate_extended_config(Some(bad)).unwrap_err().code(),
+                "InvalidParameter",
+                "{bad}"
+            );
+        }
+        let long = format!(r#"{{"k":"{}"}}"#, "x".repeat(MAX_EXTENDED_CONFIG));
+        assert!(validate_extended_config(Some(&long)).is_err());
+    }
+
+    #[test]
+    fn instance_id_has_at_most_128_characters() {
+        assert_eq!(validate_instance_id(Some("")).unwrap(), None);
+        assert_eq!(
+            validate_instance_id(Some("kst-a")).unwrap().as_deref(),
+            Some("kst-a")
+        );
+        assert!(validate_instance_id(Some(&"k".repeat(129))).is_err());
     }
 
     fn current() -> Vec<String> {

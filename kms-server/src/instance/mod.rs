@@ -790,8 +790,10 @@ fn call(kms: &Kms, caller: &Caller, api: &str, bytes: &[u8]) -> Result<Done, Api
                     secret_name: r.secret_name,
                     version_stage: r.version_stage,
                     version_id: r.version_id,
+                    fetch_extended_config: r.fetch_extended_config,
                 },
             )?;
+            let time = |t: Option<kms_core::UnixTime>| t.map(|t| t.to_string()).unwrap_or_default();
             Done {
                 body: proto::GetSecretValueResponse {
                     secret_name: out.secret_name,
@@ -802,7 +804,11 @@ fn call(kms: &Kms, caller: &Caller, api: &str, bytes: &[u8]) -> Result<Done, Api
                     version_id: out.version_id,
                     create_time: out.create_time.to_string(),
                     request_id: out.request_id,
-                    ..Default::default()
+                    last_rotation_date: time(out.last_rotation_date),
+                    next_rotation_date: time(out.next_rotation_date),
+                    extended_config: out.extended_config.unwrap_or_default(),
+                    automatic_rotation: out.automatic_rotation.unwrap_or_default(),
+                    rotation_interval: out.rotation_interval.unwrap_or_default(),
                 }
                 .encode_to_vec(),
                 key_id: None,

@@ -106,9 +106,16 @@ rsa_enc = create_key("RSA_2048", "ENCRYPT/DECRYPT")
 secret_name = "instance-secret-" + RUN
 openapi.create_secret(
     m.CreateSecretRequest(
-        secret_name=secret_name, secret_data="s3cr3t-" + RUN, version_id="v1", encryption_key_id=aes
+        secret_name=secret_name,
+        secret_data="s3cr3t-" + RUN,
+        version_id="v1",
+        encryption_key_id=aes,
+        dkmsinstance_id=instance_id,
+        extended_config={"CustomData": {"run": RUN}},
     )
 )
+described = openapi.describe_secret(m.DescribeSecretRequest(secret_name=secret_name)).body
+assert described.dkmsinstance_id == instance_id, described
 
 rule = "rule-" + RUN
 policy = "policy-" + RUN
@@ -339,6 +346,12 @@ def _():
     s = gcs.get_secret_value(im.GetSecretValueRequest(secret_name=secret_name))
     assert s.secret_data == "s3cr3t-" + RUN and s.version_id == "v1"
     assert "ACSCurrent" in s.version_stages
+    assert not s.extended_config and not s.automatic_rotation
+    s = gcs.get_secret_value(
+        im.GetSecretValueRequest(secret_name=secret_name, fetch_extended_config=True)
+    )
+    assert json.loads(s.extended_config) == {"CustomData": {"run": RUN}}, s.extended_config
+    assert s.automatic_rotation == "Disabled", s.automatic_rotation
     r = gcs.generate_random(im.GenerateRandomRequest(length=48))
     assert len(r.random) == 48
 
