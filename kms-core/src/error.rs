@@ -228,6 +228,13 @@ pub enum KmsError {
         /// What failed (no secrets).
         reason: String,
     },
+    /// The key provider (the HSM) cannot be reached or failed: a token that is gone, a
+    /// session that broke. Nothing changed; retry later.
+    #[error("the key provider is unavailable: {reason}")]
+    KeyProviderUnavailable {
+        /// What failed (no secrets).
+        reason: String,
+    },
     /// The external key store reports the external key missing or unusable.
     #[error("the external key {external_key_id} is unusable: {reason}")]
     ExternalKeyUnusable {
@@ -322,6 +329,7 @@ impl KmsError {
             KmsError::InvalidResourceIdNotFound { .. } => "InvalidResourceId.NotFound",
             KmsError::ExternalKeyStoreUnavailable { .. } => "Rejected.Unavailable",
             KmsError::StorageUnavailable { .. } => "ServiceUnavailable",
+            KmsError::KeyProviderUnavailable { .. } => "ServiceUnavailable",
             KmsError::ExternalKeyUnusable { .. } => "Rejected.ExternalKeyUnusable",
             KmsError::DryRunOperation => "DryRunOperationError",
             KmsError::Validation { .. } => "ValidationError",
@@ -354,6 +362,7 @@ impl KmsError {
             KmsError::InternalFailure { .. } | KmsError::RecordCorrupt { .. } => 500,
             KmsError::ExternalKeyStoreUnavailable { .. } => 503,
             KmsError::StorageUnavailable { .. } => 503,
+            KmsError::KeyProviderUnavailable { .. } => 503,
             KmsError::ExternalKeyUnusable { .. } => 409,
             _ => 400,
         }

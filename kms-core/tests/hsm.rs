@@ -28,6 +28,7 @@ const OAEP256: &str = "RSAES_OAEP_SHA_256";
 struct CountingProvider {
     inner: Arc<InMemoryHsm>,
     calls: Mutex<HashMap<&'static str, usize>>,
+    labels: Mutex<Vec<String>>,
     fail: AtomicBool,
 }
 
@@ -36,6 +37,7 @@ impl CountingProvider {
         CountingProvider {
             inner,
             calls: Mutex::new(HashMap::new()),
+            labels: Mutex::new(Vec::new()),
             fail: AtomicBool::new(false),
         }
     }
@@ -58,14 +60,16 @@ impl CountingProvider {
 }
 
 impl KeyProvider for CountingProvider {
-    fn generate(&self, spec: KeySpec) -> Result<Vec<u8>, KmsError> {
+    fn generate(&self, spec: KeySpec, label: &str) -> Result<Vec<u8>, KmsError> {
         self.hit("generate")?;
-        self.inner.generate(spec)
+        self.labels.lock().unwrap().push(label.to_owned());
+        self.inner.generate(spec, label)
     }
 
-    fn import(&self, spec: KeySpec, material: &[u8]) -> Result<Vec<u8>, KmsError> {
+    fn import(&self, spec: KeySpec, material: &[u8], label: &str) -> Result<Vec<u8>, KmsError> {
         self.hit("import")?;
-        self.inner.import(spec, material)
+        self.labels.lock().unwrap().push(label.to_owned());
+        self.inner.import(spec, material, label)
     }
 
     fn aead_seal(
@@ -574,6 +578,15 @@ fn private_key_operations_of_hsm_keys_go_through_the_provider() {
     let (aes, _) = hsm_key(&env, KeySpec::Aes256, None);
     assert_eq!(provider.count("generate"), 3);
     assert_eq!(hsm.len(), 3);
+    // The provider is told which key version each material is for (its object labels).
+    assert_eq!(
+        *provider.labels.lock().unwrap(),
+        [
+            format!("{ec}/{ev}"),
+            format!("{rsa}/{rv}"),
+            format!("{aes}/{}", env.describe(&aes).primary_key_version.unwrap()),
+        ]
+    );
 
     let d = sha256(b"m");
     for i in 1..=3 {

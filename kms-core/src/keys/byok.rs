@@ -13,6 +13,7 @@ use crate::crypto::asym::{EncryptionAlgorithm, PrivateKey};
 use crate::engine::Kms;
 use crate::error::KmsError;
 use crate::keys::model::{KeyMaterial, KeyRecord, KeySpec, Origin, ProtectionLevel, VersionRecord};
+use crate::keys::protection::material_label;
 use crate::keys::rules;
 use crate::policy::{Action, Caller};
 use crate::schema;
@@ -31,7 +32,11 @@ const MAX_EXPIRE_UNIX: i64 = 253_402_300_799;
 pub(crate) struct ImportToken {
     pub(crate) key_id: String,
     pub(crate) algorithm: EncryptionAlgorithm,
+    /// The wrapping key's PKCS#8, or its key provider handle when `in_provider`.
     pub(crate) wrapping_key: KeyMaterial,
+    /// The wrapping key lives in the key provider, which unwraps the material itself.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) in_provider: bool,
     pub(crate) expires: UnixTime,
 }
 
@@ -97,15 +102,36 @@ impl Kms {
         let key = self.live_key("KeyId", &req.key_id, now)?;
         self.authorize(caller, Action::GetParametersForImport, Some(&key))?;
         unsupported_origin(&key.record)?;
-        let (private, der) = PrivateKey::generate(self.crypto, KeySpec::Rsa2048, &*self.rng)?;
-        let public_key = private.public_key_der()?;
+        // An HSM key's wrapping key lives in the module when it can unwrap there, so the
+        // imported material never exists in clear outside it.
+        let in_module = match key.record.protection_level {
+            ProtectionLevel::Hsm => self.hsm()?.create_wrapping_key(
+                key.record.key_spec,
+                algorithm,
+                &format!("{}/import", key.record.key_id),
+            )?,
+            ProtectionLevel::Software => None,
+        };
+        let (wrapping_key, public_key, in_provider) = match in_module {
+            Some((handle, public)) => (
+                KeyMaterial::new(Zeroizing::new(handle)),
+                public.to_spki_der()?,
+                true,
+            ),
+            None => {
+                let (private, der) =
+                    PrivateKey::generate(self.crypto, KeySpec::Rsa2048, &*self.rng)?;
+                (der, private.public_key_der()?, false)
+            }
+        };
         let mut raw = Zeroizing::new([0u8; TOKEN_BYTES]);
         self.rng.fill(&mut raw[..])?;
         let token: String = raw.iter().map(|b| format!("{b:02x}")).collect();
         let record = ImportToken {
             key_id: key.record.key_id.clone(),
             algorithm,
-            wrapping_key: der,
+            wrapping_key,
+            in_provider,
             expires: now.plus_secs(IMPORT_TOKEN_TTL_SECS),
         };
         let tk = schema::import_token(&token);
@@ -178,25 +204,49 @@ impl Kms {
         if token.expires <= now {
             return Err(KmsError::ExpiredImportToken);
         }
-        let material =
-            PrivateKey::from_pkcs8(self.crypto, KeySpec::Rsa2048, token.wrapping_key.expose())?
-                .decrypt(token.algorithm, &req.encrypted_key_material)
-                .map_err(|_| KmsError::InvalidKeyMaterial {
-                    reason: format!(
-                        "EncryptedKeyMaterial does not unwrap with the token's key and {}",
-                        token.algorithm
-                    ),
-                })?;
-        check_import_length(record.key_spec, material.len())?;
-        let material = KeyMaterial::new(material);
-        let next = rules::import_material(&record, material.fingerprint(), expire)?;
-
         let (vk, mut version, version_entry) = self.read_primary_version(&record)?;
-        let stored = match record.protection_level {
-            ProtectionLevel::Software => material,
-            ProtectionLevel::Hsm => KeyMaterial::new(Zeroizing::new(
-                self.hsm()?.import(record.key_spec, material.expose())?,
-            )),
+        let label = material_label(&key_id, &version.version_id);
+        let (next, stored) = if token.in_provider {
+            // Unwrapped inside the module: the engine sees only a handle and a check value.
+            let imported = self.hsm()?.unwrap_import(
+                token.wrapping_key.expose(),
+                token.algorithm,
+                record.key_spec,
+                &req.encrypted_key_material,
+                &label,
+            )?;
+            let stored = KeyMaterial::new(Zeroizing::new(imported.handle));
+            let checked = check_import_length(record.key_spec, imported.len)
+                .and_then(|()| rules::import_material(&record, imported.check_value, expire));
+            match checked {
+                Ok(next) => (next, stored),
+                Err(e) => {
+                    self.destroy_handle(Some(&stored));
+                    return Err(e);
+                }
+            }
+        } else {
+            let material =
+                PrivateKey::from_pkcs8(self.crypto, KeySpec::Rsa2048, token.wrapping_key.expose())?
+                    .decrypt(token.algorithm, &req.encrypted_key_material)
+                    .map_err(|_| KmsError::InvalidKeyMaterial {
+                        reason: format!(
+                            "EncryptedKeyMaterial does not unwrap with the token's key and {}",
+                            token.algorithm
+                        ),
+                    })?;
+            check_import_length(record.key_spec, material.len())?;
+            let material = KeyMaterial::new(material);
+            let next = rules::import_material(&record, material.fingerprint(), expire)?;
+            let stored = match record.protection_level {
+                ProtectionLevel::Software => material,
+                ProtectionLevel::Hsm => KeyMaterial::new(Zeroizing::new(self.hsm()?.import(
+                    record.key_spec,
+                    material.expose(),
+                    &label,
+                )?)),
+            };
+            (next, stored)
         };
         let previous = version.material.replace(stored.clone());
         let kk = schema::key(&key_id);
@@ -218,6 +268,10 @@ impl Kms {
         self.cache_put(next, vec![version])?;
         if record.protection_level == ProtectionLevel::Hsm {
             self.destroy_handle(previous.as_ref());
+        }
+        if token.in_provider {
+            // The token is spent; so is its wrapping key in the module.
+            self.destroy_handle(Some(&token.wrapping_key));
         }
         Ok(EmptyResponse {
             request_id: self.request_id(),

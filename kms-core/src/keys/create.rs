@@ -272,7 +272,7 @@ impl Kms {
         let material = if new.without_material() {
             None
         } else {
-            Some(self.generate_material(new.spec, protection)?)
+            Some(self.generate_material(new.spec, protection, &key_id, &version_id)?)
         };
         let (mut record, version) =
             new.records(key_id, version_id, caller.account_id.clone(), now, material);

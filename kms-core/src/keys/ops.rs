@@ -362,7 +362,12 @@ impl Kms {
             version_id: version_id.clone(),
             creation_date: now,
             seq: record.version_count,
-            material: Some(self.generate_material(record.key_spec, record.protection_level)?),
+            material: Some(self.generate_material(
+                record.key_spec,
+                record.protection_level,
+                &record.key_id,
+                &version_id,
+            )?),
         };
         let next = rules::rotate(record, now, &version_id);
         let kk = schema::key(&record.key_id);

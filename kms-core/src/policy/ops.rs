@@ -157,7 +157,12 @@ impl Kms {
             version_id: version_id.clone(),
             creation_date: now,
             seq: 0,
-            material: Some(self.generate_material(KeySpec::Aes256, ProtectionLevel::Software)?),
+            material: Some(self.generate_material(
+                KeySpec::Aes256,
+                ProtectionLevel::Software,
+                &key_id,
+                &version_id,
+            )?),
         };
         let record = KeyRecord {
             key_id: key_id.clone(),
