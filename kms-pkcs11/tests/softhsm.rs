@@ -525,6 +525,24 @@ fn oaep_sha256_wrapping_is_unwrapped_in_the_token_or_refused_before_anything_is_
 }
 
 #[test]
+fn an_expired_import_token_takes_its_wrapping_key_out_of_the_token() {
+    let _serial = serial();
+    let env = env();
+    let key = env.external_key(KeySpec::Aes256, ProtectionLevel::Hsm);
+    let p = env.params_for_import(&key, "RSAES_OAEP_SHA_1").unwrap();
+    assert_eq!(objects_labelled(&format!("{key}/import")).len(), 1);
+    env.clock.advance_days(2);
+    let r = env.kms.run_maintenance(env.kms.now()).unwrap();
+    assert_eq!(r.expired_import_tokens, 1);
+    assert!(objects_labelled(&format!("{key}/import")).is_empty());
+    let wrapped = wrap(&p.public_key, "RSAES_OAEP_SHA_1", &random_bytes(32));
+    expect_err(
+        env.import(&key, &wrapped, &p.import_token, None),
+        "InvalidImportToken",
+    );
+}
+
+#[test]
 fn imported_material_of_the_wrong_length_is_refused_and_destroyed() {
     let _serial = serial();
     let env = env();

@@ -90,7 +90,8 @@ impl Kms {
         }
     }
 
-    /// Deletes an import token past its expiry; false when it is not due or gone.
+    /// Deletes an import token past its expiry, with its wrapping key when the key provider
+    /// holds it; false when it is not due or gone.
     fn expire_token(&self, record_key: &[u8], now: UnixTime) -> Result<bool, KmsError> {
         let _guard = self.write_guard()?;
         let (token, entry) = match self.read::<ImportToken>(record_key) {
@@ -104,6 +105,10 @@ impl Kms {
         let mut batch = Batch::new();
         batch.delete_if(record_key.to_vec(), Precondition::Revision(entry.revision));
         self.commit(batch)?;
+        if token.in_provider {
+            // Its wrapping key lives in the key provider: gone with the token.
+            self.destroy_handle(Some(&token.wrapping_key));
+        }
         Ok(true)
     }
 
