@@ -441,13 +441,10 @@ impl KeyProvider for Pkcs11Provider {
         } else {
             t.extend([Attribute::Sign(true), Attribute::Verify(true)]);
         }
-        let mut value = Attribute::Value(material.to_vec());
-        t.push(value.clone());
+        // The one copy of the material outside the token, wiped once the token has it.
+        t.push(Attribute::Value(material.to_vec()));
         let made = self.token.run_writing(|s| Ok(s.create_object(&t)?));
         if let Some(Attribute::Value(v)) = t.last_mut() {
-            v.zeroize();
-        }
-        if let Attribute::Value(v) = &mut value {
             v.zeroize();
         }
         made?;
