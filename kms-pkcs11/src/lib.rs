@@ -186,24 +186,13 @@ impl Pkcs11Provider {
             match spec {
                 KeySpec::Aes256 | KeySpec::Aes192 | KeySpec::Aes128 | KeySpec::HmacSha256 => {
                     let len = spec.symmetric_key_len().unwrap_or(32);
-                    let mut t = common(ObjectClass::SECRET_KEY);
-                    t.extend_from_slice(&secret_private);
-                    t.push(Attribute::ValueLen((len as u64).into()));
-                    let mech = if spec == KeySpec::HmacSha256 {
-                        t.extend([
-                            Attribute::KeyType(KeyType::GENERIC_SECRET),
-                            Attribute::Sign(true),
-                            Attribute::Verify(true),
-                        ]);
-                        Mechanism::GenericSecretKeyGen
+                    let (key_type, mech) = if spec == KeySpec::HmacSha256 {
+                        (KeyType::GENERIC_SECRET, Mechanism::GenericSecretKeyGen)
                     } else {
-                        t.extend([
-                            Attribute::KeyType(KeyType::AES),
-                            Attribute::Encrypt(true),
-                            Attribute::Decrypt(true),
-                        ]);
-                        Mechanism::AesKeyGen
+                        (KeyType::AES, Mechanism::AesKeyGen)
                     };
+                    let mut t = secret_key_template(key_type, label, Some(&id), false);
+                    t.push(Attribute::ValueLen((len as u64).into()));
                     s.generate_key(&mech, &t)?;
                 }
                 KeySpec::Rsa2048 | KeySpec::Rsa3072 | KeySpec::Rsa4096 => {
@@ -329,6 +318,42 @@ impl Pkcs11Provider {
     }
 }
 
+/// The template of a secret key the token keeps: a token object, private and sensitive,
+/// extractable only when asked (while an unwrapped key is measured), with its type's usage
+/// (AES: encrypt and decrypt; generic secret, for HMAC: sign and verify).
+fn secret_key_template(
+    key_type: KeyType,
+    label: &str,
+    id: Option<&[u8]>,
+    extractable: bool,
+) -> Vec<Attribute> {
+    let mut t = vec![
+        Attribute::Class(ObjectClass::SECRET_KEY),
+        Attribute::KeyType(key_type),
+        Attribute::Token(true),
+        Attribute::Private(true),
+        Attribute::Sensitive(true),
+        Attribute::Extractable(extractable),
+        Attribute::Label(label.as_bytes().to_vec()),
+    ];
+    t.extend(id.map(|id| Attribute::Id(id.to_vec())));
+    if key_type == KeyType::AES {
+        t.extend([Attribute::Encrypt(true), Attribute::Decrypt(true)]);
+    } else {
+        t.extend([Attribute::Sign(true), Attribute::Verify(true)]);
+    }
+    t
+}
+
+/// The search for the root key labelled `label`.
+fn root_key_query(label: &str) -> [Attribute; 3] {
+    [
+        Attribute::Class(ObjectClass::SECRET_KEY),
+        Attribute::KeyType(KeyType::AES),
+        Attribute::Label(label.as_bytes().to_vec()),
+    ]
+}
+
 /// The key type of material imported into the token: AES only (an HMAC key's length, which
 /// the engine checks, cannot be measured inside the token).
 fn import_key_type(spec: KeySpec) -> Result<KeyType, KmsError> {
@@ -426,21 +451,7 @@ impl KeyProvider for Pkcs11Provider {
             }
         };
         let id = self.new_id()?;
-        let mut t = vec![
-            Attribute::Class(ObjectClass::SECRET_KEY),
-            Attribute::KeyType(key_type),
-            Attribute::Token(true),
-            Attribute::Private(true),
-            Attribute::Sensitive(true),
-            Attribute::Extractable(false),
-            Attribute::Label(label.as_bytes().to_vec()),
-            Attribute::Id(id.clone()),
-        ];
-        if key_type == KeyType::AES {
-            t.extend([Attribute::Encrypt(true), Attribute::Decrypt(true)]);
-        } else {
-            t.extend([Attribute::Sign(true), Attribute::Verify(true)]);
-        }
+        let mut t = secret_key_template(key_type, label, Some(&id), false);
         // The one copy of the material outside the token, wiped once the token has it.
         t.push(Attribute::Value(material.to_vec()));
         let made = self.token.run_writing(|s| Ok(s.create_object(&t)?));
@@ -523,18 +534,7 @@ impl KeyProvider for Pkcs11Provider {
         // Unwrapped extractable so that its length can be measured by wrapping it under a
         // session key that never leaves the token (SoftHSM reports no CKA_VALUE_LEN for
         // unwrapped keys), then made non-extractable before anything else can use it.
-        let template = vec![
-            Attribute::Class(ObjectClass::SECRET_KEY),
-            Attribute::KeyType(key_type),
-            Attribute::Token(true),
-            Attribute::Private(true),
-            Attribute::Sensitive(true),
-            Attribute::Extractable(true),
-            Attribute::Encrypt(true),
-            Attribute::Decrypt(true),
-            Attribute::Label(label.as_bytes().to_vec()),
-            Attribute::Id(id.clone()),
-        ];
+        let template = secret_key_template(key_type, label, Some(&id), true);
         let unwrapped = self.token.run_writing_with(
             |s| {
                 let wrapping = self.token.find(s, ObjectClass::PRIVATE_KEY, &wrapping_id)?;
@@ -837,33 +837,14 @@ impl Pkcs11RootKey {
     /// Errors: `InvalidParameter` (`Pkcs11RootKey`) when it is absent and not to be made, or
     /// when the label names more than one key; `KeyProviderUnavailable` for token errors.
     pub fn open(token: Arc<Token>, label: &str, create: bool) -> Result<Self, KmsError> {
-        let found = token.run(|s| {
-            Ok(s.find_objects(&[
-                Attribute::Class(ObjectClass::SECRET_KEY),
-                Attribute::KeyType(KeyType::AES),
-                Attribute::Label(label.as_bytes().to_vec()),
-            ])?
-            .len())
-        })?;
+        let found = token.run(|s| Ok(s.find_objects(&root_key_query(label))?.len()))?;
         match (found, create) {
             (1, _) => {}
             (0, true) => {
                 token.run_writing(|s| {
-                    s.generate_key(
-                        &Mechanism::AesKeyGen,
-                        &[
-                            Attribute::Class(ObjectClass::SECRET_KEY),
-                            Attribute::KeyType(KeyType::AES),
-                            Attribute::ValueLen(32u64.into()),
-                            Attribute::Token(true),
-                            Attribute::Private(true),
-                            Attribute::Sensitive(true),
-                            Attribute::Extractable(false),
-                            Attribute::Encrypt(true),
-                            Attribute::Decrypt(true),
-                            Attribute::Label(label.as_bytes().to_vec()),
-                        ],
-                    )?;
+                    let mut t = secret_key_template(KeyType::AES, label, None, false);
+                    t.push(Attribute::ValueLen(32u64.into()));
+                    s.generate_key(&Mechanism::AesKeyGen, &t)?;
                     Ok(())
                 })?;
             }
@@ -893,13 +874,9 @@ impl Pkcs11RootKey {
     }
 
     fn key(&self, s: &Session) -> cryptoki::error::Result<Option<ObjectHandle>> {
-        Ok(s.find_objects(&[
-            Attribute::Class(ObjectClass::SECRET_KEY),
-            Attribute::KeyType(KeyType::AES),
-            Attribute::Label(self.label.as_bytes().to_vec()),
-        ])?
-        .first()
-        .copied())
+        Ok(s.find_objects(&root_key_query(&self.label))?
+            .first()
+            .copied())
     }
 }
 
