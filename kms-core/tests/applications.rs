@@ -54,6 +54,19 @@ fn policy(
         .unwrap();
 }
 
+/// A second engine on `env`'s store that also has the instance `kst-other`.
+fn with_other_instance(env: &Env) -> Kms {
+    Kms::builder()
+        .shared_storage(env.storage.clone())
+        .clock(env.clock.clone())
+        .root_key(env.root_key.clone())
+        .account_id(ACCOUNT)
+        .region(REGION)
+        .kms_instance("kst-other")
+        .build()
+        .unwrap()
+}
+
 fn aap(env: &Env, name: &str, policies: &[&str]) {
     env.kms
         .create_application_access_point(
@@ -563,15 +576,7 @@ fn an_application_may_use_only_what_its_policies_allow_from_its_network_rules() 
         )
         .unwrap();
     // A key of another instance is outside a policy of the default instance.
-    let kms2 = Kms::builder()
-        .shared_storage(env.storage.clone())
-        .clock(env.clock.clone())
-        .root_key(env.root_key.clone())
-        .account_id(ACCOUNT)
-        .region(REGION)
-        .kms_instance("kst-other")
-        .build()
-        .unwrap();
+    let kms2 = with_other_instance(&env);
     let in_other = kms2
         .create_key(
             &env.me,
@@ -1182,15 +1187,7 @@ fn secrets_are_read_with_the_secret_user_template_and_random_bytes_need_only_a_v
 fn a_secret_belongs_to_the_instance_it_was_created_in_and_only_that_instances_policies_reach_it() {
     let a = setup(&["secret/*"]);
     let env = &a.env;
-    let kms2 = Kms::builder()
-        .shared_storage(env.storage.clone())
-        .clock(env.clock.clone())
-        .root_key(env.root_key.clone())
-        .account_id(ACCOUNT)
-        .region(REGION)
-        .kms_instance("kst-other")
-        .build()
-        .unwrap();
+    let kms2 = with_other_instance(env);
     let create = |kms: &Kms, name: &str, instance: Option<&str>| {
         kms.create_secret(
             &env.me,
